@@ -1,0 +1,101 @@
+"""Geodesy helpers: great-circle distance, coordinate checks and H3 covers.
+
+Distances use the haversine formula on a sphere of the mean Earth radius
+(6371.0088 km, IUGG), the same radius Qdrant uses for ``geo_radius`` filters,
+so a Python check and the engine agree at the edge of a search disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import h3
+import numpy as np
+
+EARTH_RADIUS_KM = 6371.0088
+DEFAULT_H3_RESOLUTIONS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9)
+
+
+def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray | float:
+    """Great-circle distance in km between points given in degrees (numpy broadcasting)."""
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    d = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return float(d) if d.ndim == 0 else d
+
+
+def destination(lat: float, lon: float, bearing_deg: float, distance_km: float) -> tuple[float, float]:
+    """The point reached from (lat, lon) after ``distance_km`` along ``bearing_deg`` (great circle)."""
+    phi1, lam1, theta = math.radians(lat), math.radians(lon), math.radians(bearing_deg)
+    delta = distance_km / EARTH_RADIUS_KM
+    phi2 = math.asin(math.sin(phi1) * math.cos(delta) + math.cos(phi1) * math.sin(delta) * math.cos(theta))
+    lam2 = lam1 + math.atan2(
+        math.sin(theta) * math.sin(delta) * math.cos(phi1), math.cos(delta) - math.sin(phi1) * math.sin(phi2)
+    )
+    lon2 = (math.degrees(lam2) + 540.0) % 360.0 - 180.0
+    return math.degrees(phi2), lon2
+
+
+def check_lat_lon(lat: object, lon: object) -> tuple[float, float]:
+    """Return (lat, lon) as floats, or raise ``ValueError`` saying what is wrong with them."""
+    try:
+        flat, flon = float(lat), float(lon)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"coordinates are not numbers: lat={lat!r}, lon={lon!r}") from None
+    if not (math.isfinite(flat) and math.isfinite(flon)):
+        raise ValueError(f"coordinates are not finite: lat={lat!r}, lon={lon!r}")
+    if not -90.0 <= flat <= 90.0:
+        raise ValueError(f"latitude {flat} is outside [-90, 90]")
+    if not -180.0 <= flon <= 180.0:
+        raise ValueError(f"longitude {flon} is outside [-180, 180]")
+    return flat, flon
+
+
+def h3_field(resolution: int) -> str:
+    """Payload field name holding the H3 cell of a point at ``resolution`` (e.g. ``h3_r5``)."""
+    return f"h3_r{resolution}"
+
+
+def h3_cells(lat: float, lon: float, resolutions: Iterable[int] = DEFAULT_H3_RESOLUTIONS) -> dict[str, str]:
+    """H3 cell ids of one point at each resolution, keyed by payload field name."""
+    return {h3_field(r): h3.latlng_to_cell(lat, lon, r) for r in resolutions}
+
+
+def _min_center_spacing_km(resolution: int) -> float:
+    # Neighbouring H3 centres are ~sqrt(3) edge lengths apart; the smallest cells of a
+    # resolution are about 0.55x the average edge (pentagon neighbourhoods). 0.5 keeps a margin.
+    return 0.5 * math.sqrt(3.0) * h3.average_hexagon_edge_length(resolution, unit="km")
+
+
+def disk_ring_count(radius_km: float, resolution: int) -> int:
+    """Grid-disk size k such that ``grid_disk(cell(center), k)`` covers a disk of ``radius_km``."""
+    edge = h3.average_hexagon_edge_length(resolution, unit="km")
+    return int(math.ceil((radius_km + 2.0 * edge) / _min_center_spacing_km(resolution)))
+
+
+def choose_cover_resolution(
+    radius_km: float, resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS, max_cells: int = 400
+) -> int:
+    """The finest stored resolution whose covering grid disk has at most ``max_cells`` cells."""
+    best = min(resolutions)
+    for res in sorted(resolutions):
+        k = disk_ring_count(radius_km, res)
+        if 3 * k * (k + 1) + 1 <= max_cells:
+            best = res
+    return best
+
+
+def cover_disk(
+    lat: float, lon: float, radius_km: float, resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS,
+    max_cells: int = 400,
+) -> tuple[int, list[str]]:
+    """H3 cells (at one stored resolution) that together contain every point within ``radius_km``.
+
+    The cover is conservative: it may hold cells partly or wholly outside the disk
+    (the exact ``geo_radius`` condition removes those points), but never misses a
+    point inside it. Returns ``(resolution, cells)``.
+    """
+    res = choose_cover_resolution(radius_km, resolutions, max_cells)
+    k = disk_ring_count(radius_km, res)
+    return res, sorted(h3.grid_disk(h3.latlng_to_cell(lat, lon, res), k))
