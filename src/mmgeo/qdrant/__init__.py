@@ -1,0 +1,67 @@
+"""Storage layer: one :class:`Store` interface, two backends.
+
+* :class:`EdgeStore` — embedded Qdrant Edge at a local directory (the default);
+* :class:`ClientStore` — a Qdrant server or cluster via ``qdrant-client`` (URL + API key),
+  or qdrant-client's local mode.
+
+:func:`open_store` picks the backend from a location string.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from mmgeo.qdrant.base import GeoRadius, Hit, SearchFilter, Store, StoredPoint, VectorSpec
+from mmgeo.qdrant.client import ClientStore
+from mmgeo.qdrant.edge import EdgeStore
+
+__all__ = [
+    "ClientStore",
+    "EdgeStore",
+    "GeoRadius",
+    "Hit",
+    "SearchFilter",
+    "Store",
+    "StoredPoint",
+    "VectorSpec",
+    "default_store_path",
+    "open_store",
+]
+
+
+def default_store_path() -> Path:
+    """``$MMGEO_STORE``, else ``store/`` under the user's data dir (e.g. ``~/.local/share/mmgeo/store``)."""
+    env = os.environ.get("MMGEO_STORE")
+    return Path(env) if env else Path(platformdirs.user_data_dir("mmgeo")) / "store"
+
+
+def open_store(
+    location: str | os.PathLike | None = None,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 5.0,
+) -> Store:
+    """Open a store.
+
+    Args:
+        location: a directory for the embedded Qdrant Edge store; ``qdrant-local:PATH`` or
+            ``:memory:`` for qdrant-client's local mode; an ``http(s)://`` URL for a server.
+            Default: ``$QDRANT_URL`` if set, else :func:`default_store_path`.
+        url: a server URL (same as an ``http(s)://`` location).
+        api_key: server API key (default ``$QDRANT_API_KEY``).
+        timeout: seconds to wait for a server before failing with its URL in the message.
+    """
+    if location is not None and url is not None:
+        raise ValueError("give either a store path or a server URL, not both")
+    loc = str(url or location or os.environ.get("QDRANT_URL") or default_store_path())
+    if loc.startswith(("http://", "https://")):
+        return ClientStore(url=loc, api_key=api_key or os.environ.get("QDRANT_API_KEY"), timeout=timeout)
+    if loc == ":memory:":
+        return ClientStore(path=":memory:")
+    if loc.startswith("qdrant-local:"):
+        return ClientStore(path=loc.removeprefix("qdrant-local:"))
+    return EdgeStore(loc)

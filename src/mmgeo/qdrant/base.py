@@ -1,0 +1,146 @@
+"""The storage contract: data types and the :class:`Store` protocol both backends implement.
+
+Stores hold collections of points (id, named vectors, payload) and answer
+filtered nearest-neighbour queries. They never encode anything: vectors come
+in ready-made, so the same store serves any model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+IndexKind = Literal["keyword", "integer", "float", "geo"]
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """One named vector of a collection: its name and dimension (distance is always cosine)."""
+
+    name: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as written to or read from a store. ``vectors`` is empty when not requested."""
+
+    id: str
+    payload: dict[str, Any]
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: point id, cosine similarity and payload."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GeoRadius:
+    """Points whose ``location`` lies within ``radius_km`` of (lat, lon) on the 6371.0088 km sphere."""
+
+    lat: float
+    lon: float
+    radius_km: float
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """A backend-neutral filter: all of ``equals``, any of ``cells``, and the optional ``radius``.
+
+    Attributes:
+        cells: payload field -> H3 cells; a point matches if its cell in that field is one of them.
+            Several fields are OR-ed (a region may mix resolutions).
+        radius: exact great-circle radius condition on the ``location`` geo payload.
+        equals: payload field -> accepted values (keyword match-any); all fields must match.
+    """
+
+    cells: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    radius: GeoRadius | None = None
+    equals: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        """True if the filter lets every point through."""
+        return not self.cells and self.radius is None and not self.equals
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What mmgeo needs from Qdrant. Implemented by :class:`~mmgeo.qdrant.edge.EdgeStore`
+    (embedded Qdrant Edge) and :class:`~mmgeo.qdrant.client.ClientStore` (server, cluster, local mode)."""
+
+    location: str
+
+    def list_collections(self) -> list[str]:
+        """Names of all collections in the store."""
+
+    def has_collection(self, name: str) -> bool:
+        """Whether a collection of that name exists."""
+
+    def create_collection(
+        self, name: str, vectors: Sequence[VectorSpec], metadata: Mapping[str, Any], indexes: Mapping[str, IndexKind]
+    ) -> None:
+        """Create a cosine-distance collection with named vectors, metadata and payload indexes."""
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection and all its points (no error if it does not exist)."""
+
+    def get_metadata(self, name: str) -> dict[str, Any]:
+        """The collection metadata written by :meth:`create_collection` / :meth:`set_metadata`."""
+
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        """Replace the collection metadata."""
+
+    def payload_indexes(self, name: str) -> dict[str, IndexKind]:
+        """Payload indexes the engine holds for the collection: field -> kind."""
+
+    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
+        """Insert or overwrite points (durable when this returns)."""
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Delete points by id."""
+
+    def retrieve(self, name: str, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredPoint]:
+        """Points with these ids (missing ids are left out)."""
+
+    def count(self, name: str, flt: SearchFilter | None = None) -> int:
+        """Exact number of points matching ``flt`` (all points if None)."""
+
+    def scroll(
+        self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
+    ) -> Iterator[StoredPoint]:
+        """Every point matching ``flt``, in id order, fetched in batches."""
+
+    def search(
+        self,
+        name: str,
+        vector: np.ndarray,
+        *,
+        using: str,
+        limit: int,
+        flt: SearchFilter | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """The ``limit`` points most similar to ``vector`` (cosine) among those matching ``flt``."""
+
+    def search_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        *,
+        using: str,
+        limit: int,
+        filters: Sequence[SearchFilter | None],
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        """:meth:`search` for many queries at once, one filter per query."""
+
+    def close(self) -> None:
+        """Release the store (files, locks, connections)."""

@@ -1,0 +1,222 @@
+"""Server backend: a Qdrant server or cluster through ``qdrant-client`` (URL + API key).
+
+``qdrant-client``'s local mode (``QdrantClient(path=...)`` / ``":memory:"``) speaks
+the same API, so the same class also runs the shared test suite without a server.
+Local mode ignores payload indexes (they only speed a server up); for it,
+:meth:`ClientStore.payload_indexes` reports the indexes declared in the metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
+from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorSpec
+
+_SCHEMA = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+    "geo": models.PayloadSchemaType.GEO,
+}
+_KIND = {v.value: k for k, v in _SCHEMA.items()}
+DECLARED_INDEXES_KEY = "payload_indexes"
+
+
+def _client_filter(flt: SearchFilter | None) -> models.Filter | None:
+    if flt is None or flt.is_empty():
+        return None
+    must: list[Any] = [models.FieldCondition(key=k, match=models.MatchAny(any=list(v))) for k, v in flt.equals.items()]
+    if flt.radius is not None:
+        r = flt.radius
+        must.append(
+            models.FieldCondition(
+                key="location",
+                geo_radius=models.GeoRadius(center=models.GeoPoint(lon=r.lon, lat=r.lat), radius=r.radius_km * 1000.0),
+            )
+        )
+    if flt.cells:
+        should = [models.FieldCondition(key=k, match=models.MatchAny(any=list(v))) for k, v in flt.cells.items()]
+        must.append(should[0] if len(should) == 1 else models.Filter(should=should))
+    return models.Filter(must=must)
+
+
+def _vectors_out(vector: Any) -> dict[str, np.ndarray]:
+    if not vector:
+        return {}
+    return {k: np.asarray(v, dtype=np.float32) for k, v in vector.items()}
+
+
+class ClientStore:
+    """Collections on a Qdrant server/cluster, or in qdrant-client's local mode."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        if (url is None) == (path is None):
+            raise ValueError("give exactly one of url= (server) or path= (local mode, ':memory:' allowed)")
+        self.is_local = path is not None
+        self.location = url or f"qdrant-local:{path}"
+        try:
+            if url is not None:
+                self.client = QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout)))
+                self.client.get_collections()  # fail fast, with the URL in the message
+            elif path == ":memory:":
+                self.client = QdrantClient(location=":memory:")
+            else:
+                self.client = QdrantClient(path=path)
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreLockedError(f"store {path} is in use by another process") from None
+            raise
+        except Exception as exc:  # connection refused, DNS, TLS, timeout, 401/403
+            raise ServerUnreachableError(f"Qdrant server at {url} is not usable: {_short(exc)}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> ClientStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections -----------------------------------------------------------------------
+    def list_collections(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def has_collection(self, name: str) -> bool:
+        return self.client.collection_exists(name)
+
+    def create_collection(
+        self, name: str, vectors: Sequence[VectorSpec], metadata: Mapping[str, Any], indexes: Mapping[str, IndexKind]
+    ) -> None:
+        if self.has_collection(name):
+            raise StoreError(f"collection {name!r} already exists at {self.location}")
+        self.client.create_collection(
+            name,
+            vectors_config={v.name: models.VectorParams(size=v.dim, distance=models.Distance.COSINE) for v in vectors},
+            metadata={**metadata, DECLARED_INDEXES_KEY: dict(indexes)},
+        )
+        for field_name, kind in indexes.items():
+            if not self.is_local:
+                self.client.create_payload_index(name, field_name, _SCHEMA[kind], wait=True)
+
+    def delete_collection(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def _require(self, name: str) -> None:
+        if not self.has_collection(name):
+            raise CollectionNotFoundError(f"collection {name!r} does not exist at {self.location}")
+
+    def get_metadata(self, name: str) -> dict[str, Any]:
+        self._require(name)
+        meta = dict(self.client.get_collection(name).config.metadata or {})
+        meta.pop(DECLARED_INDEXES_KEY, None)
+        return meta
+
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        self._require(name)
+        declared = (self.client.get_collection(name).config.metadata or {}).get(DECLARED_INDEXES_KEY, {})
+        self.client.update_collection(name, metadata={**metadata, DECLARED_INDEXES_KEY: declared})
+
+    def payload_indexes(self, name: str) -> dict[str, IndexKind]:
+        self._require(name)
+        info = self.client.get_collection(name)
+        if self.is_local:
+            return dict((info.config.metadata or {}).get(DECLARED_INDEXES_KEY, {}))
+        return {k: _KIND[str(v.data_type.value)] for k, v in info.payload_schema.items() if str(v.data_type.value) in _KIND}
+
+    # -- points ------------------------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
+        if not points:
+            return
+        structs = [
+            models.PointStruct(
+                id=p.id, vector={k: np.asarray(v, dtype=np.float32).tolist() for k, v in p.vectors.items()}, payload=p.payload
+            )
+            for p in points
+        ]
+        self.client.upsert(name, points=structs, wait=True)
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def retrieve(self, name: str, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredPoint]:
+        if not ids:
+            return []
+        self._require(name)
+        records = self.client.retrieve(name, ids=list(ids), with_payload=True, with_vectors=with_vectors)
+        return [StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector)) for r in records]
+
+    def count(self, name: str, flt: SearchFilter | None = None) -> int:
+        self._require(name)
+        return self.client.count(name, count_filter=_client_filter(flt), exact=True).count
+
+    def scroll(
+        self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
+    ) -> Iterator[StoredPoint]:
+        self._require(name)
+        offset = None
+        while True:
+            records, offset = self.client.scroll(
+                name,
+                scroll_filter=_client_filter(flt),
+                limit=batch_size,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            for r in records:
+                yield StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector))
+            if offset is None:
+                return
+
+    def search(
+        self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None, exact: bool = False
+    ) -> list[Hit]:
+        return self.search_batch(name, np.asarray(vector)[None, :], using=using, limit=limit, filters=[flt], exact=exact)[0]
+
+    def search_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        *,
+        using: str,
+        limit: int,
+        filters: Sequence[SearchFilter | None],
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        self._require(name)
+        requests = [
+            models.QueryRequest(
+                query=np.asarray(v, dtype=np.float32).tolist(),
+                using=using,
+                limit=limit,
+                filter=_client_filter(f),
+                with_payload=True,
+                params=models.SearchParams(exact=exact),
+            )
+            for v, f in zip(vectors, filters, strict=True)
+        ]
+        responses = self.client.query_batch_points(name, requests=requests)
+        return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in r.points] for r in responses]
+
+    def disk_bytes(self, name: str) -> int | None:
+        """Unknown for a server collection from the client side: None."""
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,258 @@
+"""Embedded backend: Qdrant Edge (``qdrant-edge-py``), the Qdrant engine in-process.
+
+Layout of a store directory::
+
+    {root}/.lock                     flock held by the process using the store (holds its PID)
+    {root}/{collection}/mmgeo.json   collection metadata (Edge shards have no metadata of their own)
+    {root}/{collection}/shard/       the Qdrant Edge shard (segments, WAL, payload indexes)
+
+Every update goes through the shard's write-ahead log, so a process killed
+mid-ingest loses at most the batch in flight; re-running the ingest fills it in.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from mmgeo.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorSpec
+
+_SCHEMA = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "geo": qe.PayloadSchemaType.Geo,
+}
+_KIND = {v: k for k, v in _SCHEMA.items()}
+_META_FILE = "mmgeo.json"
+_SHARD_DIR = "shard"
+
+
+def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
+    if flt is None or flt.is_empty():
+        return None
+    must: list[Any] = [qe.FieldCondition(key=k, match=qe.MatchAny(any=list(v))) for k, v in flt.equals.items()]
+    if flt.radius is not None:
+        r = flt.radius
+        must.append(
+            qe.FieldCondition(
+                key="location", geo_radius=qe.GeoRadius(center=qe.GeoPoint(lon=r.lon, lat=r.lat), radius=r.radius_km * 1000.0)
+            )
+        )
+    if flt.cells:
+        should = [qe.FieldCondition(key=k, match=qe.MatchAny(any=list(v))) for k, v in flt.cells.items()]
+        must.append(should[0] if len(should) == 1 else qe.Filter(should=should))
+    return qe.Filter(must=must)
+
+
+def _vectors_out(vector: Any) -> dict[str, np.ndarray]:
+    if not vector:
+        return {}
+    return {k: np.asarray(v, dtype=np.float32) for k, v in vector.items()}
+
+
+class EdgeStore:
+    """A store directory of Qdrant Edge shards, one per collection, locked to one process."""
+
+    def __init__(self, root: str | os.PathLike, *, lock: bool = True) -> None:
+        self.root = Path(root).expanduser()
+        self.location = str(self.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store directory {self.root}: {exc.strerror}") from None
+        self._lock_fd: int | None = self._acquire_lock() if lock else None
+        self._shards: dict[str, qe.EdgeShard] = {}
+
+    # -- locking -------------------------------------------------------------------------
+    def _acquire_lock(self) -> int:
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLockedError(
+                f"store {self.root} is in use by PID {holder}; wait for it to finish or use another --store"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.flush()
+            shard.close()
+        self._shards.clear()
+        if self._lock_fd is not None:
+            os.ftruncate(self._lock_fd, 0)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collections -----------------------------------------------------------------------
+    def _dir(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise StoreError(f"invalid collection name {name!r}")
+        return self.root / name
+
+    def list_collections(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.has_collection(p.name))
+
+    def has_collection(self, name: str) -> bool:
+        d = self._dir(name)
+        return (d / _META_FILE).is_file() and (d / _SHARD_DIR / "edge_config.json").is_file()
+
+    def create_collection(
+        self, name: str, vectors: Sequence[VectorSpec], metadata: Mapping[str, Any], indexes: Mapping[str, IndexKind]
+    ) -> None:
+        d = self._dir(name)
+        if self.has_collection(name):
+            raise StoreError(f"collection {name!r} already exists in {self.root}")
+        if d.exists():  # debris of a create that was interrupted before it finished
+            shutil.rmtree(d)
+        d.mkdir()
+        config = qe.EdgeConfig(
+            vectors={v.name: qe.EdgeVectorParams(size=v.dim, distance=qe.Distance.Cosine) for v in vectors}
+        )
+        shard = qe.EdgeShard.create(str(d / _SHARD_DIR), config)
+        for field_name, kind in indexes.items():
+            shard.update(qe.UpdateOperation.create_field_index(field_name, _SCHEMA[kind]))
+        shard.flush()
+        self._shards[name] = shard
+        self.set_metadata(name, metadata)  # written last: its presence marks the collection complete
+
+    def delete_collection(self, name: str) -> None:
+        d = self._dir(name)
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        if d.exists():
+            # Rename first (atomic), then delete: an interrupted delete never leaves a half-collection.
+            trash = self.root / f".deleted-{name}-{uuid.uuid4().hex[:8]}"
+            d.rename(trash)
+            shutil.rmtree(trash)
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        shard = self._shards.get(name)
+        if shard is None:
+            if not self.has_collection(name):
+                raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
+            try:
+                shard = qe.EdgeShard.load(str(self._dir(name) / _SHARD_DIR))
+            except Exception as exc:  # the engine reports everything as a bare Exception
+                if "WouldBlock" in str(exc):
+                    raise StoreLockedError(f"collection {name!r} in {self.root} is open in another process") from None
+                raise StoreError(f"cannot open collection {name!r} in {self.root}: {exc}") from None
+            self._shards[name] = shard
+        return shard
+
+    def get_metadata(self, name: str) -> dict[str, Any]:
+        path = self._dir(name) / _META_FILE
+        if not path.is_file():
+            raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
+        return json.loads(path.read_text())
+
+    def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
+        path = self._dir(name) / _META_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dict(metadata), indent=2, sort_keys=True))
+        os.replace(tmp, path)
+
+    def payload_indexes(self, name: str) -> dict[str, IndexKind]:
+        schema = self._shard(name).info().payload_schema
+        return {k: _KIND[v.data_type] for k, v in schema.items() if v.data_type in _KIND}
+
+    # -- points ------------------------------------------------------------------------------
+    def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
+        if not points:
+            return
+        edge_points = [
+            qe.Point(p.id, {k: np.asarray(v, dtype=np.float32).tolist() for k, v in p.vectors.items()}, p.payload)
+            for p in points
+        ]
+        self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def retrieve(self, name: str, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredPoint]:
+        if not ids:
+            return []
+        records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        return [StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector)) for r in records]
+
+    def count(self, name: str, flt: SearchFilter | None = None) -> int:
+        return self._shard(name).count(qe.CountRequest(exact=True, filter=_edge_filter(flt)))
+
+    def scroll(
+        self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
+    ) -> Iterator[StoredPoint]:
+        shard, offset = self._shard(name), None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset, limit=batch_size, filter=_edge_filter(flt), with_payload=True, with_vector=with_vectors
+                )
+            )
+            for r in records:
+                yield StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector))
+            if offset is None:
+                return
+
+    def _request(self, vector: np.ndarray, using: str, limit: int, flt: SearchFilter | None, exact: bool) -> qe.QueryRequest:
+        return qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using),
+            filter=_edge_filter(flt),
+            with_payload=True,
+            params=qe.SearchParams(exact=exact),
+        )
+
+    def search(
+        self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None, exact: bool = False
+    ) -> list[Hit]:
+        found = self._shard(name).query(self._request(vector, using, limit, flt, exact))
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in found]
+
+    def search_batch(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        *,
+        using: str,
+        limit: int,
+        filters: Sequence[SearchFilter | None],
+        exact: bool = False,
+    ) -> list[list[Hit]]:
+        requests = [self._request(v, using, limit, f, exact) for v, f in zip(vectors, filters, strict=True)]
+        results = self._shard(name).query_batch(qe.QueryBatchRequest(requests))
+        return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in found] for found in results]
+
+    # -- maintenance ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Persist all pending changes of open collections."""
+        for shard in self._shards.values():
+            shard.flush()
+
+    def disk_bytes(self, name: str) -> int:
+        """Bytes the collection takes on disk (shard files and metadata)."""
+        return sum(f.stat().st_size for f in self._dir(name).rglob("*") if f.is_file())

@@ -1,0 +1,151 @@
+"""mmgeo's collections in Qdrant: names, point ids, payloads, indexes and metadata.
+
+One collection per modality (``mmgeo_satellite``, ``mmgeo_ground``, ``mmgeo_text``,
+``mmgeo_gallery``), cosine distance, named vectors. Payloads are written to read
+well in the Qdrant dashboard: ids, names, a geo point, H3 cells per resolution.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mmgeo
+from mmgeo.errors import CollectionMismatchError
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, h3_cells, h3_field
+from mmgeo.qdrant.base import IndexKind, Store, VectorSpec
+
+MODALITIES = ("satellite", "ground", "text", "gallery")
+ID_NAMESPACE = uuid.UUID("6f1c1d2e-4b0a-5c3e-9a57-6d6d67656f00")
+"""Namespace of mmgeo point ids: uuid5(ID_NAMESPACE, "{collection}:{source key}")."""
+
+TEXT_PREVIEW_CHARS = 300
+
+
+def collection_name(modality: str, prefix: str = "mmgeo") -> str:
+    """The collection holding ``modality`` points, e.g. ``mmgeo_satellite``."""
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(MODALITIES)}")
+    return f"{prefix}_{modality}"
+
+
+def point_id(collection: str, key: str) -> str:
+    """Deterministic point id, so re-running an ingest overwrites instead of duplicating."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{collection}:{key}"))
+
+
+def payload_indexes(resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS) -> dict[str, IndexKind]:
+    """Payload indexes of every mmgeo collection: keyword ids and H3 cells, geo on ``location``."""
+    indexes: dict[str, IndexKind] = {"landmark_id": "keyword", "split": "keyword", "modality": "keyword", "location": "geo"}
+    indexes.update({h3_field(r): "keyword" for r in resolutions})
+    return indexes
+
+
+def build_payload(
+    *,
+    key: str,
+    modality: str,
+    lat: float,
+    lon: float,
+    resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS,
+    landmark_id: str | None = None,
+    name: str | None = None,
+    split: str | None = None,
+    source: str | None = None,
+    category: str | None = None,
+    title: str | None = None,
+    text: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The payload of one point. ``None`` fields are left out so the dashboard shows no empty keys."""
+    payload: dict[str, Any] = {
+        "key": key,
+        "landmark_id": landmark_id,
+        "name": name,
+        "modality": modality,
+        "split": split,
+        "location": {"lat": lat, "lon": lon},
+        **h3_cells(lat, lon, resolutions),
+        "source": source,
+        "category": category,
+        "title": title,
+        "text": text[:TEXT_PREVIEW_CHARS] if text else None,
+    }
+    payload.update(extra or {})
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class VectorIdentity:
+    """What produced a named vector: the encoder, its weights and the dimension."""
+
+    name: str
+    encoder: str
+    weights_id: str
+    dim: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder, "weights_id": self.weights_id, "dim": self.dim}
+
+
+def collection_metadata(
+    modality: str, vector: VectorIdentity, resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS
+) -> dict[str, Any]:
+    """Metadata written with a new collection (shown in the dashboard's collection info)."""
+    return {
+        "modality": modality,
+        "distance": "cosine",
+        "vectors": {vector.name: vector.as_dict()},
+        "h3_resolutions": list(resolutions),
+        "mmgeo_version": mmgeo.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def check_vector_identity(collection: str, metadata: Mapping[str, Any], vector: VectorIdentity) -> None:
+    """Refuse to mix vectors of different models or dimensions in one named vector."""
+    built = metadata.get("vectors", {}).get(vector.name)
+    if built is None:
+        have = ", ".join(metadata.get("vectors", {})) or "none"
+        raise CollectionMismatchError(
+            f"collection {collection!r} has no vector named {vector.name!r} (it has: {have}); "
+            "use --recreate to rebuild it"
+        )
+    if built.get("dim") != vector.dim or built.get("encoder") != vector.encoder or built.get("weights_id") != vector.weights_id:
+        raise CollectionMismatchError(
+            f"collection {collection!r} vector {vector.name!r} was built by encoder {built.get('encoder')!r} "
+            f"(weights {built.get('weights_id')!r}, dim {built.get('dim')}); refusing vectors from "
+            f"{vector.encoder!r} (weights {vector.weights_id!r}, dim {vector.dim}). "
+            "Use the same encoder, or --recreate to rebuild the collection."
+        )
+
+
+def ensure_collection(
+    store: Store,
+    modality: str,
+    vector: VectorIdentity,
+    *,
+    name: str | None = None,
+    resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS,
+    recreate: bool = False,
+) -> str:
+    """Create the modality's collection if needed (or anew with ``recreate``), check it fits ``vector``.
+
+    Returns the collection name.
+    """
+    name = name or collection_name(modality)
+    if recreate and store.has_collection(name):
+        store.delete_collection(name)
+    if not store.has_collection(name):
+        store.create_collection(
+            name,
+            [VectorSpec(vector.name, vector.dim)],
+            collection_metadata(modality, vector, resolutions),
+            payload_indexes(resolutions),
+        )
+    else:
+        check_vector_identity(name, store.get_metadata(name), vector)
+    return name

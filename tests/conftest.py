@@ -1,0 +1,33 @@
+"""Shared fixtures: every store test runs on both backends (congruence, as qdrant-client does)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from mmgeo.qdrant import ClientStore, EdgeStore, Store  # noqa: E402
+
+BACKENDS = ("edge", "client-local")
+
+
+def make_store(backend: str, path) -> Store:
+    """A fresh store of ``backend`` in ``path``."""
+    if backend == "edge":
+        return EdgeStore(path / "edge")
+    return ClientStore(path=str(path / "client"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store(backend, tmp_path):
+    s = make_store(backend, tmp_path)
+    yield s
+    s.close()

@@ -1,0 +1,161 @@
+"""The storage contract, run identically on Qdrant Edge and qdrant-client (local mode)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmgeo.errors import CollectionMismatchError, CollectionNotFoundError, StoreLockedError
+from mmgeo.geo import cover_disk, destination, h3_field
+from mmgeo.qdrant import EdgeStore, GeoRadius, SearchFilter, StoredPoint
+from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, payload_indexes, point_id
+
+DIM = 8
+IDENT = VectorIdentity("image", "test-encoder", "random-init(seed=0)", DIM)
+
+
+def _point(key: str, lat: float, lon: float, vec: np.ndarray, collection: str = "mmgeo_satellite") -> StoredPoint:
+    payload = build_payload(key=key, modality="satellite", lat=lat, lon=lon, landmark_id=key, split="index")
+    return StoredPoint(point_id(collection, key), payload, {"image": vec.astype(np.float32)})
+
+
+def _unit(rng, n=1):
+    v = rng.normal(size=(n, DIM))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _region(lat, lon, radius_km):
+    res, cells = cover_disk(lat, lon, radius_km)
+    return SearchFilter(cells={h3_field(res): cells}, radius=GeoRadius(lat, lon, radius_km))
+
+
+def test_collection_metadata_and_indexes(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    assert name == "mmgeo_satellite"
+    assert store.list_collections() == ["mmgeo_satellite"]
+    meta = store.get_metadata(name)
+    assert meta["vectors"]["image"] == {"encoder": "test-encoder", "weights_id": "random-init(seed=0)", "dim": DIM}
+    assert meta["h3_resolutions"] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert store.payload_indexes(name) == payload_indexes()
+    assert store.payload_indexes(name)["location"] == "geo"
+
+
+def test_mismatched_encoder_or_dim_is_refused(store):
+    ensure_collection(store, "satellite", IDENT)
+    with pytest.raises(CollectionMismatchError, match="built by encoder 'test-encoder'"):
+        ensure_collection(store, "satellite", VectorIdentity("image", "other", "w", DIM))
+    with pytest.raises(CollectionMismatchError, match="dim 8"):
+        ensure_collection(store, "satellite", VectorIdentity("image", "test-encoder", "random-init(seed=0)", 16))
+    # --recreate starts over with the new model
+    ensure_collection(store, "satellite", VectorIdentity("image", "other", "w", 16), recreate=True)
+    assert store.get_metadata("mmgeo_satellite")["vectors"]["image"]["dim"] == 16
+
+
+def test_radius_filter_10km_in_30km_out(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(0)
+    centre = (40.7484, -73.9857)
+    near = destination(*centre, 45.0, 10.0)
+    far = destination(*centre, 200.0, 30.0)
+    vecs = _unit(rng, 2)
+    store.upsert(name, [_point("near", *near, vecs[0]), _point("far", *far, vecs[1])])
+    flt = _region(*centre, 25.0)
+    hits = store.search(name, vecs[1], using="image", limit=10, flt=flt)
+    assert [h.payload["key"] for h in hits] == ["near"]
+    assert store.count(name, flt) == 1
+    assert store.count(name) == 2
+
+
+@pytest.mark.parametrize(
+    "centre",
+    [(40.0, -100.0), (0.0, 179.95), (0.0, -179.99), (78.2, 15.6), (-77.8, 166.7)],
+    ids=["us", "antimeridian-east", "antimeridian-west", "svalbard", "antarctica"],
+)
+def test_radius_is_exact_at_the_edge(store, centre):
+    """Points at R-0.1 km are found, at R+0.1 km are not, in every direction."""
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(1)
+    radius = 25.0
+    points, inside = [], set()
+    for i, bearing in enumerate(range(0, 360, 30)):
+        for label, dist in (("in", radius - 0.1), ("out", radius + 0.1)):
+            key = f"{label}{i}"
+            points.append(_point(key, *destination(*centre, bearing, dist), _unit(rng)[0]))
+            if label == "in":
+                inside.add(key)
+    store.upsert(name, points)
+    hits = store.search(name, _unit(rng)[0], using="image", limit=100, flt=_region(*centre, radius))
+    assert {h.payload["key"] for h in hits} == inside
+
+
+def test_upsert_is_idempotent_and_vectors_round_trip(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(2)
+    vecs = _unit(rng, 20)
+    pts = [_point(f"p{i}", 40 + i * 0.01, -74.0, vecs[i]) for i in range(20)]
+    store.upsert(name, pts)
+    store.upsert(name, pts[:10])
+    assert store.count(name) == 20
+    got = {p.id: p for p in store.retrieve(name, [pts[3].id, pts[7].id, "00000000-0000-0000-0000-000000000000"], with_vectors=True)}
+    assert set(got) == {pts[3].id, pts[7].id}
+    np.testing.assert_allclose(got[pts[3].id].vectors["image"], vecs[3], atol=1e-6)
+    assert got[pts[3].id].payload["h3_r9"] == pts[3].payload["h3_r9"]
+    scrolled = list(store.scroll(name, batch_size=7))
+    assert sorted(p.id for p in scrolled) == sorted(p.id for p in pts)
+
+
+def test_nearest_neighbour_order_and_scores(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(3)
+    vecs = _unit(rng, 50)
+    store.upsert(name, [_point(f"p{i}", 30.0, -90.0 + i * 0.001, vecs[i]) for i in range(50)])
+    q = _unit(rng)[0]
+    hits = store.search(name, q, using="image", limit=5, exact=True)
+    expected = np.argsort(-(vecs @ q))[:5]
+    assert [h.payload["key"] for h in hits] == [f"p{i}" for i in expected]
+    np.testing.assert_allclose([h.score for h in hits], (vecs @ q)[expected], atol=1e-5)
+    batch = store.search_batch(name, np.stack([q, vecs[7]]), using="image", limit=1, filters=[None, None])
+    assert batch[0][0].payload["key"] == f"p{expected[0]}"
+    assert batch[1][0].payload["key"] == "p7"
+
+
+def test_equals_filter(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(4)
+    store.upsert(name, [_point(f"p{i}", 10.0, 10.0 + i * 0.01, _unit(rng)[0]) for i in range(6)])
+    assert store.count(name, SearchFilter(equals={"landmark_id": ["p1", "p4"]})) == 2
+
+
+def test_missing_collection_is_a_clear_error(store):
+    with pytest.raises(CollectionNotFoundError, match="mmgeo_ground"):
+        store.count("mmgeo_ground")
+
+
+def test_delete_collection(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    store.delete_collection(name)
+    assert not store.has_collection(name)
+    assert store.list_collections() == []
+
+
+def test_embedded_store_refuses_a_second_process_with_its_pid(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "edge"
+    with EdgeStore(path):
+        code = (
+            "import sys\nfrom mmgeo.qdrant import EdgeStore\nfrom mmgeo.errors import StoreLockedError\n"
+            f"try:\n    EdgeStore({str(path)!r})\nexcept StoreLockedError as e:\n    print(e); sys.exit(3)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 3, out.stderr
+        assert f"in use by PID {os.getpid()}" in out.stdout
+    EdgeStore(path).close()  # released on close
+
+
+def test_embedded_store_lock_within_process(tmp_path):
+    with EdgeStore(tmp_path / "s"):
+        with pytest.raises(StoreLockedError):
+            EdgeStore(tmp_path / "s")
