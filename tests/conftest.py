@@ -31,3 +31,11 @@ def store(backend, tmp_path):
     s = make_store(backend, tmp_path)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory):
+    """The offline demo world in the MMLandmarks layout (generated once per test session)."""
+    from mmgeo.ingest.demo_world import make_demo_world
+
+    return make_demo_world(tmp_path_factory.mktemp("world") / "world")

@@ -1,0 +1,5 @@
+"""``python -m mmgeo`` runs the ``mmgeo`` command group."""
+
+from mmgeo.cli.main import cli
+
+cli()

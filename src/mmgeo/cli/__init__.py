@@ -1,0 +1,1 @@
+"""Thin click commands over the library: each command calls one library function."""

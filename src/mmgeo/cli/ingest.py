@@ -1,0 +1,179 @@
+"""``mmgeo-ingest``: load a dataset (MMLandmarks layout or a manifest) into Qdrant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
+from mmgeo.ingest.embeddings import load_embeddings
+from mmgeo.ingest.manifest import Manifest
+from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
+from mmgeo.ingest.pipeline import (
+    VECTOR_NAMES,
+    ImageEmbedder,
+    IngestReport,
+    PrecomputedEmbedder,
+    RecordVectorEmbedder,
+    TextEmbedder,
+    run_ingest,
+)
+from mmgeo.errors import InputError
+from mmgeo.ingest.records import Problem, Record
+from mmgeo.qdrant.schema import VectorIdentity
+
+EXAMPLES = """
+\b
+Examples:
+  # the demo world (make demo builds it), satellite tiles with the offline encoder
+  mmgeo-ingest demo/world --modalities satellite --encoder efficientnet_lite0
+\b
+  # MMLandmarks query+index tiles with the Sample4Geo checkpoint you trained
+  mmgeo-ingest /data/MMLandmarks --splits query,index --modalities satellite \\
+      --encoder sample4geo --weights checkpoints/best.pt
+\b
+  # precomputed 1024-d vectors from a GPU box (no model needed here)
+  mmgeo-ingest /data/MMLandmarks --splits index --embeddings sat.parquet \\
+      --embedding-model sample4geo-convnext_base
+\b
+  # a CSV/Parquet manifest, into a Qdrant server
+  mmgeo-ingest photos.csv --encoder efficientnet_lite0 --qdrant-url http://localhost:6333
+"""
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.command("ingest", epilog=EXAMPLES)
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--splits", default="train,query,index", show_default=True, help="MMLandmarks splits to read.")
+@click.option("--modalities", default="satellite", show_default=True, help="Comma list of satellite, ground, text.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Manifest only: folder that image paths are relative to [default: the manifest's folder].")
+@click.option("--encoder", default=None, help="Registered encoder that embeds the items (see `mmgeo models`).")
+@click.option("--weights", default=None, help="Weights tag, checkpoint path or hub id for --encoder.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow checkpoints that need pickle code execution.")
+@click.option("--embeddings", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Precomputed embeddings (.parquet with id+vector, or .npy with --ids).")
+@click.option("--ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Ids file for a .npy --embeddings (one id per line).")
+@click.option("--embedding-model", default="precomputed", show_default=True,
+              help="Name recorded as the encoder of precomputed embeddings.")
+@click.option("--recreate", is_flag=True, help="Drop the target collection(s) and start over.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--h3-resolutions", default=",".join(map(str, DEFAULT_H3_RESOLUTIONS)), show_default=True,
+              help="H3 resolutions stored in each payload.")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("mmgeo-ingest-errors.txt"),
+              show_default=True, help="Where skipped items are listed (written only if any).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@store_options
+@friendly_errors
+def ingest_command(source: Path, splits: str, modalities: str, root: Path | None, encoder: str | None, weights: str | None,
+                   trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
+                   batch_size: int, h3_resolutions: str, errors_path: Path, as_json: bool, store_path: str | None,
+                   qdrant_url: str | None, api_key: str | None) -> None:
+    """Embed a dataset and store it in Qdrant with locations and H3 cells.
+
+    SOURCE is an MMLandmarks root folder (train/, query/, index/) or a manifest
+    file (.csv/.parquet with id, path|text, lat, lon, modality). Re-running is
+    safe: stored items are skipped, so an interrupted ingest resumes.
+    Exit status: 0 all stored, 3 some items skipped (see --errors), 2 fatal error.
+    """
+    mods = _csv(modalities)
+    resolutions = [int(r) for r in _csv(h3_resolutions)]
+    split_list = _csv(splits)
+    if bad := [s for s in split_list if s not in SPLITS]:
+        raise click.BadParameter(f"unknown split(s) {', '.join(bad)}; valid: {', '.join(SPLITS)}", param_hint="--splits")
+    if (encoder is None) == (embeddings is None) and source.is_dir():
+        raise click.UsageError("give --encoder NAME (embed here) or --embeddings FILE (precomputed)")
+    precomputed = load_embeddings(embeddings, ids) if embeddings else None
+    store = open_store_from(store_path, qdrant_url, api_key)
+    reports: list[IngestReport] = []
+    try:
+        for modality in mods:
+            problems: list[Problem] = []
+            if source.is_dir():
+                reader = MMLandmarks(source, splits=[s for s in split_list if s != "index" or modality == "satellite"],
+                                     modalities=[modality])
+            else:
+                reader = Manifest(source, root=root, modalities=[modality])
+            records = reader.iter_records(problems)
+            if encoder is None and precomputed is None:
+                records, dim = _peek_vector_dim(records, source)
+                precomputed_dim = dim
+            else:
+                precomputed_dim = 0
+            embedder = _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, precomputed_dim)
+            with Progress(TextColumn(f"[bold]{modality}[/]"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
+                          disable=as_json) as bar:
+                task = bar.add_task(modality, total=None, rate="")
+
+                def advance(n: int) -> None:
+                    bar.advance(task, n)
+                    elapsed = bar.tasks[task].elapsed or 0.0
+                    bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.0f} items/s" if elapsed else "")
+
+                reports.append(run_ingest(store, modality, records, embedder, problems=problems,
+                                          resolutions=resolutions, recreate=recreate, batch_size=batch_size, on_batch=advance))
+    finally:
+        store.close()
+    _summarise(reports, errors_path, as_json, store.location)
+    if any(r.problems for r in reports):
+        sys.exit(3)
+
+
+def _peek_vector_dim(records: Iterator[Record], source: Path) -> tuple[Iterator[Record], int]:
+    """The dimension of a manifest's ``vector`` column, from its first record."""
+    first = next(records, None)
+    if first is None or first.vector is None:
+        raise InputError(f"{source}: no --encoder or --embeddings given and the manifest has no 'vector' column")
+    return chain([first], records), int(np.asarray(first.vector).shape[-1])
+
+
+def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, record_dim):
+    if precomputed is not None:
+        ids, matrix = precomputed
+        identity = VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", int(matrix.shape[1]))
+        return PrecomputedEmbedder(ids, matrix, identity)
+    if encoder is None:
+        return RecordVectorEmbedder(VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", record_dim))
+    from mmgeo.encoders import create_encoder  # heavy (torch): imported only when a model is used
+
+    kwargs = {"trust_checkpoint": True} if trust_checkpoint else {}
+    model = create_encoder(encoder, weights=weights, **kwargs)
+    if modality == "text":
+        return TextEmbedder(model)
+    return ImageEmbedder(model)
+
+
+def _summarise(reports: list[IngestReport], errors_path: Path, as_json: bool, location: str) -> None:
+    problems = [p for r in reports for p in r.problems]
+    if problems:
+        errors_path.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps({"store": location, "collections": [r.as_dict() for r in reports],
+                               "errors_file": str(errors_path) if problems else None}, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Ingested into {location}")
+    for col in ("collection", "ingested", "already stored", "skipped", "items/s"):
+        table.add_column(col, justify="right" if col != "collection" else "left")
+    for r in reports:
+        table.add_row(r.collection, str(r.ingested), str(r.already_stored), str(r.skipped), f"{r.rate:.1f}")
+    console.print(table)
+    for p in problems[:10]:
+        console.print(f"[yellow]skipped[/] {p}", highlight=False)
+    if problems:
+        console.print(f"{len(problems)} item(s) skipped; full list in {errors_path}", highlight=False)

@@ -1,0 +1,37 @@
+"""The ``mmgeo`` command group: every tool as a subcommand (``mmgeo ingest`` = ``mmgeo-ingest``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mmgeo import __version__
+from mmgeo.cli.common import friendly_errors
+from mmgeo.cli.ingest import ingest_command
+
+
+@click.group()
+@click.version_option(__version__, prog_name="mmgeo")
+def cli() -> None:
+    """mmgeo: where was this photo taken? GeoCLIP + geo-filtered Qdrant search."""
+
+
+@cli.command("demo-world")
+@click.argument("root", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=0, show_default=True)
+@friendly_errors
+def demo_world_command(root: Path, seed: int) -> None:
+    """Write the offline demo world (MMLandmarks layout, real US landmark coordinates) to ROOT.
+
+    \b
+    Example:
+      mmgeo demo-world demo/world && mmgeo-ingest demo/world --encoder efficientnet_lite0
+    """
+    from mmgeo.ingest.demo_world import make_demo_world
+
+    make_demo_world(root, seed=seed)
+    click.echo(f"demo world written to {root} (photo to try: {root / 'demo-photo.jpg'})")
+
+
+cli.add_command(ingest_command)

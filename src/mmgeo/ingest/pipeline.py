@@ -1,0 +1,231 @@
+"""The ingest pipeline: reader → embedder (model or precomputed) → store writer.
+
+Like clip-retrieval, each stage is a small callable and the runner loops over
+batches, timing each stage. Point ids are deterministic, so re-running an
+interrupted ingest skips what is stored and finishes the rest: no duplicates,
+nothing lost. A bad item is skipped and reported; it never stops the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Protocol
+
+import numpy as np
+
+from mmgeo.errors import ImageError
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
+from mmgeo.images import load_image
+from mmgeo.ingest.records import Problem, Record
+from mmgeo.qdrant.base import Store, StoredPoint
+from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, point_id
+
+VECTOR_NAMES = {"satellite": "image", "ground": "image", "text": "text"}
+
+
+class Embedder(Protocol):
+    """Turns a batch of records into vectors; records it cannot embed come back as problems."""
+
+    identity: VectorIdentity
+
+    def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], Sequence[np.ndarray], list[Problem]]: ...
+
+
+def _where(record: Record) -> str:
+    return record.source or record.key
+
+
+class ImageEmbedder:
+    """Decodes images safely (upright RGB, pixel limit) and encodes them with an image encoder."""
+
+    def __init__(self, encoder: Any, vector_name: str = "image", *, batch_size: int = 32, num_workers: int = 0) -> None:
+        self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
+
+    def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
+        kept, images, problems = [], [], []
+        for record in batch:
+            try:
+                images.append(load_image(record.path))
+                kept.append(record)
+            except ImageError as exc:
+                problems.append(Problem(_where(record), str(exc).split(": ", 1)[-1]))
+        if not kept:
+            return [], np.zeros((0, self.identity.dim), np.float32), problems
+        vectors = self.encoder.encode_images(images, batch_size=self.batch_size, num_workers=self.num_workers)
+        return kept, vectors, problems
+
+
+class TextEmbedder:
+    """Encodes ``title + text`` of text records with a text encoder."""
+
+    def __init__(self, encoder: Any, vector_name: str = "text", *, batch_size: int = 32) -> None:
+        self.encoder, self.batch_size = encoder, batch_size
+        self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
+
+    def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
+        kept = [r for r in batch if r.text]
+        problems = [Problem(_where(r), "empty text") for r in batch if not r.text]
+        texts = [f"{r.title}. {r.text}" if r.title else r.text for r in kept]
+        if not kept:
+            return [], np.zeros((0, self.identity.dim), np.float32), problems
+        return kept, self.encoder.encode_texts(texts, batch_size=self.batch_size), problems
+
+
+class PrecomputedEmbedder:
+    """Looks vectors up by record key (or the key's last component) in precomputed embeddings."""
+
+    def __init__(self, ids: Sequence[str], matrix: np.ndarray, identity: VectorIdentity) -> None:
+        self.rows = {k: i for i, k in enumerate(ids)}
+        self.matrix, self.identity = matrix, identity
+
+    def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
+        kept, rows, problems = [], [], []
+        for record in batch:
+            row = self.rows.get(record.key, self.rows.get(record.key.rsplit("/", 1)[-1]))
+            if row is None:
+                problems.append(Problem(_where(record), "no precomputed embedding for this id"))
+                continue
+            kept.append(record)
+            rows.append(row)
+        return kept, self.matrix[rows].reshape(len(rows), -1), problems
+
+
+class RecordVectorEmbedder:
+    """Uses vectors carried by the records themselves (a manifest's ``vector`` column)."""
+
+    def __init__(self, identity: VectorIdentity) -> None:
+        self.identity = identity
+
+    def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], list[np.ndarray], list[Problem]]:
+        kept = [r for r in batch if r.vector is not None]
+        problems = [Problem(_where(r), "row has no vector") for r in batch if r.vector is None]
+        return kept, [np.asarray(r.vector, dtype=np.float32) for r in kept], problems
+
+
+def check_vector(vector: np.ndarray, dim: int) -> str | None:
+    """Why ``vector`` cannot be stored (wrong shape, NaN/Inf, zero norm), or None if it can."""
+    if vector.shape != (dim,):
+        return f"vector has shape {vector.shape}, expected ({dim},)"
+    if not np.all(np.isfinite(vector)):
+        return "vector contains NaN or Inf"
+    if not np.any(vector):
+        return "vector is all zeros (no direction for cosine similarity)"
+    return None
+
+
+class StoreWriter:
+    """Validates vectors and upserts points with their payloads into one collection."""
+
+    def __init__(self, store: Store, collection: str, identity: VectorIdentity, resolutions: Sequence[int]) -> None:
+        self.store, self.collection, self.identity, self.resolutions = store, collection, identity, tuple(resolutions)
+
+    def point_id(self, record: Record) -> str:
+        return point_id(self.collection, record.key)
+
+    def __call__(self, records: Sequence[Record], vectors: Sequence[np.ndarray]) -> tuple[int, list[Problem]]:
+        points, problems = [], []
+        for record, raw in zip(records, vectors, strict=True):
+            vector = np.asarray(raw, dtype=np.float32)
+            reason = check_vector(vector, self.identity.dim)
+            if reason:
+                problems.append(Problem(_where(record), reason))
+                continue
+            payload = build_payload(
+                key=record.key, modality=record.modality, lat=record.lat, lon=record.lon, resolutions=self.resolutions,
+                landmark_id=record.landmark_id, name=record.name, split=record.split, source=record.source,
+                category=record.category, title=record.title, text=record.text,
+            )
+            unit = vector / np.linalg.norm(vector)  # what Qdrant stores for cosine distance, made explicit
+            points.append(StoredPoint(self.point_id(record), payload, {self.identity.name: unit}))
+        self.store.upsert(self.collection, points)
+        return len(points), problems
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: counts, skipped items with reasons, and time per stage."""
+
+    collection: str
+    ingested: int = 0
+    already_stored: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "embed": 0.0, "write": 0.0})
+
+    @property
+    def skipped(self) -> int:
+        return len(self.problems)
+
+    @property
+    def rate(self) -> float:
+        """Items stored per second of pipeline time."""
+        total = sum(self.seconds.values())
+        return self.ingested / total if total > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection, "ingested": self.ingested, "already_stored": self.already_stored,
+            "skipped": self.skipped, "items_per_s": round(self.rate, 1),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def run_ingest(
+    store: Store,
+    modality: str,
+    records: Iterable[Record],
+    embedder: Embedder,
+    *,
+    problems: list[Problem] | None = None,
+    collection: str | None = None,
+    resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS,
+    recreate: bool = False,
+    batch_size: int = 256,
+    resume: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest ``records`` of one modality into its collection.
+
+    Args:
+        store: where to write.
+        modality: ``satellite``, ``ground`` or ``text`` (picks the collection and vector name).
+        records: the reader's records (a lazy iterator is fine: read in batches).
+        embedder: maps a batch of records to vectors.
+        problems: the reader's problem list; the report includes it and adds the pipeline's own.
+        recreate: drop and rebuild the collection first.
+        resume: skip records whose point is already stored (so an interrupted run finishes fast).
+        on_batch: called with the number of records handled after each batch (progress bars).
+    """
+    name = ensure_collection(store, modality, embedder.identity, name=collection, resolutions=resolutions, recreate=recreate)
+    writer = StoreWriter(store, name, embedder.identity, resolutions)
+    report = IngestReport(collection=name)
+    reader_problems = problems if problems is not None else []
+    own_problems: list[Problem] = []
+    it = iter(records)
+    while True:
+        t0 = time.perf_counter()
+        batch = list(islice(it, batch_size))
+        report.seconds["read"] += time.perf_counter() - t0
+        if not batch:
+            break
+        handled = len(batch)
+        if resume:
+            stored = {p.id for p in store.retrieve(name, [writer.point_id(r) for r in batch])}
+            report.already_stored += sum(writer.point_id(r) in stored for r in batch)
+            batch = [r for r in batch if writer.point_id(r) not in stored]
+        t1 = time.perf_counter()
+        kept, vectors, embed_problems = embedder(batch) if batch else ([], None, [])
+        t2 = time.perf_counter()
+        written, write_problems = writer(kept, vectors) if kept else (0, [])
+        t3 = time.perf_counter()
+        report.seconds["embed"] += t2 - t1
+        report.seconds["write"] += t3 - t2
+        report.ingested += written
+        own_problems += embed_problems + write_problems
+        if on_batch:
+            on_batch(handled)
+    report.problems = list(reader_problems) + own_problems
+    return report

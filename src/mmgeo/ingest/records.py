@@ -1,0 +1,71 @@
+"""What readers produce: one :class:`Record` per point to store, or a :class:`Problem` per bad row."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MODALITIES = ("satellite", "ground", "text")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One item to embed and store.
+
+    Attributes:
+        key: stable source key (unique within a modality); the point id derives from it.
+        modality: ``satellite``, ``ground`` or ``text``.
+        lat, lon: location in degrees (validated by the reader).
+        landmark_id, name, split, category: landmark facts (``None`` when unknown).
+        path: absolute path of the image to encode (images only).
+        source: the file path relative to the dataset root, shown in the payload.
+        title, text: the landmark text (texts only).
+        vector: a precomputed embedding (precomputed imports only).
+    """
+
+    key: str
+    modality: str
+    lat: float
+    lon: float
+    landmark_id: str | None = None
+    name: str | None = None
+    split: str | None = None
+    category: str | None = None
+    path: Path | None = None
+    source: str | None = None
+    title: str | None = None
+    text: str | None = None
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row or file that was skipped, with where it is and why."""
+
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+def clean_str(value: object) -> str | None:
+    """A stripped string, or None for empty/NaN cells."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing absolute paths and paths that escape ``root`` (``..``, symlinks)."""
+    if Path(relative).is_absolute():
+        raise ValueError(f"absolute path {relative!r} not allowed; paths must be relative to {root}")
+    root_real = root.resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root_real):
+        raise ValueError(f"path {relative!r} escapes the dataset root {root}")
+    return path
