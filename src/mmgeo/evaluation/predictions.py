@@ -9,6 +9,8 @@ A predictions file is CSV (``.csv``), Parquet (``.parquet``/``.pq``) or JSON Lin
   a non-negative integer) and ``ranked_landmarks`` (landmark ids best first, as a
   space-separated string or a list; an empty cell is an empty ranking, i.e. a miss).
 
+Other columns are ignored.
+
 Every problem is an :class:`~mmgeo.errors.InputError` naming the file, the row and the
 column. Rows are numbered from 1 in data order, the header line not counted.
 """
