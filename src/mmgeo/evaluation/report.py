@@ -1,0 +1,174 @@
+"""Results table: one row per evaluated configuration, written as CSV, Markdown, JSON and plots.
+
+Configuration columns:
+
+- ``method``: the pipeline, e.g. ``geoclip+s4g``;
+- ``mode``: query mode, ``all`` photos, ``one_per_landmark`` or ``per_landmark`` (fused);
+- ``radius_km``: narrowing radius, ``inf`` for no narrowing;
+- ``fallback``: ``fail`` or ``fallback_full``;
+- ``gallery``: the satellite gallery (the reference's ``index_mode``: ``full`` or ``query``);
+- ``geoclip_gallery``: GeoCLIP's GPS gallery, ``paper`` (holds every true location: an
+  upper bound), ``index`` or ``geoclip`` (the package's ``coordinates_100K.csv``).
+
+Metric columns are those of :func:`~mmgeo.evaluation.predictions.score_predictions` and
+:func:`~mmgeo.evaluation.metrics.narrowing_stats` (shares are fractions in [0, 1]). Against the
+reference table: ``acc@Xkm`` is its ``R@Xkm``, ``mean_km``/``median_km`` its
+``mean_dist_km``/``median_dist_km``, ``mode`` its ``query_mode`` and ``gallery`` its ``index_mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from mmgeo.errors import InputError  # noqa: E402
+
+CONFIG_COLUMNS: tuple[str, ...] = ("method", "mode", "radius_km", "fallback", "gallery", "geoclip_gallery")
+ACCURACY_COLUMNS: tuple[str, ...] = ("acc@1km", "acc@10km", "acc@25km", "acc@200km", "acc@750km", "acc@2500km")
+METRIC_COLUMNS: tuple[str, ...] = (
+    "n_queries", "R@1", "R@5", "R@10", "R@25", "R@1%", "mAP@1000", *ACCURACY_COLUMNS,
+    "mean_km", "median_km", "empty_rate", "mean_candidates", "median_candidates",
+)
+RESULT_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + METRIC_COLUMNS
+
+
+def results_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    """The results table: one row per mapping, columns in :data:`RESULT_COLUMNS` order.
+
+    Each mapping holds every configuration column and any metric columns (absent ones are
+    NaN). ``radius_km`` of ``None`` means no narrowing and becomes ``inf``.
+
+    Raises:
+        InputError: no rows, a configuration column missing, or an unknown column (the
+            message lists the valid ones).
+    """
+    rows = [dict(r) for r in rows]
+    if not rows:
+        raise InputError("no results to tabulate: no configuration rows")
+    for i, row in enumerate(rows):
+        unknown = sorted(set(row) - set(RESULT_COLUMNS))
+        if unknown:
+            raise InputError(f"result row {i}: unknown column(s) {unknown}; valid columns: {list(RESULT_COLUMNS)}")
+        missing = [c for c in CONFIG_COLUMNS if c not in row]
+        if missing:
+            raise InputError(f"result row {i}: missing configuration column(s) {missing}")
+        if row["radius_km"] is None:
+            row["radius_km"] = math.inf
+    table = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    table["radius_km"] = table["radius_km"].astype(np.float64)
+    return table
+
+
+def _cell(value: object, column: str) -> str:
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return ""
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        if column in ("radius_km", "n_queries"):
+            return f"{value:g}"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value).replace("|", "\\|")
+
+
+def format_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table: NaN as an empty cell, inf as ∞, values under 10 to 4 decimals,
+    larger ones (distances, counts) to 1 decimal."""
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += [
+        "| " + " | ".join(_cell(v, c) for v, c in zip(row, table.columns, strict=True)) + " |"
+        for row in table.itertuples(index=False)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else ("inf" if value == math.inf else float(value))
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _label(row: Mapping[str, object], fields: Iterable[str]) -> str:
+    parts = []
+    for field in fields:
+        value = row[field]
+        if field == "radius_km":
+            parts.append("r=∞" if value == math.inf else f"r={value:g}km")
+        elif not (isinstance(value, float) and math.isnan(value)):
+            parts.append(str(value))
+    return " ".join(parts)
+
+
+def plot_accuracy_vs_threshold(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Geolocation accuracy against the distance threshold (log x), one line per configuration."""
+    thresholds = [float(c[len("acc@"):-len("km")]) for c in ACCURACY_COLUMNS]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for _, row in table.iterrows():
+        values = row[list(ACCURACY_COLUMNS)].to_numpy(dtype=np.float64)
+        if not np.isnan(values).all():
+            ax.plot(thresholds, values, marker="o", label=_label(row, CONFIG_COLUMNS))
+    ax.set(xscale="log", xlabel="distance threshold (km)", ylabel="share of queries within threshold", ylim=(0, 1))
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, ax, path)
+
+
+def plot_recall_vs_radius(table: pd.DataFrame, path: str | os.PathLike, metric: str = "R@1") -> Path:
+    """``metric`` against the narrowing radius (log x, no narrowing drawn at ∞), one line per
+    configuration of the other columns."""
+    if metric not in table or table[metric].isna().all():
+        raise InputError(f"no {metric} values to plot against the radius")
+    finite = table["radius_km"][np.isfinite(table["radius_km"])]
+    inf_x = 10 * finite.max() if finite.size else 1.0
+    others = [c for c in CONFIG_COLUMNS if c != "radius_km"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for _, group in table.dropna(subset=[metric]).groupby(others, dropna=False, sort=True):
+        group = group.sort_values("radius_km")
+        x = group["radius_km"].replace(math.inf, inf_x)
+        ax.plot(x, group[metric], marker="o", label=_label(group.iloc[0], others))
+    ax.set(xscale="log", xlabel="narrowing radius (km)", ylabel=metric, ylim=(0, 1))
+    if np.isinf(table["radius_km"]).any():
+        ticks = [*sorted(set(finite)), inf_x]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + ["∞"])
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, ax, path)
+
+
+def _save(fig, ax, path: str | os.PathLike) -> Path:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_results(table: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "results") -> dict[str, Path]:
+    """Write ``{stem}.csv``, ``{stem}.md``, ``{stem}.json`` and the two plots into ``out_dir``.
+
+    CSV writes no narrowing as ``inf`` and missing metrics as empty cells; JSON is a list of
+    row objects (strict JSON: missing metrics are ``null``, no narrowing is the string
+    ``"inf"``). Plots: ``{stem}_accuracy.png`` (:func:`plot_accuracy_vs_threshold`) and,
+    when the table has R@1 values, ``{stem}_recall_radius.png`` (:func:`plot_recall_vs_radius`).
+    Returns the written paths by kind.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
+    table.to_csv(paths["csv"], index=False)
+    paths["md"].write_text(format_markdown(table), encoding="utf-8")
+    records = [{k: _json_value(v) for k, v in zip(table.columns, row, strict=True)} for row in table.itertuples(index=False)]
+    paths["json"].write_text(json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths["accuracy_png"] = plot_accuracy_vs_threshold(table, out / f"{stem}_accuracy.png")
+    if table["R@1"].notna().any():
+        paths["recall_radius_png"] = plot_recall_vs_radius(table, out / f"{stem}_recall_radius.png")
+    return paths
