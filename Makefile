@@ -1,0 +1,34 @@
+# mmgeo: the two commands of the README, and their pieces.
+#   make demo   venv + install + demo world + ingest into embedded Qdrant + mmgeo-search on a demo photo
+#   make test   the whole test suite (what CI runs)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch first, pinned to the CPU-capable release this project is tested with; override for your CUDA build.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.mmgeo-installed
+DEMO   ?= demo
+
+.PHONY: install demo test bench-quick clean-demo
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 MMGEO_DEMO=$(DEMO) $(BIN)/python -m mmgeo demo run $(DEMO)
+
+test: $(STAMP)
+	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+
+bench-quick: $(STAMP)
+	$(BIN)/mmgeo-bench --quick
+
+clean-demo:
+	rm -rf $(DEMO)

@@ -1,0 +1,78 @@
+"""What a search returns, and its renderings: JSON (stable schema), GeoJSON, a rich table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import mmgeo
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One ranked answer: a landmark (or an unlabelled tile) with every score that ranked it.
+
+    ``score`` = w_image * ``image_score`` + w_text * ``text_score`` + w_prior * ``prior``
+    (or reciprocal-rank fusion of the three, if chosen); ``distance_km`` is from the stage-1 estimate.
+    """
+
+    rank: int
+    key: str
+    landmark_id: str | None
+    name: str | None
+    lat: float
+    lon: float
+    distance_km: float
+    score: float
+    image_score: float
+    text_score: float | None
+    prior: float
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The answer to one query (one or several photos of one place)."""
+
+    photos: list[str]
+    estimate: dict[str, Any]
+    region: dict[str, Any]
+    candidates: list[Candidate]
+    confidence: float
+    abstained: bool
+    text_space: str | None
+    timings_ms: dict[str, float]
+    settings: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Candidate | None:
+        return None if self.abstained or not self.candidates else self.candidates[0]
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON schema (``schema_version`` 1): see README 'Search output'."""
+        return {"schema_version": SCHEMA_VERSION, "mmgeo_version": mmgeo.__version__, **asdict(self),
+                "answer": asdict(self.best) if self.best else None}
+
+    def to_geojson(self) -> dict[str, Any]:
+        """FeatureCollection: the stage-1 estimate, the region searched, the ranked candidates."""
+        lat, lon = self.estimate["lat"], self.estimate["lon"]
+        features: list[dict[str, Any]] = [
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]},
+             "properties": {"kind": "estimate", "source": self.estimate["source"]}},
+        ]
+        region_geom = self.region.get("geometry")
+        if region_geom is None and self.region.get("radius_km"):
+            region_geom = {"type": "Point", "coordinates": [lon, lat]}
+        if region_geom is not None:
+            features.append({"type": "Feature", "geometry": region_geom,
+                             "properties": {"kind": "region", "mode": self.region["mode"],
+                                            "radius_km": self.region.get("radius_km"),
+                                            "description": self.region["description"]}})
+        for c in self.candidates:
+            features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
+                             "properties": {"kind": "candidate", **{k: v for k, v in asdict(c).items()
+                                                                   if k not in ("lat", "lon", "evidence")}}})
+        return {"type": "FeatureCollection", "features": features}

@@ -1,0 +1,41 @@
+"""JSON Schema of ``mmgeo-search --json`` output (``schema_version`` 1), for users' validators and our tests."""
+
+from __future__ import annotations
+
+_NUM = {"type": "number"}
+_NULLABLE_NUM = {"type": ["number", "null"]}
+_NULLABLE_STR = {"type": ["string", "null"]}
+
+CANDIDATE_SCHEMA = {
+    "type": "object",
+    "required": ["rank", "key", "landmark_id", "name", "lat", "lon", "distance_km", "score", "image_score",
+                 "text_score", "prior", "evidence"],
+    "properties": {
+        "rank": {"type": "integer", "minimum": 1}, "key": {"type": "string"}, "landmark_id": _NULLABLE_STR,
+        "name": _NULLABLE_STR, "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180}, "distance_km": _NUM, "score": _NUM,
+        "image_score": _NUM, "text_score": _NULLABLE_NUM, "prior": _NUM, "evidence": {"type": "array"},
+    },
+}
+
+SEARCH_RESULT_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "mmgeo search result",
+    "type": "object",
+    "required": ["schema_version", "mmgeo_version", "photos", "estimate", "region", "candidates", "answer",
+                 "confidence", "abstained", "text_space", "timings_ms", "settings", "problems"],
+    "properties": {
+        "schema_version": {"const": 1},
+        "photos": {"type": "array", "items": {"type": "string"}},
+        "estimate": {"type": "object", "required": ["lat", "lon", "source", "hypotheses"]},
+        "region": {"type": "object", "required": ["mode", "description", "radius_km", "candidates_in_region",
+                                                   "fallback_used", "geometry"]},
+        "candidates": {"type": "array", "items": CANDIDATE_SCHEMA},
+        "answer": {"oneOf": [{"type": "null"}, CANDIDATE_SCHEMA]},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "abstained": {"type": "boolean"},
+        "text_space": _NULLABLE_STR,
+        "timings_ms": {"type": "object", "additionalProperties": _NUM},
+        "problems": {"type": "array", "items": {"type": "string"}},
+    },
+}

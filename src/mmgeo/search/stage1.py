@@ -1,0 +1,107 @@
+"""Stage 1: a photo's coarse location as ranked GPS hypotheses with probabilities.
+
+Two estimators share one contract, :class:`Stage1`:
+
+* :class:`GeoCLIPStage1` — GeoCLIP (image encoder + location encoder over a GPS gallery);
+* :class:`KnnStage1` — nearest geotagged ground photos in the ``mmgeo_ground`` collection
+  (retrieval-based geolocation, as Im2GPS), which needs no extra model and so runs offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from mmgeo.errors import CollectionNotFoundError
+from mmgeo.geo import haversine_km
+from mmgeo.qdrant.base import Store
+from mmgeo.qdrant.schema import VectorIdentity, check_vector_identity
+
+
+@dataclass(frozen=True)
+class Hypotheses:
+    """Ranked GPS hypotheses for one query: ``prob`` sums to at most 1 (the shown top-k's mass)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    prob: np.ndarray
+    source: str
+
+    @property
+    def top(self) -> tuple[float, float]:
+        return float(self.lat[0]), float(self.lon[0])
+
+    def mass_within(self, lat: float, lon: float, radius_km: float) -> float:
+        """Share of the hypotheses' probability within ``radius_km`` of (lat, lon)."""
+        d = haversine_km(self.lat, self.lon, lat, lon)
+        total = float(self.prob.sum())
+        return float(self.prob[d <= radius_km].sum() / total) if total > 0 else 0.0
+
+    def prior_at(self, lat: float, lon: float, bandwidth_km: float = 25.0) -> float:
+        """Stage-1 belief at a location: Gaussian kernel density of the hypotheses, scaled to [0, 1]."""
+        d = haversine_km(self.lat, self.lon, lat, lon)
+        total = float(self.prob.sum())
+        return float((self.prob * np.exp(-0.5 * (np.asarray(d) / bandwidth_km) ** 2)).sum() / total) if total > 0 else 0.0
+
+
+class Stage1(Protocol):
+    """Turns photos (decoded, upright RGB) into one :class:`Hypotheses` per photo."""
+
+    name: str
+
+    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100) -> list[Hypotheses]: ...
+
+
+def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = (scores - scores.max()) / temperature
+    e = np.exp(z)
+    return e / e.sum()
+
+
+class KnnStage1:
+    """Hypotheses from the ``top_k`` most similar geotagged photos in a collection.
+
+    Probabilities are a softmax of the cosine similarities at ``temperature``.
+    """
+
+    def __init__(self, store: Store, encoder: Any, collection: str = "mmgeo_ground", *, using: str = "image",
+                 temperature: float = 0.05) -> None:
+        if not store.has_collection(collection) or store.count(collection) == 0:
+            raise CollectionNotFoundError(
+                f"stage 1 'knn' needs geotagged photos in {collection!r} ({store.location}); build it with "
+                f"`mmgeo-ingest DATASET --splits train --modalities ground --encoder {encoder.name}`")
+        check_vector_identity(collection, store.get_metadata(collection),
+                              VectorIdentity(using, encoder.name, encoder.weights_id, encoder.dim))
+        self.store, self.encoder, self.collection, self.using, self.temperature = store, encoder, collection, using, temperature
+        self.name = f"knn:{collection}"
+
+    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100) -> list[Hypotheses]:
+        query_vectors = self.encoder.encode_images(list(images))
+        results = self.store.search_batch(self.collection, query_vectors, using=self.using, limit=top_k,
+                                          filters=[None] * len(query_vectors))
+        out = []
+        for hits in results:
+            if not hits:
+                out.append(Hypotheses(np.zeros(0), np.zeros(0), np.zeros(0), self.name))
+                continue
+            lat = np.array([h.payload["location"]["lat"] for h in hits])
+            lon = np.array([h.payload["location"]["lon"] for h in hits])
+            prob = softmax(np.array([h.score for h in hits]), self.temperature)
+            out.append(Hypotheses(lat, lon, prob, self.name))
+        return out
+
+
+class GeoCLIPStage1:
+    """GeoCLIP's own estimate: softmax over its GPS gallery, top-k kept (gallery named in ``source``)."""
+
+    def __init__(self, geoclip: Any) -> None:
+        self.geoclip = geoclip
+        self.name = f"geoclip:{geoclip.gallery.name}"
+
+    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100) -> list[Hypotheses]:
+        preds = self.geoclip.predict(list(images), top_k=top_k)
+        return [Hypotheses(np.asarray(p.lat), np.asarray(p.lon), np.asarray(p.prob), self.name) for p in preds]
