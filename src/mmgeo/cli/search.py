@@ -1,0 +1,137 @@
+"""``mmgeo-search``: where was this photo taken?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.errors import CollectionNotFoundError
+from mmgeo.qdrant.schema import collection_name
+from mmgeo.search.geolocator import FALLBACKS, Geolocator, SearchSettings
+from mmgeo.search.region import MODES
+
+EXAMPLES = """
+\b
+Examples:
+  # the README demo: offline encoder, stage 1 from geotagged ground photos
+  mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 knn
+\b
+  # GeoCLIP stage 1, 2-region posterior-mass search, JSON out
+  mmgeo-search photo.jpg --region mass --mass 0.9 --json
+\b
+  # several photos of one place, a map and GeoJSON for GIS tools
+  mmgeo-search a.jpg b.jpg c.jpg --html map.html --geojson result.geojson
+\b
+  # against a Qdrant server
+  mmgeo-search photo.jpg --qdrant-url http://localhost:6333
+"""
+
+
+def _encoder_from_metadata(store, name: str | None, weights: str | None):
+    from mmgeo.encoders import create_encoder
+
+    if name is None:
+        coll = collection_name("satellite")
+        if not store.has_collection(coll):
+            raise CollectionNotFoundError(f"collection {coll!r} does not exist in {store.location}; "
+                                          "build it with `mmgeo-ingest DATASET --modalities satellite --encoder NAME`")
+        name = store.get_metadata(coll)["vectors"]["image"]["encoder"]
+    return create_encoder(name, weights=weights)
+
+
+@click.command("search", epilog=EXAMPLES)
+@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--encoder", default=None, help="Image encoder [default: the one that built the satellite collection].")
+@click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
+              help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
+@click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
+@click.option("--region", type=click.Choice(MODES), default="radius", show_default=True)
+@click.option("--radius", "radius_km", type=float, default=25.0, show_default=True, help="km, for --region radius.")
+@click.option("--mass", type=float, default=0.9, show_default=True, help="Posterior mass, for --region mass.")
+@click.option("--fallback", type=click.Choice(FALLBACKS), default="widen", show_default=True,
+              help="When the region holds no candidates.")
+@click.option("--top-n", type=int, default=5, show_default=True)
+@click.option("--aggregate", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+              help="A landmark's score from its tiles.")
+@click.option("--fusion", type=click.Choice(["mean", "score"]), default="mean", show_default=True,
+              help="Several photos: mean embedding, or mean of per-photo scores.")
+@click.option("--text-encoder", default=None, help="Image→text encoder for the Wikipedia rerank (e.g. a CLIP pair).")
+@click.option("--w-image", type=float, default=1.0, show_default=True)
+@click.option("--w-text", type=float, default=0.3, show_default=True)
+@click.option("--w-prior", type=float, default=0.2, show_default=True)
+@click.option("--rrf", is_flag=True, help="Reciprocal-rank fusion instead of the weighted sum.")
+@click.option("--min-confidence", type=float, default=0.0, show_default=True, help="Abstain ('unsure') below this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
+@click.option("--geojson", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a GeoJSON FeatureCollection.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write an offline HTML map.")
+@click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
+@store_options
+@friendly_errors
+def search_command(photos, encoder, weights, stage1, geoclip_weights, region, radius_km, mass, fallback, top_n, aggregate,
+                   fusion, text_encoder, w_image, w_text, w_prior, rrf, min_confidence, as_json, geojson, html_path,
+                   verbose, store_path, qdrant_url, api_key) -> None:
+    """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
+
+    Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (e.g. every photo unusable).
+    """
+    from mmgeo.encoders import create_encoder
+    from mmgeo.search.stage1 import GeoCLIPStage1, KnnStage1
+
+    settings = SearchSettings(region=region, radius_km=radius_km, mass=mass, fallback=fallback, top_n=top_n,
+                              aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior,
+                              rrf=rrf, min_confidence=min_confidence)
+    store = open_store_from(store_path, qdrant_url, api_key)
+    try:
+        image_encoder = _encoder_from_metadata(store, encoder, weights)
+        if stage1 == "knn":
+            estimator = KnnStage1(store, image_encoder)
+        else:
+            estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights))
+        texts = create_encoder(text_encoder) if text_encoder else None
+        result = Geolocator(store, image_encoder, estimator, text_encoder=texts).locate([str(p) for p in photos], settings)
+    finally:
+        store.close()
+    for problem in result.problems:
+        console.print(f"[yellow]skipped[/] {problem}", highlight=False)
+    if geojson:
+        geojson.write_text(json.dumps(result.to_geojson(), indent=1))
+    if html_path:
+        from mmgeo.search.html import render_html
+
+        html_path.write_text(render_html(result), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        _print_table(result, verbose)
+    if result.abstained:
+        raise SystemExit(1)
+
+
+def _print_table(result, verbose: bool) -> None:
+    est = result.estimate
+    console.print(f"[bold]stage 1[/] ({est['source']}): {est['lat']:.4f}, {est['lon']:.4f}   "
+                  f"[bold]region[/]: {result.region['description']} "
+                  f"({result.region['candidates_in_region']} tiles{', fallback used' if result.region['fallback_used'] else ''})",
+                  highlight=False)
+    if result.abstained:
+        console.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence")
+        return
+    table = Table(title=f"Where was {', '.join(Path(p).name for p in result.photos)} taken?  confidence {result.confidence:.2f}")
+    for col in ("#", "landmark", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
+        table.add_column(col)
+    for c in result.candidates:
+        table.add_row(str(c.rank), c.name or c.key, f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
+                      f"{c.image_score:.3f}", "-" if c.text_score is None else f"{c.text_score:.3f}", f"{c.prior:.3f}",
+                      c.evidence[0]["source"] if c.evidence else "")
+    console.print(table)
+    if result.text_space is None:
+        console.print("text rerank: off (no image→text encoder for the text collection; see --text-encoder)", style="dim")
+    if verbose:
+        console.print(f"timings (ms): {result.timings_ms}", highlight=False)
+        for h in result.estimate["hypotheses"][:5]:
+            console.print(f"  hypothesis {h['lat']:.4f}, {h['lon']:.4f}  p={h['prob']:.3f}", highlight=False)
