@@ -318,7 +318,7 @@ class GeoCLIPEncoder(ImageEncoder):
 
     def encode_gps(self, latlon: np.ndarray, *, batch_size: int = GALLERY_BATCH, normalize: bool = True) -> np.ndarray:
         """GPS (n, 2) degrees (lat, lon) → float32 (n, 512) location embeddings."""
-        coords = np.asarray(latlon, dtype=np.float32)
+        coords = np.array(latlon, dtype=np.float32)  # a writable copy for torch.from_numpy
         if coords.ndim != 2 or coords.shape[1] != 2:
             raise InputError(f"encode_gps takes an (n, 2) array of (lat, lon) degrees, got shape {coords.shape}")
         chunks = []
@@ -328,30 +328,27 @@ class GeoCLIPEncoder(ImageEncoder):
                 chunks.append(features_to_numpy(features, normalize))
         return stack_rows(chunks, EMBED_DIM)
 
-    def gallery_embeddings(self, gallery: GpsGallery | str | None = None, *, use_disk_cache: bool = True) -> torch.Tensor:
-        """L2-normalised location embeddings of a gallery, computed once (memory + ``.npy`` on disk).
+    def gallery_embeddings(self, gallery: GpsGallery | str | None = None, *, use_cache: bool = True) -> torch.Tensor:
+        """L2-normalised location embeddings of a gallery, computed once per (gallery, weights).
 
-        The disk file is keyed by the gallery's sha256 and the location encoder's weights id.
+        Cached in memory and as ``.npy`` under :func:`cache_dir`, keyed by the gallery's sha256
+        and the location encoder's weights id; ``use_cache=False`` computes afresh and stores nothing.
         """
         gallery = self.gallery if gallery is None else get_gallery(gallery)
+        if not use_cache:
+            return torch.from_numpy(self.encode_gps(gallery.coordinates)).to(self.device)
         key = (gallery.sha256, self.location_weights_id)
-        if key in self._gallery_cache:
-            return self._gallery_cache[key]
-        path = cache_dir() / "geoclip-gallery" / f"{gallery.sha256[:20]}-{_slug(self.location_weights_id)}.npy"
-        embeddings = None
-        if use_disk_cache and path.exists():
-            loaded = np.load(path, allow_pickle=False)
-            embeddings = loaded if loaded.shape == (len(gallery), EMBED_DIM) else None
-        if embeddings is None:
-            embeddings = self.encode_gps(gallery.coordinates)
-            if use_disk_cache:
+        if key not in self._gallery_cache:
+            path = cache_dir() / "geoclip-gallery" / f"{gallery.sha256[:20]}-{_slug(self.location_weights_id)}.npy"
+            embeddings = np.load(path, allow_pickle=False) if path.exists() else None
+            if embeddings is None or embeddings.shape != (len(gallery), EMBED_DIM):
+                embeddings = self.encode_gps(gallery.coordinates)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
                 np.save(tmp, embeddings)
-                os.replace(tmp, path)
-        tensor = torch.from_numpy(np.ascontiguousarray(embeddings)).to(self.device)
-        self._gallery_cache[key] = tensor
-        return tensor
+                os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+            self._gallery_cache[key] = torch.from_numpy(np.ascontiguousarray(embeddings)).to(self.device)
+        return self._gallery_cache[key]
 
     def predict(
         self,
