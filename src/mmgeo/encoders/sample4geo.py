@@ -1,0 +1,329 @@
+"""Sample4Geo cross-view encoder: a timm backbone (+ optional projection), L2-normalised.
+
+Module names match the reference system (``backbone.*``, ``proj.*``) so its
+checkpoints load as they are. Three checkpoint formats are read:
+
+(a) the reference format, a ``torch.load`` dict ``{"model_state_dict", "epoch", "config"}`` with
+    ``config["model"]["backbone"|"embed_dim"]`` and ``config["training"]["img_size"]``
+    (:func:`save_checkpoint` writes it);
+(b) the public Sample4Geo release, a bare state dict whose keys may carry ``module.``
+    (DataParallel) and ``model.`` (its ``TimmModel``) prefixes and a training-only ``logit_scale``;
+(c) ``.safetensors`` (config, when present, in the metadata under ``"config"``).
+
+Loading is strict; a mismatch raises one :class:`~mmgeo.errors.InputError` listing the
+missing, unexpected and wrongly shaped keys. ``torch.load`` always runs with
+``weights_only=True``; a file that needs arbitrary pickled code is refused
+unless ``trust_checkpoint=True``. Towers are shared (one model for ground and
+satellite) unless the checkpoint holds ``ground.*`` and ``satellite.*`` towers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import transforms as T
+
+from mmgeo.encoders.base import ImageEncoder, ImageInput, eval_module, random_weights_id, seeded, weights_id_for
+from mmgeo.encoders.registry import RANDOM, EncoderEntry, Weights
+from mmgeo.encoders.sources import IMAGENET_MEAN, IMAGENET_STD, WeightsSource
+from mmgeo.errors import InputError
+
+View = Literal["ground", "satellite"]
+VIEWS: tuple[str, ...] = ("ground", "satellite")
+TRAINING_ONLY_KEYS = frozenset({"logit_scale"})
+"""Keys of training checkpoints that carry no embedding weights (Sample4Geo's learnable temperature)."""
+
+
+class Sample4GeoModel(nn.Module):
+    """One tower: ``timm`` backbone without classifier, optional ``proj`` linear layer, L2 norm."""
+
+    def __init__(self, backbone: str, embed_dim: int = 0, *, pretrained_file: Path | None = None) -> None:
+        super().__init__()
+        overlay = {"file": str(pretrained_file)} if pretrained_file is not None else None
+        self.backbone = timm.create_model(backbone, pretrained=pretrained_file is not None, pretrained_cfg_overlay=overlay, num_classes=0)
+        width = int(self.backbone.num_features)
+        self.proj: nn.Module = nn.Linear(width, embed_dim) if embed_dim > 0 and embed_dim != width else nn.Identity()
+        self.embed_dim = embed_dim if isinstance(self.proj, nn.Linear) else width
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(self.backbone(pixels)), dim=-1)
+
+
+class Sample4GeoPair(nn.Module):
+    """Separate ground and satellite towers (keys ``ground.*`` and ``satellite.*``)."""
+
+    def __init__(self, backbone: str, embed_dim: int = 0) -> None:
+        super().__init__()
+        self.ground = Sample4GeoModel(backbone, embed_dim)
+        self.satellite = Sample4GeoModel(backbone, embed_dim)
+
+
+def eval_transform(img_size: int) -> T.Compose:
+    """The reference eval transform: resize to ``img_size`` square, ImageNet mean/std."""
+    return T.Compose([T.Resize((img_size, img_size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any], int | None]:
+    """Read any of the three formats: ``(state_dict with prefixes removed, config or {}, epoch or None)``.
+
+    Raises:
+        InputError: unreadable file, refused pickle, or no state dict inside.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            state = {key: fh.get_tensor(key) for key in fh.keys()}
+        return remap_keys(state), json.loads(metadata.get("config", "{}")), _int_or_none(metadata.get("epoch"))
+    obj = _torch_load(path, trust_checkpoint)
+    if isinstance(obj, Mapping) and "model_state_dict" in obj:
+        return remap_keys(obj["model_state_dict"]), dict(obj.get("config") or {}), _int_or_none(obj.get("epoch"))
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        return remap_keys(obj["state_dict"]), {}, _int_or_none(obj.get("epoch"))
+    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return remap_keys(obj), {}, None
+    raise InputError(f"{path}: not a Sample4Geo checkpoint (expected a state dict or a dict with 'model_state_dict')")
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _torch_load(path: Path, trust_checkpoint: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trust_checkpoint:
+            first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{path}: refused to load: the checkpoint needs arbitrary pickled code to be executed "
+                f"({first_line[:200]}). Only if you trust its source, pass trust_checkpoint=True."
+            ) from None
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def remap_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip ``module.`` and map the public release's ``model.`` to ``backbone.``; drop training-only keys."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("model."):
+            key = "backbone." + key.removeprefix("model.")
+        if key not in TRAINING_ONLY_KEYS:
+            out[key] = tensor
+    return out
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with one readable report of every mismatch.
+
+    Raises:
+        InputError: missing, unexpected or wrongly shaped keys (each group listed, first 10 of each).
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        lines = [f"{source}: checkpoint does not match the model"]
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+            if items:
+                more = f" … and {len(items) - 10} more" if len(items) > 10 else ""
+                lines.append(f"  {label} ({len(items)}): {', '.join(items[:10])}{more}")
+        raise InputError("\n".join(lines))
+    module.load_state_dict(state, strict=True)
+
+
+def _infer_embed_dim(state: Mapping[str, torch.Tensor], prefix: str = "") -> int:
+    proj = state.get(f"{prefix}proj.weight")
+    return 0 if proj is None else int(proj.shape[0])
+
+
+class Sample4GeoEncoder(ImageEncoder):
+    """Ground and satellite image encoder; ``encode_images(..., view=...)`` picks the tower."""
+
+    modality = "image"
+
+    def __init__(self, name: str, model: nn.Module, *, backbone: str, img_size: int, weights_id: str, device: torch.device, epoch: int | None = None) -> None:
+        self.name = name
+        self.model = eval_module(model, device)
+        self.towers: dict[str, Sample4GeoModel] = (
+            {"ground": model.ground, "satellite": model.satellite} if isinstance(model, Sample4GeoPair) else {v: model for v in VIEWS}
+        )
+        self.dim = self.towers["ground"].embed_dim
+        self.backbone = backbone
+        self.img_size = img_size
+        self.epoch = epoch
+        self.weights_id = weights_id
+        self.device = device
+        self.transform = eval_transform(img_size)
+
+    def _embed_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Ground-view embeddings (what another model sees when it uses this encoder as its backbone)."""
+        return self.towers["ground"](pixels)
+
+    @property
+    def shared(self) -> bool:
+        return self.towers["ground"] is self.towers["satellite"]
+
+    def encode_images(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        view: View = "ground",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """Embed ground photos (``view="ground"``) or satellite tiles (``view="satellite"``)."""
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+        return self._run_images(images, self.towers[view], batch_size=batch_size, num_workers=num_workers, normalize=normalize)
+
+    def config(self) -> dict[str, Any]:
+        """The reference-format config this encoder was built with."""
+        return {"model": {"backbone": self.backbone, "embed_dim": self.dim if self._has_proj() else 0}, "training": {"img_size": self.img_size}}
+
+    def _has_proj(self) -> bool:
+        return isinstance(self.towers["ground"].proj, nn.Linear)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        *,
+        backbone: str | None = None,
+        embed_dim: int | None = None,
+        img_size: int | None = None,
+        trust_checkpoint: bool = False,
+        device: torch.device | str = "cpu",
+        name: str | None = None,
+    ) -> Sample4GeoEncoder:
+        """Load any supported checkpoint; the checkpoint's config fills arguments left ``None``.
+
+        Raises:
+            ValueError: an argument contradicts the checkpoint's config, or the backbone is unknown.
+            InputError: unreadable/refused file or keys that do not match (readable report).
+        """
+        path = Path(path)
+        state, config, epoch = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        model_cfg = config.get("model", {})
+        backbone = _agree("backbone", backbone, model_cfg.get("backbone"), path)
+        separate = any(key.startswith("ground.") for key in state)
+        inferred_dim = _infer_embed_dim(state, "ground." if separate else "")
+        embed_dim = _agree("embed_dim", embed_dim, model_cfg.get("embed_dim", inferred_dim), path)
+        img_size = _agree("img_size", img_size, config.get("training", {}).get("img_size"), path) or 384
+        if backbone is None:
+            raise ValueError(f"{path}: the checkpoint has no config naming its backbone; pass backbone=<timm model name>")
+        model = Sample4GeoPair(backbone, embed_dim or 0) if separate else Sample4GeoModel(backbone, embed_dim or 0)
+        load_strict(model, state, f"{path} (backbone={backbone}, embed_dim={embed_dim or 0})")
+        return cls(
+            name or f"sample4geo-{backbone.partition('.')[0]}",
+            model,
+            backbone=backbone,
+            img_size=img_size,
+            weights_id=weights_id_for(path.name, path),
+            device=torch.device(device),
+            epoch=epoch,
+        )
+
+
+def _agree(option: str, given: Any, stored: Any, path: Path) -> Any:
+    if given is not None and stored is not None and given != stored:
+        raise ValueError(f"{path}: {option}={given!r} contradicts the checkpoint's config ({option}={stored!r})")
+    return stored if given is None else given
+
+
+def save_checkpoint(encoder_or_model: Sample4GeoEncoder | nn.Module, path: str | os.PathLike, config: Mapping[str, Any], epoch: int) -> Path:
+    """Write the reference format (``.pt``) or safetensors (config/epoch in metadata), by suffix.
+
+    ``config`` must hold ``model.backbone``, ``model.embed_dim`` and ``training.img_size``.
+    """
+    model = encoder_or_model.model if isinstance(encoder_or_model, Sample4GeoEncoder) else encoder_or_model
+    for section, key in (("model", "backbone"), ("model", "embed_dim"), ("training", "img_size")):
+        if key not in config.get(section, {}):
+            raise ValueError(f"save_checkpoint: config[{section!r}][{key!r}] is required")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path), metadata={"config": json.dumps(dict(config)), "epoch": str(epoch), "format": "mmgeo-sample4geo"})
+    else:
+        torch.save({"model_state_dict": state, "epoch": epoch, "config": dict(config)}, path)
+    return path
+
+
+def _builder(backbone_arch: str):
+    def build(
+        name: str,
+        weights: Weights,
+        device: torch.device,
+        *,
+        embed_dim: int | None = None,
+        img_size: int | None = None,
+        trust_checkpoint: bool = False,
+        seed: int = 0,
+    ) -> Sample4GeoEncoder:
+        """Registry builder: a trained checkpoint (path), the ImageNet backbone (tag), or ``"random"``."""
+        if isinstance(weights, WeightsSource):
+            folder = weights.fetch(name)
+            model = Sample4GeoModel(f"{backbone_arch}.{weights.tag}", embed_dim or 0, pretrained_file=folder / weights.files[0])
+            size = img_size or weights.image_size or 224
+            return Sample4GeoEncoder(name, model, backbone=f"{backbone_arch}.{weights.tag}", img_size=size, weights_id=weights_id_for(weights.tag, folder / weights.files[0]), device=device)
+        if weights == RANDOM:
+            model = seeded(seed, lambda: Sample4GeoModel(backbone_arch, embed_dim or 0))
+            return Sample4GeoEncoder(name, model, backbone=backbone_arch, img_size=img_size or 384, weights_id=random_weights_id(seed), device=device)
+        encoder = Sample4GeoEncoder.from_checkpoint(
+            weights, embed_dim=embed_dim, img_size=img_size, trust_checkpoint=trust_checkpoint, device=device, name=name
+        )
+        if encoder.backbone.partition(".")[0] != backbone_arch:
+            raise ValueError(f"{weights}: checkpoint backbone {encoder.backbone!r} is not {backbone_arch}; use create_encoder('sample4geo-{encoder.backbone.partition('.')[0]}', ...) or Sample4GeoEncoder.from_checkpoint")
+        return encoder
+
+    return build
+
+
+def _timm_source(tag: str, image_size: int) -> WeightsSource:
+    return WeightsSource(
+        tag=tag,
+        kind="hf-hub",
+        location=f"timm/convnext_base.{tag}",
+        files=("model.safetensors",),
+        dim=1024,
+        image_size=image_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        license="apache-2.0",
+    )
+
+
+ENTRIES = (
+    EncoderEntry(
+        arch="sample4geo-convnext_base",
+        modality="image",
+        builder=_builder("convnext_base"),
+        options=("embed_dim", "img_size", "trust_checkpoint", "seed"),
+        description="Sample4Geo ConvNeXt-Base; tags = ImageNet init, weights=<path> = trained checkpoint",
+        weights={"fb_in22k": _timm_source("fb_in22k", 224), "fb_in22k_ft_in1k_384": _timm_source("fb_in22k_ft_in1k_384", 384)},
+    ),
+)
