@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+demo: export HF_HUB_OFFLINE=1
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 MMGEO_DEMO=$(DEMO) $(BIN)/python -m mmgeo demo run $(DEMO)
+	test -f $(DEMO)/world/demo-photo.jpg || $(BIN)/mmgeo demo-world $(DEMO)/world
+	$(BIN)/mmgeo-ingest $(DEMO)/world --splits query,index --modalities satellite --encoder efficientnet_lite0 --store $(DEMO)/store
+	$(BIN)/mmgeo-ingest $(DEMO)/world --splits train --modalities ground --encoder efficientnet_lite0 --store $(DEMO)/store
+	$(BIN)/mmgeo-ingest $(DEMO)/world --splits train,query --modalities text --encoder minilm-l6 --store $(DEMO)/store
+	$(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --stage1 knn --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
+	@echo "map: $(DEMO)/map.html   GeoJSON: $(DEMO)/result.geojson"
 
 test: $(STAMP)
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
