@@ -152,7 +152,7 @@ def hub_snapshot(repo_id: str, files: tuple[str, ...], encoder: str) -> Path:
         raise WeightsNotFoundError(
             f"{encoder}: weights hf://{repo_id} ({', '.join(files)}) are not in the Hugging Face cache "
             f"{constants.HF_HUB_CACHE} and cannot be downloaded ({reason}). On a connected machine run "
-            f"`hf download {repo_id} {' '.join(files)}` and copy that cache here (or set HF_HOME to it), "
+            f"`hf download {repo_id} {' '.join(f'--include {f}' for f in files)}` and copy that cache here (or set HF_HOME to it), "
             f"or pass weights=<local folder>."
         ) from None
     return folder  # type: ignore[return-value]  # files is never empty
