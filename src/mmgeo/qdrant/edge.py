@@ -185,7 +185,7 @@ class EdgeStore:
         if not points:
             return
         edge_points = [
-            qe.Point(p.id, {k: np.asarray(v, dtype=np.float32).tolist() for k, v in p.vectors.items()}, p.payload)
+            qe.Point(p.id, {k: np.asarray(v, dtype=np.float32) for k, v in p.vectors.items()}, p.payload)
             for p in points
         ]
         self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
