@@ -9,6 +9,7 @@ import click
 from mmgeo import __version__
 from mmgeo.cli.common import friendly_errors
 from mmgeo.cli.ingest import ingest_command
+from mmgeo.cli.store import store_group
 
 
 @click.group()
@@ -35,3 +36,4 @@ def demo_world_command(root: Path, seed: int) -> None:
 
 
 cli.add_command(ingest_command)
+cli.add_command(store_group)

@@ -385,6 +385,7 @@ MANIFEST_NAME = "mmgeo-snapshot.json"
 _COLLECTIONS_DIR = "collections"
 _SERVER_SNAPSHOT = "collection.snapshot"
 _CHUNK = 1 << 20
+_SPARSE_BLOCK = 1 << 16
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -674,9 +675,13 @@ def _restore_edge_files(path: Path, manifest: Mapping[str, Any], store: EdgeStor
                 h = hashlib.sha256()
                 src = tf.extractfile(member)
                 with open(out, "wb") as f:
-                    while chunk := src.read(_CHUNK):  # type: ignore[union-attr]
+                    while chunk := src.read(_SPARSE_BLOCK):  # type: ignore[union-attr]
                         h.update(chunk)
-                        f.write(chunk)
+                        if chunk.count(0) == len(chunk):
+                            f.seek(len(chunk), os.SEEK_CUR)  # keep the engine's preallocated files sparse
+                        else:
+                            f.write(chunk)
+                    f.truncate(member.size)
                 if h.hexdigest() != expected[member.name]["sha256"]:
                     raise SnapshotError(f"snapshot {path} changed while restoring ({member.name}); nothing was restored")
         for name in names:  # all present before any rename
