@@ -201,11 +201,11 @@ def _emit(reports: list[ops.QuantizeReport], as_json: bool, title: str) -> None:
 
 @store_group.command("quantize")
 @store_options
-@click.option("--int8", "kind", flag_value="int8", help="Scalar int8 quantization (4× smaller, ~1% recall).")
+@click.option("--int8", "kind", flag_value="int8", help="Scalar int8 quantization (4× less RAM for vectors).")
 @click.option("--binary", "kind", flag_value="binary", help="Binary quantization (32× smaller; needs oversampling).")
 @click.option("--rescore/--no-rescore", default=True, show_default=True,
               help="Rescore candidates with the original vectors (search-time; recorded in the metadata).")
-@click.option("--oversampling", type=click.FloatRange(1.0), default=None, help="[default: 1 for int8, 3 for binary]")
+@click.option("--oversampling", type=click.FloatRange(1.0), default=None, help="Candidates per result before rescoring [default: 2 for int8, 8 for binary].")
 @collections_option
 @click.option("--queries", default=100, show_default=True, type=click.IntRange(1), help="Stored vectors used as recall queries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
