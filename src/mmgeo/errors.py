@@ -45,3 +45,11 @@ class CollectionNotFoundError(StoreError):
 
 class WeightsNotFoundError(MmgeoError, FileNotFoundError):
     """Model weights are not available locally and cannot be downloaded here."""
+
+
+class SnapshotError(StoreError):
+    """A snapshot file is missing, truncated, corrupt or not an mmgeo snapshot."""
+
+
+class IncompatibleSnapshotError(SnapshotError):
+    """A sound snapshot that cannot go into this store (newer mmgeo, or a conflicting collection)."""

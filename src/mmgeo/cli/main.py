@@ -11,6 +11,7 @@ from mmgeo.cli.common import friendly_errors
 from mmgeo.cli.ingest import ingest_command
 from mmgeo.cli.models import models_command
 from mmgeo.cli.search import search_command
+from mmgeo.cli.store import store_group
 
 
 @click.group()
@@ -39,3 +40,4 @@ def demo_world_command(root: Path, seed: int) -> None:
 cli.add_command(ingest_command)
 cli.add_command(search_command)
 cli.add_command(models_command)
+cli.add_command(store_group)

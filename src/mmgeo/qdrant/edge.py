@@ -256,3 +256,31 @@ class EdgeStore:
     def disk_bytes(self, name: str) -> int:
         """Bytes the collection takes on disk (shard files and metadata)."""
         return sum(f.stat().st_size for f in self._dir(name).rglob("*") if f.is_file())
+
+    # -- engine access for store operations (:mod:`mmgeo.qdrant.operations`) -------------------
+    def shard_dir(self, name: str) -> Path:
+        """Directory of the collection's Edge shard."""
+        return self._dir(name) / _SHARD_DIR
+
+    def shard(self, name: str) -> qe.EdgeShard:
+        """The collection's open Edge shard (loaded on first use)."""
+        return self._shard(name)
+
+    def release(self, name: str) -> None:
+        """Flush and close the collection's shard if open; the next use loads it again."""
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.flush()
+            shard.close()
+
+    def reload(self, name: str, config: qe.EdgeConfig) -> qe.EdgeShard:
+        """Close the shard and load it again with ``config`` (the engine persists the new config)."""
+        if not self.has_collection(name):
+            raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
+        self.release(name)
+        try:
+            shard = qe.EdgeShard.load(str(self.shard_dir(name)), config)
+        except Exception as exc:  # the engine reports everything as a bare Exception
+            raise StoreError(f"cannot reconfigure collection {name!r} in {self.root}: {exc}") from None
+        self._shards[name] = shard
+        return shard

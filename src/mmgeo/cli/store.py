@@ -1,0 +1,235 @@
+"""``mmgeo store …``: inspect, push/pull, snapshot/restore, quantize/optimize a store.
+
+Thin commands over :mod:`mmgeo.qdrant.operations`; every option maps to a library parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.qdrant import Store, default_store_path, open_store
+from mmgeo.qdrant import operations as ops
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+collections_option = click.option(
+    "--collections", default=None, metavar="A,B", help="Comma list of collections [default: all]."
+)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _indexes(indexes: dict[str, str]) -> str:
+    kinds: dict[str, list[str]] = {}
+    for field_name, kind in indexes.items():
+        kinds.setdefault(kind, []).append(field_name)
+    return "\n".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(kinds.items())) or "none"
+
+
+def _progress_for(progress: Progress) -> Callable[[str], ops.Progress]:
+    def for_collection(name: str) -> ops.Progress:
+        task = progress.add_task(name, total=None)
+        return lambda done, total: progress.update(task, completed=done, total=total)
+
+    return for_collection
+
+
+def _copy(src: Store, dst: Store, collections: list[str] | None, batch_size: int) -> list[ops.CopyReport]:
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        reports = ops.copy_store(src, dst, collections, batch_size=batch_size, progress=_progress_for(progress))
+    for r in reports:
+        console.print(
+            f"{r.collection}: {r.copied} points → {r.target} ({'created' if r.created else 'updated by id'}); "
+            f"verified count {r.target_points}/{r.source_points} and {r.sample_checked} sampled vectors+payloads "
+            f"in {r.seconds:.1f} s", highlight=False,
+        )
+    console.print("Copies upsert by id: run the command again to resume an interrupted copy.", style="dim")
+    return reports
+
+
+@click.group("store")
+def store_group() -> None:
+    """Inspect, copy, snapshot and tune the vector store (embedded Qdrant Edge or a Qdrant server)."""
+
+
+@store_group.command("info")
+@store_options
+@collections_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: location, backend, mmgeo_version, collections).")
+@friendly_errors
+def info_command(store_path: str | None, qdrant_url: str | None, api_key: str | None, collections: str | None,
+                 as_json: bool) -> None:
+    """Every collection: points, vectors, payload indexes, quantization, disk/RAM, metadata, a sample payload."""
+    with open_store_from(store_path, qdrant_url, api_key) as store:
+        info = ops.store_info(store, _csv(collections))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    table = Table(title=f"{info['location']} ({info['backend']})")
+    for col in ("collection", "points", "vectors", "payload indexes", "quantization", "disk", "RAM est.", "encoder / mmgeo"):
+        table.add_column(col, overflow="fold")
+    for c in info["collections"]:
+        meta = c["metadata"]
+        table.add_row(
+            c["name"],
+            f"{c['points']}" + (f"\n({c['indexed_vectors']} indexed)" if c["indexed_vectors"] else ""),
+            "\n".join(f"{v['name']}: {v['dim']}-d {v['distance']}" for v in c["vectors"]),
+            _indexes(c["payload_indexes"]),
+            (c["quantization"] or {}).get("kind", "none"),
+            _size(c["disk_bytes"]),
+            _size(c["ram_estimate_bytes"]),
+            "\n".join(f"{v['encoder']} ({v['weights_id']})" for v in c["vectors"])
+            + f"\nH3 {meta.get('h3_resolutions')}\nmmgeo {meta.get('mmgeo_version')}",
+        )
+    console.print(table)
+    for c in info["collections"]:
+        if c["sample_payload"] is not None:
+            console.print(f"[bold]{c['name']}[/] sample payload:", json.dumps(c["sample_payload"], ensure_ascii=False),
+                          highlight=False, soft_wrap=True)
+
+
+@store_group.command("push")
+@click.option("--store", "store_path", envvar="MMGEO_STORE", default=None, metavar="PATH",
+              help="Source: the embedded store [env MMGEO_STORE; default: the user data dir].")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="Target: a Qdrant server URL (or a store path / qdrant-local:PATH).")
+@click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="API key of the server [env QDRANT_API_KEY].")
+@collections_option
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
+@friendly_errors
+def push_command(store_path: str | None, target: str, api_key: str | None, collections: str | None,
+                 batch_size: int) -> None:
+    """Copy collections (ids, vectors, payloads, indexes, metadata) to a Qdrant server, e.g. for its dashboard."""
+    with open_store(store_path or default_store_path()) as src, open_store(target, api_key=api_key) as dst:
+        _copy(src, dst, _csv(collections), batch_size)
+    if target.startswith(("http://", "https://")):
+        console.print(f"Open the dashboard: [bold]{target.rstrip('/')}/dashboard[/]", highlight=False)
+
+
+@store_group.command("pull")
+@click.option("--from", "source", required=True, metavar="URL",
+              help="Source: a Qdrant server URL (or a store path / qdrant-local:PATH).")
+@click.option("--store", "store_path", envvar="MMGEO_STORE", default=None, metavar="PATH",
+              help="Target: the embedded store [env MMGEO_STORE; default: the user data dir].")
+@click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="API key of the server [env QDRANT_API_KEY].")
+@collections_option
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
+@friendly_errors
+def pull_command(source: str, store_path: str | None, api_key: str | None, collections: str | None,
+                 batch_size: int) -> None:
+    """Copy collections from a Qdrant server into the embedded store."""
+    with open_store(source, api_key=api_key) as src, open_store(store_path or default_store_path()) as dst:
+        _copy(src, dst, _csv(collections), batch_size)
+
+
+@store_group.command("snapshot")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@store_options
+@collections_option
+@friendly_errors
+def snapshot_command(path: Path, store_path: str | None, qdrant_url: str | None, api_key: str | None,
+                     collections: str | None) -> None:
+    """Write a consistent, checksummed snapshot (.tar.gz) of the store to PATH."""
+    with open_store_from(store_path, qdrant_url, api_key) as store:
+        manifest = ops.create_snapshot(store, path, collections=_csv(collections), api_key=api_key)
+    counts = ", ".join(f"{n} ({c['points']} points)" for n, c in manifest["collections"].items())
+    console.print(f"snapshot {path} ({_size(path.stat().st_size)}, {manifest['kind']}): {counts}", highlight=False)
+
+
+@store_group.command("restore")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@store_options
+@collections_option
+@click.option("--overwrite", is_flag=True, help="Replace collections that exist (same encoder only).")
+@friendly_errors
+def restore_command(path: Path, store_path: str | None, qdrant_url: str | None, api_key: str | None,
+                    collections: str | None, overwrite: bool) -> None:
+    """Restore a snapshot into the store (verified before anything is written)."""
+    with open_store_from(store_path, qdrant_url, api_key) as store:
+        manifest = ops.restore_snapshot(path, store, collections=_csv(collections), overwrite=overwrite, api_key=api_key)
+        names = _csv(collections) or list(manifest["collections"])
+        console.print(
+            f"restored {', '.join(f'{n} ({store.count(n)} points)' for n in names)} into {store.location} "
+            f"(snapshot of mmgeo {manifest['mmgeo_version']}, {manifest['created']})", highlight=False,
+        )
+
+
+def _report_table(reports: list[ops.QuantizeReport], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("collection", "quantization", "RAM est.", "disk", "indexed", "recall@k"):
+        table.add_column(col)
+    for r in reports:
+        recall = "n/a" if r.recall is None else f"{r.recall:.3f}"
+        if r.recall_unquantized is not None and r.recall is not None:
+            recall = f"{r.recall_unquantized:.3f} → {r.recall:.3f} ({r.recall - r.recall_unquantized:+.3f})"
+        table.add_row(
+            r.collection,
+            f"{r.before.quantization or 'none'} → {r.after.quantization or 'none'}",
+            f"{_size(r.before.ram_estimate_bytes)} → {_size(r.after.ram_estimate_bytes)}",
+            f"{_size(r.before.disk_bytes)} → {_size(r.after.disk_bytes)}",
+            f"{r.before.indexed_vectors} → {r.after.indexed_vectors}",
+            f"{recall} @{r.limit}, {r.queries} queries",
+        )
+    return table
+
+
+def _emit(reports: list[ops.QuantizeReport], as_json: bool, title: str) -> None:
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        console.print(_report_table(reports, title))
+
+
+@store_group.command("quantize")
+@store_options
+@click.option("--int8", "kind", flag_value="int8", help="Scalar int8 quantization (4× less RAM for vectors).")
+@click.option("--binary", "kind", flag_value="binary", help="Binary quantization (32× smaller; needs oversampling).")
+@click.option("--rescore/--no-rescore", default=True, show_default=True,
+              help="Rescore candidates with the original vectors (search-time; recorded in the metadata).")
+@click.option("--oversampling", type=click.FloatRange(1.0), default=None, help="Candidates per result before rescoring [default: 2 for int8, 8 for binary].")
+@collections_option
+@click.option("--queries", default=100, show_default=True, type=click.IntRange(1), help="Stored vectors used as recall queries.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@friendly_errors
+def quantize_command(store_path: str | None, qdrant_url: str | None, api_key: str | None, kind: str | None,
+                     rescore: bool, oversampling: float | None, collections: str | None, queries: int,
+                     as_json: bool) -> None:
+    """Quantize vectors and build the HNSW index; report RAM/disk before/after and the recall change."""
+    if kind is None:
+        raise click.UsageError("give --int8 or --binary")
+    with open_store_from(store_path, qdrant_url, api_key) as store:
+        reports = ops.quantize(store, kind, collections=_csv(collections), rescore=rescore, oversampling=oversampling,  # type: ignore[arg-type]
+                               queries=queries)
+    _emit(reports, as_json, f"{kind} quantization (recall: unquantized HNSW → quantized, vs exact search)")
+
+
+@store_group.command("optimize")
+@store_options
+@collections_option
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@friendly_errors
+def optimize_command(store_path: str | None, qdrant_url: str | None, api_key: str | None, collections: str | None,
+                     as_json: bool) -> None:
+    """Merge segments and build the HNSW index (unfiltered search), keeping any quantization."""
+    with open_store_from(store_path, qdrant_url, api_key) as store:
+        reports = ops.optimize(store, collections=_csv(collections))
+    _emit(reports, as_json, "optimize (recall: HNSW vs exact search)")
