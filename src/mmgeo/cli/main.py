@@ -8,6 +8,7 @@ import click
 
 from mmgeo import __version__
 from mmgeo.cli.common import friendly_errors
+from mmgeo.cli.evaluate import eval_command
 from mmgeo.cli.ingest import ingest_command
 from mmgeo.cli.models import models_command
 from mmgeo.cli.search import search_command
@@ -41,3 +42,4 @@ cli.add_command(ingest_command)
 cli.add_command(search_command)
 cli.add_command(models_command)
 cli.add_command(store_group)
+cli.add_command(eval_command)
