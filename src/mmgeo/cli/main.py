@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mmgeo import __version__
+from mmgeo.cli.bench import bench_command
 from mmgeo.cli.common import friendly_errors
 from mmgeo.cli.ingest import ingest_command
 
@@ -35,3 +36,4 @@ def demo_world_command(root: Path, seed: int) -> None:
 
 
 cli.add_command(ingest_command)
+cli.add_command(bench_command)
