@@ -7,7 +7,7 @@ import pytest
 
 from mmgeo.errors import CollectionMismatchError, CollectionNotFoundError, StoreLockedError
 from mmgeo.geo import cover_disk, destination, h3_field
-from mmgeo.qdrant import EdgeStore, GeoRadius, SearchFilter, StoredPoint
+from mmgeo.qdrant import EdgeStore, GeoRadius, SearchFilter, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, payload_indexes, point_id
 
 DIM = 8
@@ -159,3 +159,22 @@ def test_embedded_store_lock_within_process(tmp_path):
     with EdgeStore(tmp_path / "s"):
         with pytest.raises(StoreLockedError):
             EdgeStore(tmp_path / "s")
+
+
+@pytest.mark.parametrize("index", [VectorIndex(hnsw=False), VectorIndex(hnsw=True, m=8, payload_m=0), VectorIndex(hnsw=False, int8=True)])
+def test_vector_index_options_keep_search_results(store, index):
+    """Plain, HNSW and int8 (rescored) collections answer a small filtered search like an exact scan."""
+    name = "tuned"
+    store.create_collection(name, [VectorSpec("image", DIM)], {"k": 1}, payload_indexes(), index=index)
+    rng = np.random.default_rng(3)
+    vecs = _unit(rng, 60)
+    pts = [_point(f"t{i}", 40.0 + i * 0.01, -74.0, vecs[i], collection=name) for i in range(60)]
+    store.upsert(name, pts)
+    store.optimize(name)
+    flt = _region(40.2, -74.0, 15.0)
+    for q in _unit(rng, 5):
+        exact = [h.id for h in store.search(name, q, using="image", limit=5, flt=flt, exact=True)]
+        approx = store.search(name, q, using="image", limit=5, flt=flt)
+        assert [h.id for h in approx] == exact
+        best = float(vecs[[p.id for p in pts].index(exact[0])] @ q)
+        assert approx[0].score == pytest.approx(best, abs=1e-5)  # rescored with the original floats

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mmgeo import __version__
+from mmgeo.cli.bench import bench_command
 from mmgeo.cli.common import friendly_errors
 from mmgeo.cli.evaluate import eval_command
 from mmgeo.cli.ingest import ingest_command
@@ -43,3 +44,4 @@ cli.add_command(search_command)
 cli.add_command(models_command)
 cli.add_command(store_group)
 cli.add_command(eval_command)
+cli.add_command(bench_command)

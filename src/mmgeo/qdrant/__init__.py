@@ -14,7 +14,7 @@ from pathlib import Path
 
 import platformdirs
 
-from mmgeo.qdrant.base import GeoRadius, Hit, SearchFilter, Store, StoredPoint, VectorSpec
+from mmgeo.qdrant.base import GeoRadius, Hit, SearchFilter, Store, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.client import ClientStore
 from mmgeo.qdrant.edge import EdgeStore
 
@@ -26,6 +26,7 @@ __all__ = [
     "SearchFilter",
     "Store",
     "StoredPoint",
+    "VectorIndex",
     "VectorSpec",
     "default_store_path",
     "open_store",

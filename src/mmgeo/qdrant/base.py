@@ -25,6 +25,26 @@ class VectorSpec:
 
 
 @dataclass(frozen=True)
+class VectorIndex:
+    """How a collection indexes and compresses its vectors (``None`` at creation = the engine's defaults).
+
+    Attributes:
+        hnsw: build an HNSW graph when the collection is optimised; False keeps a plain index
+            (Qdrant ``m=0``): every search scores its candidates exhaustively.
+        m, ef_construct: HNSW graph degree and build beam width.
+        payload_m: extra HNSW links per payload value (None: the engine's default; 0: none).
+        int8: int8 scalar quantization; searches that are not ``exact`` score the quantized
+            vectors, then rescore the best with the original floats.
+    """
+
+    hnsw: bool = True
+    m: int = 16
+    ef_construct: int = 100
+    payload_m: int | None = None
+    int8: bool = False
+
+
+@dataclass(frozen=True)
 class StoredPoint:
     """A point as written to or read from a store. ``vectors`` is empty when not requested."""
 
@@ -85,9 +105,19 @@ class Store(Protocol):
         """Whether a collection of that name exists."""
 
     def create_collection(
-        self, name: str, vectors: Sequence[VectorSpec], metadata: Mapping[str, Any], indexes: Mapping[str, IndexKind]
+        self,
+        name: str,
+        vectors: Sequence[VectorSpec],
+        metadata: Mapping[str, Any],
+        indexes: Mapping[str, IndexKind],
+        *,
+        index: VectorIndex | None = None,
     ) -> None:
-        """Create a cosine-distance collection with named vectors, metadata and payload indexes."""
+        """Create a cosine-distance collection with named vectors, metadata and payload indexes
+        (``index``: vector index and quantization; None = the engine's defaults)."""
+
+    def optimize(self, name: str) -> None:
+        """Build pending vector indexes and quantized vectors; return when the collection is ready to query."""
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection and all its points (no error if it does not exist)."""

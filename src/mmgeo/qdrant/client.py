@@ -8,6 +8,7 @@ Local mode ignores payload indexes (they only speed a server up); for it,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
-from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorSpec
+from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
 
 _SCHEMA = {
     "keyword": models.PayloadSchemaType.KEYWORD,
@@ -98,14 +99,30 @@ class ClientStore:
         return self.client.collection_exists(name)
 
     def create_collection(
-        self, name: str, vectors: Sequence[VectorSpec], metadata: Mapping[str, Any], indexes: Mapping[str, IndexKind]
+        self,
+        name: str,
+        vectors: Sequence[VectorSpec],
+        metadata: Mapping[str, Any],
+        indexes: Mapping[str, IndexKind],
+        *,
+        index: VectorIndex | None = None,
     ) -> None:
         if self.has_collection(name):
             raise StoreError(f"collection {name!r} already exists at {self.location}")
+        tuning: dict[str, Any] = {}
+        if index is not None:  # local mode accepts and ignores these (it always scores exhaustively)
+            tuning["hnsw_config"] = models.HnswConfigDiff(
+                m=index.m if index.hnsw else 0, ef_construct=index.ef_construct, payload_m=index.payload_m
+            )
+            if index.int8:
+                tuning["quantization_config"] = models.ScalarQuantization(
+                    scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+                )
         self.client.create_collection(
             name,
             vectors_config={v.name: models.VectorParams(size=v.dim, distance=models.Distance.COSINE) for v in vectors},
             metadata={**metadata, DECLARED_INDEXES_KEY: dict(indexes)},
+            **tuning,
         )
         for field_name, kind in indexes.items():
             if not self.is_local:
@@ -205,12 +222,26 @@ class ClientStore:
                 limit=limit,
                 filter=_client_filter(f),
                 with_payload=True,
-                params=models.SearchParams(exact=exact),
+                params=models.SearchParams(
+                    exact=exact,
+                    quantization=None if exact or self.is_local else models.QuantizationSearchParams(rescore=True),
+                ),
             )
             for v, f in zip(vectors, filters, strict=True)
         ]
         responses = self.client.query_batch_points(name, requests=requests)
         return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in r.points] for r in responses]
+
+    def optimize(self, name: str, *, timeout: float = 3600.0) -> None:
+        """Wait until the server's optimizers are idle (status green); nothing to do in local mode."""
+        self._require(name)
+        if self.is_local:
+            return
+        deadline = time.monotonic() + timeout
+        while self.client.get_collection(name).status != models.CollectionStatus.GREEN:
+            if time.monotonic() > deadline:
+                raise StoreError(f"collection {name!r} at {self.location} still optimizing after {timeout:.0f} s")
+            time.sleep(0.2)
 
     def disk_bytes(self, name: str) -> int | None:
         """Unknown for a server collection from the client side: None."""

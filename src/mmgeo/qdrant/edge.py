@@ -25,7 +25,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from mmgeo.errors import CollectionNotFoundError, StoreError, StoreLockedError
-from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorSpec
+from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -53,6 +53,23 @@ def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
         should = [qe.FieldCondition(key=k, match=qe.MatchAny(any=list(v))) for k, v in flt.cells.items()]
         must.append(should[0] if len(should) == 1 else qe.Filter(should=should))
     return qe.Filter(must=must)
+
+
+def _edge_index(index: VectorIndex | None) -> dict[str, Any]:
+    """EdgeConfig keyword arguments for ``index`` (none: the engine's defaults)."""
+    if index is None:
+        return {}
+    kwargs: dict[str, Any] = {
+        "hnsw_config": qe.HnswIndexConfig(
+            m=index.m if index.hnsw else 0,
+            ef_construct=index.ef_construct,
+            full_scan_threshold=10_000,  # KB, Qdrant's default
+            payload_m=index.payload_m,
+        )
+    }
+    if index.int8:
+        kwargs["quantization_config"] = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
+    return kwargs
 
 
 def _vectors_out(vector: Any) -> dict[str, np.ndarray]:
@@ -121,7 +138,13 @@ class EdgeStore:
         return (d / _META_FILE).is_file() and (d / _SHARD_DIR / "edge_config.json").is_file()
 
     def create_collection(
-        self, name: str, vectors: Sequence[VectorSpec], metadata: Mapping[str, Any], indexes: Mapping[str, IndexKind]
+        self,
+        name: str,
+        vectors: Sequence[VectorSpec],
+        metadata: Mapping[str, Any],
+        indexes: Mapping[str, IndexKind],
+        *,
+        index: VectorIndex | None = None,
     ) -> None:
         d = self._dir(name)
         if self.has_collection(name):
@@ -130,7 +153,8 @@ class EdgeStore:
             shutil.rmtree(d)
         d.mkdir()
         config = qe.EdgeConfig(
-            vectors={v.name: qe.EdgeVectorParams(size=v.dim, distance=qe.Distance.Cosine) for v in vectors}
+            vectors={v.name: qe.EdgeVectorParams(size=v.dim, distance=qe.Distance.Cosine) for v in vectors},
+            **_edge_index(index),
         )
         shard = qe.EdgeShard.create(str(d / _SHARD_DIR), config)
         for field_name, kind in indexes.items():
@@ -224,7 +248,8 @@ class EdgeStore:
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using),
             filter=_edge_filter(flt),
             with_payload=True,
-            params=qe.SearchParams(exact=exact),
+            # Rescoring only matters for quantized collections (Edge does not rescore by default).
+            params=qe.SearchParams(exact=exact, quantization=None if exact else qe.QuantizationSearchParams(rescore=True)),
         )
 
     def search(
@@ -252,6 +277,13 @@ class EdgeStore:
         """Persist all pending changes of open collections."""
         for shard in self._shards.values():
             shard.flush()
+
+    def optimize(self, name: str) -> None:
+        """Run the segment optimizers now (Edge never runs them on its own): builds HNSW graphs and
+        quantized vectors as configured; blocks until done."""
+        shard = self._shard(name)
+        shard.optimize()
+        shard.flush()
 
     def disk_bytes(self, name: str) -> int:
         """Bytes the collection takes on disk (shard files and metadata)."""
