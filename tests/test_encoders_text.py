@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmgeo.encoders import create_encoder
-from mmgeo.encoders.wikipedia import clean_wikitext, landmark_text, read_landmark_text
+from mmgeo.ingest.wikipedia import clean_wikitext, landmark_text, read_landmark_text
 from mmgeo.errors import InputError
 
 CAPTIONS = [

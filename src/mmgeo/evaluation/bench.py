@@ -47,10 +47,11 @@ import psutil
 import mmgeo
 from mmgeo.evaluation.metrics import narrowing_stats
 from mmgeo.evaluation.report import format_markdown
-from mmgeo.geo import EARTH_RADIUS_KM, cover_disk, destination, h3_field, haversine_km
+from mmgeo.geo import EARTH_RADIUS_KM, destination, haversine_km
 from mmgeo.ingest.demo_world import LANDMARKS
-from mmgeo.qdrant import ClientStore, EdgeStore, GeoRadius, SearchFilter, Store, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant import ClientStore, EdgeStore, SearchFilter, Store, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, collection_metadata, payload_indexes, point_id
+from mmgeo.search.region import radius_region
 
 # -- stage-1 error model ------------------------------------------------------------------------------
 
@@ -230,12 +231,9 @@ def make_queries(world: World, n: int, *, seed: int = 0, spec: WorldSpec = World
 
 
 def region_filter(lat: float, lon: float, radius_km: float) -> SearchFilter | None:
-    """mmgeo's stage-2 region: the H3 cover of the disk (payload index) AND the exact ``geo_radius``;
+    """mmgeo's stage-2 region (:func:`mmgeo.search.region.radius_region`): the H3 cover of the disk (payload index) AND the exact ``geo_radius``;
     None (no filter) for an unlimited radius."""
-    if math.isinf(radius_km):
-        return None
-    res, cells = cover_disk(lat, lon, radius_km)
-    return SearchFilter(cells={h3_field(res): cells}, radius=GeoRadius(lat, lon, radius_km))
+    return None if math.isinf(radius_km) else radius_region(lat, lon, radius_km).flt
 
 
 def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:

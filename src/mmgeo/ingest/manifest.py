@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from mmgeo.errors import InputError, LayoutNotFoundError
 from mmgeo.geo import check_lat_lon
 from mmgeo.ingest.records import MODALITIES, Problem, Record, clean_str, resolve_inside
+from mmgeo.ingest.wikipedia import landmark_text
 
 REQUIRED = ("id", "lat", "lon", "modality")
 CHUNK_ROWS = 10_000
@@ -89,7 +90,8 @@ class Manifest:
             text = clean_str(row.get("text"))
             if text is None and vec is None:
                 raise ValueError("text row has no text")
-            return Record(**fields, title=clean_str(row.get("title")) or fields["name"], text=text, vector=vec)
+            title = clean_str(row.get("title")) or fields["name"]
+            return Record(**fields, title=title, text=landmark_text(text, title=title) if text else None, vector=vec)
         rel = clean_str(row.get("path"))
         if rel is None and vec is None:
             raise ValueError("image row has no path")

@@ -17,16 +17,16 @@ before reading any, and raises :class:`LayoutNotFoundError` naming what is missi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from mmgeo.errors import LayoutNotFoundError
+from mmgeo.errors import InputError, LayoutNotFoundError
 from mmgeo.geo import check_lat_lon
 from mmgeo.ingest.records import Problem, Record, clean_str, resolve_inside
+from mmgeo.ingest.wikipedia import read_landmark_text
 
 SPLITS = ("train", "query", "index")
 EXTENSIONS = {"ground": ".jpg", "satellite": ".png", "text": ".json"}
@@ -52,18 +52,6 @@ class _Landmark:
     lon: float
     name: str | None
     category: str | None
-
-
-def read_article(path: Path, max_chars: int = 2000) -> tuple[str | None, str]:
-    """(title, lead text) of an MMLandmarks Wikipedia/Commons JSON (section title -> text)."""
-    sections = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(sections, dict) or not sections:
-        raise ValueError("article JSON is not a non-empty object of sections")
-    title = clean_str(sections.get("title")) if isinstance(sections.get("title"), str) else None
-    body = next((v for k, v in sections.items() if k != "title" and isinstance(v, str) and v.strip()), None)
-    if body is None:
-        raise ValueError("article has no text")
-    return title, " ".join(body.split())[:max_chars]
 
 
 class MMLandmarks:
@@ -194,11 +182,11 @@ class MMLandmarks:
                 )
                 if modality == "text":
                     try:
-                        title, text = read_article(path)
-                    except (OSError, ValueError, UnicodeDecodeError) as exc:
-                        problems.append(Problem(rel, f"unreadable article ({exc})"))
+                        text = read_landmark_text(path, title=lm.name)
+                    except InputError as exc:
+                        problems.append(Problem(rel, str(exc).split(": ", 1)[-1]))
                         continue
-                    yield Record(**common, title=title or lm.name, text=text)
+                    yield Record(**common, title=lm.name, text=text)
                 else:
                     yield Record(**common, path=path)
 

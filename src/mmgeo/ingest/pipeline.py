@@ -60,7 +60,7 @@ class ImageEmbedder:
 
 
 class TextEmbedder:
-    """Encodes ``title + text`` of text records with a text encoder."""
+    """Encodes the text of text records (readers compose it as ``"Title. lead text"``)."""
 
     def __init__(self, encoder: Any, vector_name: str = "text", *, batch_size: int = 32) -> None:
         self.encoder, self.batch_size = encoder, batch_size
@@ -69,10 +69,9 @@ class TextEmbedder:
     def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
         kept = [r for r in batch if r.text]
         problems = [Problem(_where(r), "empty text") for r in batch if not r.text]
-        texts = [f"{r.title}. {r.text}" if r.title else r.text for r in kept]
         if not kept:
             return [], np.zeros((0, self.identity.dim), np.float32), problems
-        return kept, self.encoder.encode_texts(texts, batch_size=self.batch_size), problems
+        return kept, self.encoder.encode_texts([r.text for r in kept], batch_size=self.batch_size), problems
 
 
 class PrecomputedEmbedder:

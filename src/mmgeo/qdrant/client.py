@@ -16,6 +16,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
+from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
 
 _SCHEMA = {
@@ -26,30 +27,6 @@ _SCHEMA = {
 }
 _KIND = {v.value: k for k, v in _SCHEMA.items()}
 DECLARED_INDEXES_KEY = "payload_indexes"
-
-
-def _client_filter(flt: SearchFilter | None) -> models.Filter | None:
-    if flt is None or flt.is_empty():
-        return None
-    must: list[Any] = [models.FieldCondition(key=k, match=models.MatchAny(any=list(v))) for k, v in flt.equals.items()]
-    if flt.radius is not None:
-        r = flt.radius
-        must.append(
-            models.FieldCondition(
-                key="location",
-                geo_radius=models.GeoRadius(center=models.GeoPoint(lon=r.lon, lat=r.lat), radius=r.radius_km * 1000.0),
-            )
-        )
-    if flt.cells:
-        should = [models.FieldCondition(key=k, match=models.MatchAny(any=list(v))) for k, v in flt.cells.items()]
-        must.append(should[0] if len(should) == 1 else models.Filter(should=should))
-    return models.Filter(must=must)
-
-
-def _vectors_out(vector: Any) -> dict[str, np.ndarray]:
-    if not vector:
-        return {}
-    return {k: np.asarray(v, dtype=np.float32) for k, v in vector.items()}
 
 
 class ClientStore:
@@ -174,11 +151,11 @@ class ClientStore:
             return []
         self._require(name)
         records = self.client.retrieve(name, ids=list(ids), with_payload=True, with_vectors=with_vectors)
-        return [StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector)) for r in records]
+        return [to_stored_point(r) for r in records]
 
     def count(self, name: str, flt: SearchFilter | None = None) -> int:
         self._require(name)
-        return self.client.count(name, count_filter=_client_filter(flt), exact=True).count
+        return self.client.count(name, count_filter=to_qdrant_filter(flt, models), exact=True).count
 
     def scroll(
         self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
@@ -188,14 +165,14 @@ class ClientStore:
         while True:
             records, offset = self.client.scroll(
                 name,
-                scroll_filter=_client_filter(flt),
+                scroll_filter=to_qdrant_filter(flt, models),
                 limit=batch_size,
                 offset=offset,
                 with_payload=True,
                 with_vectors=with_vectors,
             )
             for r in records:
-                yield StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector))
+                yield to_stored_point(r)
             if offset is None:
                 return
 
@@ -220,7 +197,7 @@ class ClientStore:
                 query=np.asarray(v, dtype=np.float32).tolist(),
                 using=using,
                 limit=limit,
-                filter=_client_filter(f),
+                filter=to_qdrant_filter(f, models),
                 with_payload=True,
                 params=models.SearchParams(
                     exact=exact,

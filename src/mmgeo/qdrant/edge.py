@@ -25,6 +25,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from mmgeo.errors import CollectionNotFoundError, StoreError, StoreLockedError
+from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
 
 _SCHEMA = {
@@ -36,23 +37,6 @@ _SCHEMA = {
 _KIND = {v: k for k, v in _SCHEMA.items()}
 _META_FILE = "mmgeo.json"
 _SHARD_DIR = "shard"
-
-
-def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
-    if flt is None or flt.is_empty():
-        return None
-    must: list[Any] = [qe.FieldCondition(key=k, match=qe.MatchAny(any=list(v))) for k, v in flt.equals.items()]
-    if flt.radius is not None:
-        r = flt.radius
-        must.append(
-            qe.FieldCondition(
-                key="location", geo_radius=qe.GeoRadius(center=qe.GeoPoint(lon=r.lon, lat=r.lat), radius=r.radius_km * 1000.0)
-            )
-        )
-    if flt.cells:
-        should = [qe.FieldCondition(key=k, match=qe.MatchAny(any=list(v))) for k, v in flt.cells.items()]
-        must.append(should[0] if len(should) == 1 else qe.Filter(should=should))
-    return qe.Filter(must=must)
 
 
 def _edge_index(index: VectorIndex | None) -> dict[str, Any]:
@@ -70,12 +54,6 @@ def _edge_index(index: VectorIndex | None) -> dict[str, Any]:
     if index.int8:
         kwargs["quantization_config"] = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
     return kwargs
-
-
-def _vectors_out(vector: Any) -> dict[str, np.ndarray]:
-    if not vector:
-        return {}
-    return {k: np.asarray(v, dtype=np.float32) for k, v in vector.items()}
 
 
 class EdgeStore:
@@ -222,10 +200,10 @@ class EdgeStore:
         if not ids:
             return []
         records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
-        return [StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector)) for r in records]
+        return [to_stored_point(r) for r in records]
 
     def count(self, name: str, flt: SearchFilter | None = None) -> int:
-        return self._shard(name).count(qe.CountRequest(exact=True, filter=_edge_filter(flt)))
+        return self._shard(name).count(qe.CountRequest(exact=True, filter=to_qdrant_filter(flt, qe)))
 
     def scroll(
         self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
@@ -234,11 +212,11 @@ class EdgeStore:
         while True:
             records, offset = shard.scroll(
                 qe.ScrollRequest(
-                    offset=offset, limit=batch_size, filter=_edge_filter(flt), with_payload=True, with_vector=with_vectors
+                    offset=offset, limit=batch_size, filter=to_qdrant_filter(flt, qe), with_payload=True, with_vector=with_vectors
                 )
             )
             for r in records:
-                yield StoredPoint(str(r.id), r.payload or {}, _vectors_out(r.vector))
+                yield to_stored_point(r)
             if offset is None:
                 return
 
@@ -246,7 +224,7 @@ class EdgeStore:
         return qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using),
-            filter=_edge_filter(flt),
+            filter=to_qdrant_filter(flt, qe),
             with_payload=True,
             # Rescoring only matters for quantized collections (Edge does not rescore by default).
             params=qe.SearchParams(exact=exact, quantization=None if exact else qe.QuantizationSearchParams(rescore=True)),
