@@ -170,3 +170,40 @@ def test_missing_or_mismatched_collection_is_clear(store):
     add_tile(store, "x", *NYC, code_vector(1))
     with pytest.raises(CollectionMismatchError, match="another"):
         Geolocator(store, CodeEncoder(), FixedStage1([(*NYC, 1.0)]))
+
+
+def _chromium():
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium on this machine (CI installs Debian's chromium)")
+def test_html_map_renders_offline_in_a_real_browser(world, tmp_path):
+    import subprocess
+
+    from mmgeo.search.html import render_html
+
+    geo = Geolocator(world, CodeEncoder(), FixedStage1([(*destination(*NYC, 200, 12), 1.0)]))
+    result = geo.locate([photo(10)])
+    page = tmp_path / "map.html"
+    page.write_text(render_html(result), encoding="utf-8")
+    assert "http://" not in page.read_text().replace('xmlns="http://www.w3.org/2000/svg"', "")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--host-resolver-rules=MAP * ~NOTFOUND",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    out = subprocess.run([_chromium(), *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    dom = out.stdout
+    assert 'id="estimate"' in dom and "stage-1 estimate" in dom
+    assert dom.count('class="candidate"') == len(result.candidates)
+    assert "Empire State Building" in dom
+    console = [line for line in out.stderr.splitlines() if ":CONSOLE" in line]  # Chromium logs every console message
+    assert console == []
+    shot = tmp_path / "shot.png"
+    subprocess.run([_chromium(), *flags, f"--screenshot={shot}", "--window-size=800,700", page.as_uri()],
+                   capture_output=True, timeout=60)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 5  # something was drawn, not a blank page

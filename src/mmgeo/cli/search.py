@@ -43,6 +43,17 @@ def _encoder_from_metadata(store, name: str | None, weights: str | None):
     return create_encoder(name, weights=weights)
 
 
+def _text_encoder(value: str):
+    """A fitted projection file (``*.safetensors``) or a registered image+text encoder name."""
+    if value.endswith(".safetensors") or Path(value).is_file():
+        from mmgeo.encoders.projection import load_projection
+
+        return load_projection(value)
+    from mmgeo.encoders import create_encoder
+
+    return create_encoder(value)
+
+
 @click.command("search", epilog=EXAMPLES)
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--encoder", default=None, help="Image encoder [default: the one that built the satellite collection].")
@@ -60,7 +71,9 @@ def _encoder_from_metadata(store, name: str | None, weights: str | None):
               help="A landmark's score from its tiles.")
 @click.option("--fusion", type=click.Choice(["mean", "score"]), default="mean", show_default=True,
               help="Several photos: mean embedding, or mean of per-photo scores.")
-@click.option("--text-encoder", default=None, help="Image→text encoder for the Wikipedia rerank (e.g. a CLIP pair).")
+@click.option("--text-encoder", default=None,
+              help="Photo→text space for the Wikipedia rerank: a CLIP pair name, or a projection file from "
+                   "`mmgeo-train text-projection`.")
 @click.option("--w-image", type=float, default=1.0, show_default=True)
 @click.option("--w-text", type=float, default=0.3, show_default=True)
 @click.option("--w-prior", type=float, default=0.2, show_default=True)
@@ -92,7 +105,7 @@ def search_command(photos, encoder, weights, stage1, geoclip_weights, region, ra
             estimator = KnnStage1(store, image_encoder)
         else:
             estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights))
-        texts = create_encoder(text_encoder) if text_encoder else None
+        texts = _text_encoder(text_encoder) if text_encoder else None
         result = Geolocator(store, image_encoder, estimator, text_encoder=texts).locate([str(p) for p in photos], settings)
     finally:
         store.close()

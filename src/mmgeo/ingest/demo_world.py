@@ -111,10 +111,17 @@ class _Signature:
     terrain: np.ndarray
 
 
-def _signature(seed: int, lat: float, lon: float) -> _Signature:
+def _signature(seed: int, lat: float, lon: float, category: str | None = None) -> _Signature:
+    """A landmark's look. Its kind (category) sets the pattern and main colour, so what a place *is*
+    can be seen, as in real photos; the rest is the landmark's own."""
     rng = np.random.default_rng(seed)
-    return _Signature(rng.uniform(0, 1, (3, 3)), int(rng.integers(0, 5)), float(rng.uniform(2, 7)),
-                      float(rng.uniform(0, math.pi)), _terrain(lat, lon))
+    colours = rng.uniform(0, 1, (3, 3))
+    pattern = int(rng.integers(0, 5))
+    if category is not None:
+        kind = np.random.default_rng(int(hashlib.sha1(category.encode()).hexdigest()[:8], 16))
+        colours[0] = kind.uniform(0, 1, 3)
+        pattern = int(kind.integers(0, 5))
+    return _Signature(colours, pattern, float(rng.uniform(2, 7)), float(rng.uniform(0, math.pi)), _terrain(lat, lon))
 
 
 def _pattern(sig: _Signature, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -201,7 +208,7 @@ def make_demo_world(
     for i, lm in enumerate(LANDMARKS):
         lid = str(1000 + i)
         split = "query" if i % query_every == 1 else "train"
-        sig = _signature(seed * 7919 + i, lm.lat, lm.lon)
+        sig = _signature(seed * 7919 + i, lm.lat, lm.lon, lm.category)
         commons = lm.name.replace(" ", "_")
         rows[split]["landmarks"].append([lid, commons, lm.lat, lm.lon])
         info.append([lid, lm.lat, lm.lon, "", lm.category, f"place/{lm.category}", commons, f"Q{900000 + i}"])

@@ -109,7 +109,8 @@ class Geolocator:
         encoder: the image encoder the satellite (or ground) collection was built with.
         stage1: a :class:`~mmgeo.search.stage1.Stage1` estimator.
         text_encoder: optional encoder with ``encode_images`` into the text collection's space
-            (e.g. a CLIP pair); enables the photo↔text rerank signal.
+            (a CLIP pair, or a fitted :class:`~mmgeo.encoders.projection.ProjectedImageEncoder`, whose
+            ``text_space`` names the space); enables the photo↔text rerank signal.
         collection: the collection searched in stage 2 (default: satellite tiles).
     """
 
@@ -132,9 +133,10 @@ class Geolocator:
     def _text_space(self) -> str | None:
         if self.text_encoder is None or not self.store.has_collection(self.text_collection):
             return None
+        space = getattr(self.text_encoder, "text_space", None) or {
+            "encoder": self.text_encoder.name, "weights_id": self.text_encoder.weights_id, "dim": self.text_encoder.dim}
         check_vector_identity(self.text_collection, self.store.get_metadata(self.text_collection),
-                              VectorIdentity("text", self.text_encoder.name, self.text_encoder.weights_id,
-                                             self.text_encoder.dim))
+                              VectorIdentity("text", space["encoder"], space["weights_id"], space["dim"]))
         return self.text_encoder.name
 
     def _region(self, hyp: Hypotheses, s: SearchSettings, radius_km: float | None = None) -> Region:

@@ -1,0 +1,121 @@
+"""An image→text projection: photos into a text encoder's space, for the Wikipedia rerank offline.
+
+CLIP-style pairs embed photos and texts in one space; offline encoders do not
+(EfficientNet-Lite0 for images, MiniLM for texts). A ridge-regression map fitted on
+(photo, landmark article) pairs gives one: ``encode_images`` returns unit vectors in
+the text space, and ``text_space`` names that space so the search can check that it
+matches the text collection. The fitted map is stored as safetensors with its provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from mmgeo.encoders.base import sha256_file
+from mmgeo.errors import InputError, WeightsNotFoundError
+
+
+def fit_ridge(features: np.ndarray, targets: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """``W`` minimising ``|XW - Y|² + alpha |W|²`` (closed form), X and Y row-aligned."""
+    if len(features) != len(targets) or len(features) == 0:
+        raise InputError(f"need as many (>0) image features as text targets, got {len(features)} and {len(targets)}")
+    x = np.asarray(features, dtype=np.float64)
+    gram = x.T @ x + alpha * np.eye(x.shape[1])
+    return np.linalg.solve(gram, x.T @ np.asarray(targets, dtype=np.float64)).astype(np.float32)
+
+
+def save_projection(path: str | os.PathLike, matrix: np.ndarray, *, base: Any, text_space: dict[str, Any],
+                    pairs: int) -> Path:
+    """Write the map and what it maps from/to (base image encoder, text space, pair count)."""
+    meta = {"base_encoder": base.name, "base_weights_id": base.weights_id,
+            "text_space": json.dumps(text_space), "pairs": str(pairs)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"matrix": np.ascontiguousarray(matrix, dtype=np.float32)}, str(path), metadata=meta)
+    return path
+
+
+@dataclass
+class ProjectedImageEncoder:
+    """A base image encoder followed by the fitted projection into a text space."""
+
+    base: Any
+    matrix: np.ndarray
+    text_space: dict[str, Any]
+    weights_id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.name}->{self.text_space['encoder']}"
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+    def encode_images(self, images, *, batch_size: int = 32, num_workers: int = 0, normalize: bool = True) -> np.ndarray:
+        """Base features projected into the text space (rows L2-normalised if ``normalize``)."""
+        z = self.base.encode_images(images, batch_size=batch_size, num_workers=num_workers) @ self.matrix
+        return (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32) if normalize else z.astype(np.float32)
+
+
+def load_projection(path: str | os.PathLike) -> ProjectedImageEncoder:
+    """Load a projection and its base image encoder (checked against the one it was fitted on)."""
+    from safetensors import safe_open
+
+    from mmgeo.encoders.registry import create_encoder
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"text projection {path} does not exist; fit one with `mmgeo-train text-projection`")
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = fh.metadata() or {}
+    if "base_encoder" not in meta or "text_space" not in meta:
+        raise InputError(f"{path}: not an mmgeo text projection (no base_encoder/text_space metadata)")
+    base = create_encoder(meta["base_encoder"])
+    if base.weights_id != meta["base_weights_id"]:
+        raise InputError(f"{path}: fitted on {meta['base_encoder']} weights {meta['base_weights_id']}, "
+                         f"but those weights are now {base.weights_id}; fit it again")
+    return ProjectedImageEncoder(base, load_file(str(path))["matrix"], json.loads(meta["text_space"]),
+                                 f"projection@sha256:{sha256_file(path)[:16]}")
+
+
+def fit_text_projection(root: str | os.PathLike, image_encoder: Any, text_encoder: Any, out: str | os.PathLike, *,
+                        splits: tuple[str, ...] = ("train",), alpha: float = 1.0) -> tuple[Path, dict[str, float]]:
+    """Fit the map on an MMLandmarks dataset: every ground photo of ``splits`` → its landmark's article.
+
+    Returns the written file and fit statistics (pairs, landmarks, and the share of training photos
+    whose projected vector is closest to their own landmark's article: ``train_top1``).
+    """
+    from mmgeo.images import load_image
+    from mmgeo.ingest.mmlandmarks import MMLandmarks
+
+    problems: list = []
+    texts = {r.landmark_id: r.text for r in MMLandmarks(root, splits, ["text"]).iter_records(problems)}
+    photos = [r for r in MMLandmarks(root, splits, ["ground"]).iter_records(problems) if r.landmark_id in texts]
+    images, labels = [], []
+    for r in photos:
+        try:
+            images.append(load_image(r.path))
+            labels.append(r.landmark_id)
+        except InputError:
+            continue
+    if len(set(labels)) < 2:
+        raise InputError(f"{root}: need ground photos and articles of at least 2 landmarks in {', '.join(splits)}")
+    ids = sorted(set(labels))
+    text_vecs = text_encoder.encode_texts([texts[i] for i in ids])
+    row = {lid: k for k, lid in enumerate(ids)}
+    features = image_encoder.encode_images(images)
+    matrix = fit_ridge(features, text_vecs[[row[lid] for lid in labels]], alpha)
+    projected = features @ matrix
+    projected /= np.linalg.norm(projected, axis=1, keepdims=True)
+    top1 = float(np.mean((projected @ text_vecs.T).argmax(axis=1) == np.array([row[lid] for lid in labels])))
+    space = {"encoder": text_encoder.name, "weights_id": text_encoder.weights_id, "dim": text_encoder.dim}
+    path = save_projection(out, matrix, base=image_encoder, text_space=space, pairs=len(labels))
+    return path, {"pairs": len(labels), "landmarks": len(ids), "train_top1": top1}
