@@ -39,3 +39,11 @@ def demo_world(tmp_path_factory):
     from mmgeo.ingest.demo_world import make_demo_world
 
     return make_demo_world(tmp_path_factory.mktemp("world") / "world")
+
+
+@pytest.fixture
+def world(store):
+    """The known-answer search world (see known_world.py) in a fresh store of each backend."""
+    from known_world import build_world
+
+    return build_world(store)

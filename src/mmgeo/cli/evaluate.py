@@ -1,47 +1,103 @@
-"""``mmgeo-eval``: score a predictions file with the reference protocol's metrics."""
+"""``mmgeo-eval``: run the pipeline over a query split (sweeps, ablations), or score a predictions file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mmgeo.cli.common import console, friendly_errors
+from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
 
-
-@click.command("eval", epilog="""
+EXAMPLES = """
 \b
 Examples:
+  # the demo world: per-photo and per-landmark queries, radius sweep × fallback, mass region, text ablation
+  mmgeo-eval demo/world --store demo/store --stage1 knn --text-encoder demo/text-projection.safetensors
+\b
+  # the reference's radius sweep on MMLandmarks (GeoCLIP stage 1, index-only gallery)
+  mmgeo-eval /data/MMLandmarks --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
+\b
+  # score predictions made elsewhere
   mmgeo-eval predictions.csv --method hybrid --radius 25 --fallback full --geoclip-gallery index
-  mmgeo-eval preds.parquet --gallery-size 100539 --n-relevant 1 --out results/
-""")
-@click.argument("predictions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+"""
+
+
+def _floats(value: str) -> list[float]:
+    return [float("inf") if v.strip() in ("inf", "∞") else float(v) for v in value.split(",") if v.strip()]
+
+
+@click.command("eval", epilog=EXAMPLES)
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True,
               help="Folder for results.csv/.md/.json and the plots.")
-@click.option("--method", default="mmgeo", show_default=True, help="Label of the configuration (results 'method').")
-@click.option("--mode", default="all", show_default=True, help="Query mode label: all | one_per_landmark | per_landmark.")
-@click.option("--radius", "radius_km", type=float, default=None, help="Stage-2 radius label in km (none = ∞).")
-@click.option("--fallback", default="", help="Fallback label (fail | widen | full).")
-@click.option("--gallery", default="full", show_default=True, help="Satellite gallery label (full | query).")
-@click.option("--geoclip-gallery", default="", help="GeoCLIP gallery used: paper (leaks), index, geoclip.")
-@click.option("--gallery-size", type=int, default=None, help="Gallery size, enables R@1%.")
-@click.option("--n-relevant", type=int, default=None, help="Gallery items per landmark (for AP), enables mAP@1000.")
+@click.option("--split", default="query", show_default=True, help="Dataset: split whose ground photos are the queries.")
+@click.option("--per", type=click.Choice(["image", "landmark", "both"]), default="both", show_default=True,
+              help="Dataset: each photo a query, all photos of a landmark one query, or both.")
+@click.option("--radii", default="5,25,100,500,2000,inf", show_default=True, help="Dataset: stage-2 radii in km.")
+@click.option("--fallbacks", default="fail,full", show_default=True, help="Dataset: fallbacks to sweep.")
+@click.option("--regions", default="radius,mass", show_default=True, help="Dataset: region modes to sweep.")
+@click.option("--limit", type=int, default=None, help="Dataset: evaluate the first N queries only.")
+@click.option("--encoder", default=None, help="Dataset: image encoder [default: the one that built the collection].")
+@click.option("--weights", default=None, help="Dataset: weights for --encoder.")
+@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
+@click.option("--geoclip-weights", default=None, help="Dataset: GeoCLIP weights tag or head checkpoint.")
+@click.option("--text-encoder", default=None, help="Dataset: photo→text space; adds the text-rerank ablation row.")
+@click.option("--method", default="mmgeo", show_default=True, help="Predictions: label of the configuration.")
+@click.option("--mode", default="all", show_default=True, help="Predictions: query mode label.")
+@click.option("--radius", "radius_km", type=float, default=None, help="Predictions: radius label in km (none = ∞).")
+@click.option("--fallback", default="", help="Predictions: fallback label.")
+@click.option("--gallery", default="full", show_default=True, help="Predictions: satellite gallery label.")
+@click.option("--geoclip-gallery", default="", help="Predictions: GeoCLIP gallery (paper leaks; index; geoclip).")
+@click.option("--gallery-size", type=int, default=None, help="Predictions: gallery size, enables R@1%.")
+@click.option("--n-relevant", type=int, default=None, help="Predictions: gallery items per landmark, enables mAP@1000.")
+@store_options
 @friendly_errors
-def eval_command(predictions: Path, out: Path, method: str, mode: str, radius_km: float | None, fallback: str,
-                 gallery: str, geoclip_gallery: str, gallery_size: int | None, n_relevant: int | None) -> None:
-    """Score PREDICTIONS (CSV/Parquet/JSONL: query_id, pred_lat, pred_lon [, true_lat, true_lon,
-    landmark_id, ranked_landmarks]) and write the results table as CSV, Markdown, JSON and PNG plots.
+def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fallbacks: str, regions: str,
+                 limit: int | None, encoder, weights, stage1, geoclip_weights, text_encoder, method: str, mode: str,
+                 radius_km: float | None, fallback: str, gallery: str, geoclip_gallery: str, gallery_size: int | None,
+                 n_relevant: int | None, store_path, qdrant_url, api_key) -> None:
+    """Evaluate geolocation and retrieval the way the reference system reports them.
 
-    Geolocation accuracy uses the great-circle distance on a 6371.0088 km sphere.
+    SOURCE is a dataset folder (MMLandmarks layout: the pipeline runs over its query split) or a
+    predictions file (CSV/Parquet/JSONL: query_id, pred_lat, pred_lon [, true_lat, true_lon,
+    landmark_id, ranked_landmarks]). Writes results.csv/.md/.json and PNG plots to --out.
+    Accuracy uses great-circle distance on a 6371.0088 km sphere.
     """
-    from mmgeo.evaluation.predictions import read_predictions, score_predictions
     from mmgeo.evaluation.report import format_markdown, results_table, write_results
 
-    df = read_predictions(predictions)
-    metrics = score_predictions(df, gallery_size=gallery_size, n_relevant=n_relevant)
-    row = {"method": method, "mode": mode, "radius_km": radius_km, "fallback": fallback, "gallery": gallery,
-           "geoclip_gallery": geoclip_gallery, **metrics}
-    table = results_table([row])
+    if source.is_dir():
+        rows = _run_dataset(source, split, per, _floats(radii), [f.strip() for f in fallbacks.split(",")],
+                            [r.strip() for r in regions.split(",")], limit, encoder, weights, stage1, geoclip_weights,
+                            text_encoder, store_path, qdrant_url, api_key)
+    else:
+        from mmgeo.evaluation.predictions import read_predictions, score_predictions
+
+        metrics = score_predictions(read_predictions(source), gallery_size=gallery_size, n_relevant=n_relevant)
+        rows = [{"method": method, "mode": mode, "radius_km": radius_km, "fallback": fallback, "gallery": gallery,
+                 "geoclip_gallery": geoclip_gallery, **metrics}]
+    table = results_table(rows)
     paths = write_results(table, out)
     click.echo(format_markdown(table))
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
+
+
+def _run_dataset(root, split, per, radii, fallbacks, regions, limit, encoder, weights, stage1, geoclip_weights,
+                 text_encoder, store_path, qdrant_url, api_key) -> list[dict]:
+    from mmgeo.cli.search import build_geolocator
+    from mmgeo.evaluation.run import evaluate, load_queries, sweep
+
+    store = open_store_from(store_path, qdrant_url, api_key)
+    try:
+        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder)
+        configs = sweep(radii, fallbacks, regions, text=geolocator.text_space is not None)
+        rows = []
+        for mode in (["image", "landmark"] if per == "both" else [per]):
+            queries = load_queries(root, split, mode)[:limit]
+            with Progress(TextColumn(f"[bold]{mode} queries[/]"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=console) as bar:
+                task = bar.add_task(mode, total=len(queries))
+                rows += evaluate(geolocator, queries, configs, mode=mode, on_query=lambda: bar.advance(task))
+        return rows
+    finally:
+        store.close()

@@ -43,6 +43,21 @@ def _encoder_from_metadata(store, name: str | None, weights: str | None):
     return create_encoder(name, weights=weights)
 
 
+def build_geolocator(store, encoder: str | None, weights: str | None, stage1: str, geoclip_weights: str | None,
+                     text_encoder: str | None) -> Geolocator:
+    """The :class:`Geolocator` that the search options describe (shared with ``mmgeo-eval``)."""
+    from mmgeo.encoders import create_encoder
+    from mmgeo.search.stage1 import GeoCLIPStage1, KnnStage1
+
+    image_encoder = _encoder_from_metadata(store, encoder, weights)
+    if stage1 == "knn":
+        estimator = KnnStage1(store, image_encoder)
+    else:
+        estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights))
+    texts = _text_encoder(text_encoder) if text_encoder else None
+    return Geolocator(store, image_encoder, estimator, text_encoder=texts)
+
+
 def _text_encoder(value: str):
     """A fitted projection file (``*.safetensors``) or a registered image+text encoder name."""
     if value.endswith(".safetensors") or Path(value).is_file():
@@ -92,21 +107,13 @@ def search_command(photos, encoder, weights, stage1, geoclip_weights, region, ra
 
     Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (e.g. every photo unusable).
     """
-    from mmgeo.encoders import create_encoder
-    from mmgeo.search.stage1 import GeoCLIPStage1, KnnStage1
-
     settings = SearchSettings(region=region, radius_km=radius_km, mass=mass, fallback=fallback, top_n=top_n,
                               aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior,
                               rrf=rrf, min_confidence=min_confidence)
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        image_encoder = _encoder_from_metadata(store, encoder, weights)
-        if stage1 == "knn":
-            estimator = KnnStage1(store, image_encoder)
-        else:
-            estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights))
-        texts = _text_encoder(text_encoder) if text_encoder else None
-        result = Geolocator(store, image_encoder, estimator, text_encoder=texts).locate([str(p) for p in photos], settings)
+        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder)
+        result = geolocator.locate([str(p) for p in photos], settings)
     finally:
         store.close()
     for problem in result.problems:

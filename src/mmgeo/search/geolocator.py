@@ -100,6 +100,19 @@ def confidence(hyp: Hypotheses, scores: Sequence[float], radius_km: float) -> fl
     return float(0.5 * mass + 0.5 * min(1.0, max(0.0, gap) / 0.1))
 
 
+@dataclass(frozen=True)
+class PreparedQuery:
+    """A query after the per-photo work: decoded images, stage-2 query vectors, stage-1 hypotheses."""
+
+    images: list[Image.Image]
+    names: list[str]
+    problems: list[str]
+    vectors: np.ndarray
+    hypotheses: Hypotheses
+    text_vector: np.ndarray | None
+    seconds: dict[str, float]
+
+
 @dataclass
 class Geolocator:
     """Two-stage geolocation over an mmgeo store.
@@ -159,11 +172,10 @@ class Geolocator:
                 pooled[h.id].append(h)
         return [Hit(i, float(sum(h.score for h in hs) / len(qvecs)), hs[0].payload) for i, hs in pooled.items()]
 
-    def _text_scores(self, images: list[Image.Image], landmark_ids: list[str]) -> dict[str, float]:
-        if self.text_space is None or not landmark_ids:
+    def _text_scores(self, photo: np.ndarray | None, landmark_ids: list[str]) -> dict[str, float]:
+        """Best cosine between the photo (in the text space) and each landmark's text points."""
+        if photo is None or not landmark_ids:
             return {}
-        photo = self.text_encoder.encode_images(images).mean(axis=0)
-        photo = photo / np.linalg.norm(photo)
         flt = SearchFilter(equals={"landmark_id": landmark_ids})
         out: dict[str, float] = {}
         for p in self.store.scroll(self.text_collection, flt=flt, with_vectors=True):
@@ -171,10 +183,8 @@ class Geolocator:
             out[lid] = max(out.get(lid, -1.0), float(p.vectors["text"] @ photo))
         return out
 
-    def locate(self, photos: Sequence[str | Image.Image], settings: SearchSettings | None = None) -> SearchResult:
-        """Where were these photos (of one place) taken? Bad photos are skipped and listed in ``problems``."""
-        s = settings or SearchSettings()
-        t: dict[str, float] = {}
+    def prepare(self, photos: Sequence[str | Image.Image], top_k: int = 100) -> PreparedQuery:
+        """Decode and encode the photos and run stage 1: the per-query work every setting shares."""
         t0 = time.perf_counter()
         images, names, problems = [], [], []
         for p in photos:
@@ -186,12 +196,26 @@ class Geolocator:
         if not images:
             raise InputError("no usable photo: " + "; ".join(problems))
         qvecs = self.encoder.encode_images(images)
-        t["encode"] = time.perf_counter() - t0
-
         t1 = time.perf_counter()
-        hyp = fuse_hypotheses(self.stage1.estimate(images, top_k=s.top_k_hypotheses))
-        t["stage1"] = time.perf_counter() - t1
+        hyp = fuse_hypotheses(self.stage1.estimate(images, top_k=top_k))
+        t2 = time.perf_counter()
+        text_vector = None
+        if self.text_space is not None:
+            mean = self.text_encoder.encode_images(images).mean(axis=0)
+            text_vector = mean / np.linalg.norm(mean)
+        return PreparedQuery(images, names, problems, qvecs, hyp, text_vector,
+                             {"encode": t1 - t0 + time.perf_counter() - t2, "stage1": t2 - t1})
 
+    def locate(self, photos: Sequence[str | Image.Image], settings: SearchSettings | None = None) -> SearchResult:
+        """Where were these photos (of one place) taken? Bad photos are skipped and listed in ``problems``."""
+        s = settings or SearchSettings()
+        return self.rank(self.prepare(photos, s.top_k_hypotheses), s)
+
+    def rank(self, q: PreparedQuery, settings: SearchSettings | None = None) -> SearchResult:
+        """Stage 2 and the rerank for a prepared query (cheap: sweeps call this once per setting)."""
+        s = settings or SearchSettings()
+        t = dict(q.seconds)
+        hyp, qvecs = q.hypotheses, q.vectors
         t2 = time.perf_counter()
         region = self._region(hyp, s)
         n_region = self.store.count(self.collection, region.flt)  # narrowing statistic, before any fallback
@@ -210,7 +234,7 @@ class Geolocator:
         t3 = time.perf_counter()
         groups = aggregate_hits(hits, s.aggregate)[: max(s.top_n * 4, s.top_n)]
         lids = [g[0] for g in groups if g[2][0].payload.get("landmark_id")]
-        text = self._text_scores(images, lids)
+        text = self._text_scores(q.text_vector, lids)
         est_lat, est_lon = hyp.top if len(hyp.prob) else (float("nan"), float("nan"))
         rows = []
         for key, img_score, group in groups:
@@ -238,7 +262,7 @@ class Geolocator:
         t["rerank"] = time.perf_counter() - t3
         conf = confidence(hyp, [c.score for c in candidates], s.radius_km)
         return SearchResult(
-            photos=names,
+            photos=q.names,
             estimate={"lat": est_lat, "lon": est_lon, "source": hyp.source,
                       "hypotheses": [{"lat": float(a), "lon": float(b), "prob": float(c)}
                                      for a, b, c in zip(hyp.lat[:10], hyp.lon[:10], hyp.prob[:10])]},
@@ -247,5 +271,5 @@ class Geolocator:
                     "geometry": region.geometry()},
             candidates=candidates, confidence=conf, abstained=conf < s.min_confidence,
             text_space=self.text_space, timings_ms={k: round(v * 1000, 2) for k, v in t.items()},
-            settings=asdict(s), problems=problems,
+            settings=asdict(s), problems=q.problems,
         )
