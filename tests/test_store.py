@@ -35,7 +35,7 @@ def test_collection_metadata_and_indexes(store):
     assert store.list_collections() == ["mmgeo_satellite"]
     meta = store.get_metadata(name)
     assert meta["vectors"]["image"] == {"encoder": "test-encoder", "weights_id": "random-init(seed=0)", "dim": DIM}
-    assert meta["h3_resolutions"] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert meta["h3_resolutions"] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert store.payload_indexes(name) == payload_indexes()
     assert store.payload_indexes(name)["location"] == "geo"
 

@@ -14,7 +14,11 @@ import h3
 import numpy as np
 
 EARTH_RADIUS_KM = 6371.0088
-DEFAULT_H3_RESOLUTIONS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9)
+DEFAULT_H3_RESOLUTIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+COVER_MAX_CELLS = 37
+"""Largest H3 cover a region filter uses (a grid disk of k <= 3). Measured on Qdrant Edge at 101K tiles,
+r = 25 km: a 397-cell cover made filtered search ~2x slower than the radius condition alone, a
+19-37-cell cover (coarser cells) costs no more than it (benchmarks/results/NOTES.md)."""
 
 
 def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray | float:
@@ -75,7 +79,7 @@ def disk_ring_count(radius_km: float, resolution: int) -> int:
 
 
 def choose_cover_resolution(
-    radius_km: float, resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS, max_cells: int = 400
+    radius_km: float, resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS, max_cells: int = COVER_MAX_CELLS
 ) -> int:
     """The finest stored resolution whose covering grid disk has at most ``max_cells`` cells."""
     best = min(resolutions)
@@ -88,7 +92,7 @@ def choose_cover_resolution(
 
 def cover_disk(
     lat: float, lon: float, radius_km: float, resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS,
-    max_cells: int = 400,
+    max_cells: int = COVER_MAX_CELLS,
 ) -> tuple[int, list[str]]:
     """H3 cells (at one stored resolution) that together contain every point within ``radius_km``.
 
