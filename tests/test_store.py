@@ -178,3 +178,13 @@ def test_vector_index_options_keep_search_results(store, index):
         assert [h.id for h in approx] == exact
         best = float(vecs[[p.id for p in pts].index(exact[0])] @ q)
         assert approx[0].score == pytest.approx(best, abs=1e-5)  # rescored with the original floats
+
+
+def test_search_returns_only_the_asked_payload_fields(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(5)
+    store.upsert(name, [_point("p0", 10.0, 10.0, _unit(rng)[0])])
+    [hit] = store.search(name, _unit(rng)[0], using="image", limit=1, fields=["key", "location"])
+    assert hit.payload == {"key": "p0", "location": {"lat": 10.0, "lon": 10.0}}
+    [[hit]] = store.search_batch(name, _unit(rng), using="image", limit=1, filters=[None], fields=["landmark_id"])
+    assert hit.payload == {"landmark_id": "p0"}

@@ -157,8 +157,11 @@ class Store(Protocol):
         limit: int,
         flt: SearchFilter | None = None,
         exact: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        """The ``limit`` points most similar to ``vector`` (cosine) among those matching ``flt``."""
+        """The ``limit`` points most similar to ``vector`` (cosine) among those matching ``flt``.
+
+        ``fields`` limits the payload returned (None: all of it); fewer fields, less conversion."""
 
     def search_batch(
         self,
@@ -169,6 +172,7 @@ class Store(Protocol):
         limit: int,
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search` for many queries at once, one filter per query."""
 

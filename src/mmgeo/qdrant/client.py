@@ -177,9 +177,11 @@ class ClientStore:
                 return
 
     def search(
-        self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None, exact: bool = False
+        self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None,
+        exact: bool = False, fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        return self.search_batch(name, np.asarray(vector)[None, :], using=using, limit=limit, filters=[flt], exact=exact)[0]
+        return self.search_batch(name, np.asarray(vector)[None, :], using=using, limit=limit, filters=[flt], exact=exact,
+                                 fields=fields)[0]
 
     def search_batch(
         self,
@@ -190,6 +192,7 @@ class ClientStore:
         limit: int,
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         self._require(name)
         requests = [
@@ -198,7 +201,7 @@ class ClientStore:
                 using=using,
                 limit=limit,
                 filter=to_qdrant_filter(f, models),
-                with_payload=True,
+                with_payload=list(fields) if fields is not None else True,
                 params=models.SearchParams(
                     exact=exact,
                     quantization=None if exact or self.is_local else models.QuantizationSearchParams(rescore=True),

@@ -220,20 +220,22 @@ class EdgeStore:
             if offset is None:
                 return
 
-    def _request(self, vector: np.ndarray, using: str, limit: int, flt: SearchFilter | None, exact: bool) -> qe.QueryRequest:
+    def _request(self, vector: np.ndarray, using: str, limit: int, flt: SearchFilter | None, exact: bool,
+                 fields: Sequence[str] | None) -> qe.QueryRequest:
         return qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using),
             filter=to_qdrant_filter(flt, qe),
-            with_payload=True,
+            with_payload=list(fields) if fields is not None else True,
             # Rescoring only matters for quantized collections (Edge does not rescore by default).
             params=qe.SearchParams(exact=exact, quantization=None if exact else qe.QuantizationSearchParams(rescore=True)),
         )
 
     def search(
-        self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None, exact: bool = False
+        self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None,
+        exact: bool = False, fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        found = self._shard(name).query(self._request(vector, using, limit, flt, exact))
+        found = self._shard(name).query(self._request(vector, using, limit, flt, exact, fields))
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in found]
 
     def search_batch(
@@ -245,8 +247,9 @@ class EdgeStore:
         limit: int,
         filters: Sequence[SearchFilter | None],
         exact: bool = False,
+        fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
-        requests = [self._request(v, using, limit, f, exact) for v, f in zip(vectors, filters, strict=True)]
+        requests = [self._request(v, using, limit, f, exact, fields) for v, f in zip(vectors, filters, strict=True)]
         results = self._shard(name).query_batch(qe.QueryBatchRequest(requests))
         return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in found] for found in results]
 

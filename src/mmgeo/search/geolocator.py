@@ -25,6 +25,8 @@ from mmgeo.search.result import Candidate, SearchResult
 from mmgeo.search.stage1 import Hypotheses, Stage1
 
 FALLBACKS = ("fail", "widen", "full")
+HIT_FIELDS = ("key", "landmark_id", "name", "location", "source")
+"""Payload fields stage 2 reads from its hits (the rest stays in the engine)."""
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,9 @@ class Geolocator:
         if s.fusion == "mean" or len(qvecs) == 1:
             q = qvecs.mean(axis=0)
             return self.store.search(self.collection, q / np.linalg.norm(q), using="image",
-                                     limit=s.candidates, flt=region.flt, exact=True)
+                                     limit=s.candidates, flt=region.flt, exact=True, fields=HIT_FIELDS)
         per_photo = self.store.search_batch(self.collection, qvecs, using="image", limit=s.candidates,
-                                            filters=[region.flt] * len(qvecs), exact=True)
+                                            filters=[region.flt] * len(qvecs), exact=True, fields=HIT_FIELDS)
         pooled: dict[str, list[Hit]] = defaultdict(list)
         for hits in per_photo:
             for h in hits:
