@@ -141,3 +141,25 @@ def test_parquet_shards_load_back_as_precomputed_embeddings(demo_world, tmp_path
     with EdgeStore(tmp_path / "again") as store:
         run_ingest(store, "ground", records, PrecomputedEmbedder(ids, matrix, tiny_embedder().identity))
         _same(_snapshot(store, "mmgeo_ground"), want)
+
+
+def test_cli_engine_ray_matches_engine_local(demo_world, tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from mmgeo.cli.ingest import ingest_command
+
+    records = _records(demo_world)
+    vectors = np.random.default_rng(2).normal(size=(len(records), DIM)).astype(np.float32)
+    pd.DataFrame({"id": [r.key for r in records], "vector": list(vectors)}).to_parquet(tmp_path / "e.parquet")
+    common = [str(demo_world), "--splits", "query,index", "--embeddings", str(tmp_path / "e.parquet"), "--json",
+              "--errors", str(tmp_path / "errors.txt")]
+    runner = CliRunner()
+    local = runner.invoke(ingest_command, [*common, "--store", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    out = runner.invoke(ingest_command, [*common, "--store", str(tmp_path / "ray"), "--engine", "ray", "--actors", "2"])
+    assert out.exit_code == 0, out.output
+    with EdgeStore(tmp_path / "local") as a, EdgeStore(tmp_path / "ray") as b:
+        _same(_snapshot(b), _snapshot(a))
+    refused = runner.invoke(ingest_command, [*common, "--store", str(tmp_path / "x"), "--actors", "2"])
+    assert refused.exit_code == 2 and "--engine ray" in refused.output

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -325,19 +326,25 @@ def run_ray_ingest(
         gpus = options.gpus_per_actor
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        ds = ds.map_batches(
-            EmbedActor, fn_constructor_kwargs={"builder": embedder_builder}, batch_format="pandas",
-            batch_size=options.batch_size, concurrency=options.actors, num_cpus=options.cpus_per_actor, num_gpus=gpus,
-            max_restarts=options.max_restarts, max_task_retries=options.max_task_retries,
-        )
+        restarts = {"max_restarts": options.max_restarts, "max_task_retries": options.max_task_retries}
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named parameter for these yet and warns that the catch-all **ray_remote_args goes
+            # away in 2.64; without them Ray Data's actor pools default to unlimited restarts and retries.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated")
+            ds = ds.map_batches(
+                EmbedActor, fn_constructor_kwargs={"builder": embedder_builder}, batch_format="pandas",
+                batch_size=options.batch_size, concurrency=options.actors, num_cpus=options.cpus_per_actor,
+                num_gpus=gpus, **restarts,
+            )
+            if options.writers and store_builder is not None:
+                ds = ds.map_batches(
+                    WriteActor, fn_constructor_kwargs=dict(store_builder=store_builder, collection=name, identity=identity,
+                                                          resolutions=tuple(resolutions), parquet_out=options.parquet_out),
+                    batch_format="pandas", batch_size=options.batch_size, concurrency=options.writers, num_cpus=0.25,
+                    **restarts,
+                )
         write_s = 0.0
         if options.writers and store_builder is not None:
-            ds = ds.map_batches(
-                WriteActor, fn_constructor_kwargs=dict(store_builder=store_builder, collection=name, identity=identity,
-                                                      resolutions=tuple(resolutions), parquet_out=options.parquet_out),
-                batch_format="pandas", batch_size=options.batch_size, concurrency=options.writers, num_cpus=0.25,
-                max_restarts=options.max_restarts, max_task_retries=options.max_task_retries,
-            )
             for out in ds.iter_batches(batch_format="pandas", batch_size=None):
                 for handled, written, text in zip(out["handled"], out["written"], out["problems"]):
                     report.ingested += int(written)
