@@ -199,3 +199,18 @@ def test_an_unsharded_collection_sends_no_shard_keys(spied):
     assert "shard_key_selector" not in fake.upsert.call_args.kwargs
     store.search("plain", np.ones(4), using="image", limit=1, flt=radius_region(48.85, 2.35, 25).flt)
     assert fake.query_batch_points.call_args.kwargs["requests"][0].shard_key is None
+
+
+def test_bench_reports_the_shards_each_query_touched(spied):
+    from mmgeo.evaluation.bench import _stage2_columns, shards_touched
+
+    store, _, state = spied
+    vertex = h3.cell_to_boundary(h3.latlng_to_cell(48.85, 2.35, RES))[0]
+    state["keys"] |= disk_keys(*vertex, 5, RES) | {h3.latlng_to_cell(35.68, 139.69, RES)}
+    filters = [radius_region(35.68, 139.69, 25).flt, SearchFilter(radius=GeoRadius(*vertex, 5)), None]
+    assert shards_touched(store, "tiles", filters) == {"shards_touched_mean": (1 + 3 + 4) / 3, "shards_touched_max": 4,
+                                                       "shard_keys": 4}
+    assert "shards_touched_mean" in _stage2_columns([{"shards_touched_mean": 1.0}])
+    store.sharding = None
+    store.create_collection("plain", [VectorSpec("image", 4)], {}, {})
+    assert shards_touched(store, "plain", filters) is None
