@@ -27,7 +27,7 @@ from mmgeo.ingest.records import Record  # noqa: E402
 from mmgeo.qdrant import EdgeStore  # noqa: E402
 from mmgeo.qdrant.schema import VectorIdentity  # noqa: E402
 
-OPTIONS = RayOptions(num_cpus=2, object_store_mb=128, actors=2, batch_size=32, cpus_per_actor=0.5)
+OPTIONS = RayOptions(num_cpus=2, object_store_mb=128, actors=2, batch_size=32)
 DIM = 8
 
 
@@ -163,3 +163,12 @@ def test_cli_engine_ray_matches_engine_local(demo_world, tmp_path):
         _same(_snapshot(b), _snapshot(a))
     refused = runner.invoke(ingest_command, [*common, "--store", str(tmp_path / "x"), "--actors", "2"])
     assert refused.exit_code == 2 and "--engine ray" in refused.output
+
+
+def test_actor_cpus_leave_room_for_the_decode_tasks():
+    from mmgeo.ingest.ray_engine import actor_resources
+
+    assert actor_resources(RayOptions(actors=2), {"CPU": 2.0}, decode=True) == (0.75, 0.0)
+    assert actor_resources(RayOptions(actors=1), {"CPU": 16.0, "GPU": 1.0}, decode=True) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="stall"):
+        actor_resources(RayOptions(actors=2, cpus_per_actor=1.0), {"CPU": 2.0}, decode=True)

@@ -62,8 +62,10 @@ class RayOptions:
         object_store_mb: object store size of the local Ray.
         actors: model actors in the embed pool.
         batch_size: rows per embed batch (and per write batch).
-        cpus_per_actor, gpus_per_actor: resources each model actor reserves
-            (``gpus_per_actor=None``: 1 if the cluster has GPUs, else 0).
+        cpus_per_actor, gpus_per_actor: resources each model actor reserves (``cpus_per_actor=None``:
+            1, or less so that the actors leave ``cpus_per_decode`` free for the decode tasks;
+            ``gpus_per_actor=None``: 1 if the cluster has GPUs, else 0).
+        cpus_per_decode: CPUs each image-decode task reserves.
         max_restarts: restarts of a dead model actor before the job fails.
         max_task_retries: re-runs of a batch whose actor died (-1: until ``max_restarts`` is spent).
         writers: writer actors (0: the driver writes; needed for the embedded store).
@@ -75,8 +77,9 @@ class RayOptions:
     object_store_mb: int = 256
     actors: int = 1
     batch_size: int = 64
-    cpus_per_actor: float = 1.0
+    cpus_per_actor: float | None = None
     gpus_per_actor: float | None = None
+    cpus_per_decode: float = 0.5
     max_restarts: int = 3
     max_task_retries: int = -1
     writers: int = 0
@@ -252,6 +255,24 @@ class WriteActor:
                              "problems": ["\n".join(f"{p.where}\t{p.reason}" for p in problems)]})
 
 
+def actor_resources(options: RayOptions, cluster: dict[str, float], decode: bool) -> tuple[float, float]:
+    """CPUs and GPUs per model actor. Actors that reserved every CPU would starve the decode tasks
+    that feed them (the job would hang), so that is refused, or avoided when ``cpus_per_actor`` is None."""
+    total = float(cluster.get("CPU", 0.0))
+    spare = options.cpus_per_decode if decode else 0.0
+    cpus = options.cpus_per_actor
+    if cpus is None:
+        cpus = min(1.0, (total - spare) / options.actors) if total > spare else 1.0
+        cpus = max(cpus, 0.01)
+    elif options.actors * cpus + spare > total > 0 and options.address is None:
+        raise ValueError(f"{options.actors} actor(s) x {cpus:g} CPU + {spare:g} CPU for decoding exceed this Ray's "
+                         f"{total:g} CPUs: the pipeline would stall; use fewer actors or cpus_per_actor")
+    gpus = options.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if cluster.get("GPU", 0) > 0 else 0.0
+    return cpus, gpus
+
+
 # -- the runner ------------------------------------------------------------------------------------------------
 
 
@@ -322,10 +343,9 @@ def run_ray_ingest(
         blocks = min(64, -(-len(todo) // options.batch_size))
         ds = ray.data.from_items([record_to_row(r) for r in todo], override_num_blocks=blocks)
         if decode:
-            ds = ds.map_batches(decode_images, batch_format="pandas", batch_size=options.batch_size)
-        gpus = options.gpus_per_actor
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+            ds = ds.map_batches(decode_images, batch_format="pandas", batch_size=options.batch_size,
+                                num_cpus=options.cpus_per_decode)
+        cpus, gpus = actor_resources(options, ray.cluster_resources(), decode)
         restarts = {"max_restarts": options.max_restarts, "max_task_retries": options.max_task_retries}
         with warnings.catch_warnings():
             # Ray 2.60 has no named parameter for these yet and warns that the catch-all **ray_remote_args goes
@@ -333,8 +353,7 @@ def run_ray_ingest(
             warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated")
             ds = ds.map_batches(
                 EmbedActor, fn_constructor_kwargs={"builder": embedder_builder}, batch_format="pandas",
-                batch_size=options.batch_size, concurrency=options.actors, num_cpus=options.cpus_per_actor,
-                num_gpus=gpus, **restarts,
+                batch_size=options.batch_size, concurrency=options.actors, num_cpus=cpus, num_gpus=gpus, **restarts,
             )
             if options.writers and store_builder is not None:
                 ds = ds.map_batches(

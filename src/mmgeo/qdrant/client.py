@@ -173,7 +173,11 @@ class ClientStore:
         """Shard keys that exist in a sharded collection (cached up to ``max_age_s`` seconds)."""
         read_at, keys = self._keys.get(name, (-1e18, set()))
         if time.monotonic() - read_at > max_age_s:
-            keys = {str(k.key) for k in (self.client.list_shard_keys(name).shard_keys or [])}
+            try:
+                keys = {str(k.key) for k in (self.client.list_shard_keys(name).shard_keys or [])}
+            except Exception:  # a server without GET /collections/{name}/shards: read the cluster info
+                info = self.client.collection_cluster_info(name)
+                keys = {str(s.shard_key) for s in [*info.local_shards, *info.remote_shards] if s.shard_key is not None}
             self._keys[name] = (time.monotonic(), keys)
         return keys
 
