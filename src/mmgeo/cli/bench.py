@@ -33,6 +33,8 @@ def _numbers(kind: type, allow_inf: bool = False):
 @click.option("--qdrant-url", envvar="QDRANT_URL", default=None, metavar="URL",
               help="Also benchmark this Qdrant server [env QDRANT_URL]; else a container from docker-compose.yml's image if a Docker engine runs.")
 @click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="Qdrant API key [env QDRANT_API_KEY].")
+@click.option("--shard-resolution", type=click.IntRange(0, 4), default=None,
+              help="Shard the server collection by the H3 cell at this resolution and report the shards each query touched.")
 @click.option("--no-docker", "no_docker", is_flag=True, help="Do not try to start a Qdrant container.")
 @click.option("--sweep/--no-sweep", default=None, help="Time the 18,688-query stage-2 sweep on the 101,302-tile world [default: on, off with --quick].")
 @click.option("--ref-budget", "ref_budget_s", type=float, default=None, help="Seconds of reference-loop timing per size and radius [default: 15].")
@@ -41,7 +43,7 @@ def _numbers(kind: type, allow_inf: bool = False):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: benchmarks/results, or benchmarks/results/quick with --quick].")
 @friendly_errors
-def bench_command(quick: bool, sizes, n_queries, radii_km, qdrant_url, api_key, no_docker, sweep, ref_budget_s, seed,
+def bench_command(quick: bool, sizes, n_queries, radii_km, qdrant_url, api_key, shard_resolution, no_docker, sweep, ref_budget_s, seed,
                   workdir, out_dir: Path | None) -> None:
     """Benchmark stage 2 (geo-filtered vector search): Qdrant Edge vs qdrant-client vs a server vs numpy vs the
     reference's Python loop, on a synthetic MMLandmarks-like world; plus narrowing statistics at MMLandmarks scale.
@@ -51,11 +53,13 @@ def bench_command(quick: bool, sizes, n_queries, radii_km, qdrant_url, api_key, 
       mmgeo-bench --quick
       mmgeo-bench --sizes 10000,101302 --out benchmarks/results
       mmgeo-bench --quick --qdrant-url http://localhost:6333
+      mmgeo-bench --quick --qdrant-url http://localhost:6333 --shard-resolution 1   # docker-compose.cluster.yml
     """
     from mmgeo.evaluation.bench import BenchConfig, run_benchmark, write_outputs
 
     overrides = dict(sizes=sizes, n_queries=n_queries, radii_km=radii_km, qdrant_url=qdrant_url, api_key=api_key,
-                     sweep=sweep, ref_budget_s=ref_budget_s, seed=seed, workdir=workdir)
+                     sweep=sweep, ref_budget_s=ref_budget_s, seed=seed, workdir=workdir,
+                     shard_resolution=shard_resolution)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if no_docker:
         overrides["use_docker"] = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ from mmgeo.ingest.pipeline import (
 )
 from mmgeo.errors import InputError
 from mmgeo.ingest.records import Problem, Record
+from mmgeo.qdrant import ClientStore
 from mmgeo.qdrant.schema import VectorIdentity
+from mmgeo.qdrant.sharding import ShardingSpec
 
 EXAMPLES = """
 \b
@@ -47,6 +50,13 @@ Examples:
 \b
   # a CSV/Parquet manifest, into a Qdrant server
   mmgeo-ingest photos.csv --encoder efficientnet_lite0 --qdrant-url http://localhost:6333
+\b
+  # on Ray Data (local Ray, 2 model actors), also keeping the embeddings as Parquet shards
+  mmgeo-ingest demo/world --encoder efficientnet_lite0 --engine ray --actors 2 --parquet-out emb/
+\b
+  # on a Ray cluster, into a 3-node Qdrant cluster sharded by H3 r1 region, 4 writer actors
+  mmgeo-ingest /data/MMLandmarks --encoder sample4geo --engine ray --ray-address ray://head:10001 \\
+      --actors 8 --writers 4 --qdrant-url http://qdrant-1:6333 --shard-resolution 1 --replication-factor 2
 """
 
 
@@ -63,8 +73,8 @@ def _csv(value: str) -> list[str]:
 @click.option("--encoder", default=None, help="Registered encoder that embeds the items (see `mmgeo models`).")
 @click.option("--weights", default=None, help="Weights tag, checkpoint path or hub id for --encoder.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow checkpoints that need pickle code execution.")
-@click.option("--embeddings", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Precomputed embeddings (.parquet with id+vector, or .npy with --ids).")
+@click.option("--embeddings", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Precomputed embeddings (.parquet with id+vector, a folder of such shards, or .npy with --ids).")
 @click.option("--ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Ids file for a .npy --embeddings (one id per line).")
 @click.option("--embedding-model", default="precomputed", show_default=True,
@@ -76,11 +86,25 @@ def _csv(value: str) -> list[str]:
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("mmgeo-ingest-errors.txt"),
               show_default=True, help="Where skipped items are listed (written only if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: a Ray Data pipeline (decode tasks, model actors) [needs mmgeo[scale]].")
+@click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to use (ray://host:10001, auto) [default: start a local Ray].")
+@click.option("--actors", type=click.IntRange(1, 10_000), default=None, help="Ray: model actors [default: 1].")
+@click.option("--writers", type=click.IntRange(0, 10_000), default=None,
+              help="Ray: writer actors for a Qdrant server (0: the driver writes; the embedded store needs 0) [default: 0].")
+@click.option("--parquet-out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Ray: also write the embeddings as Parquet shards here (load them later with --embeddings DIR).")
+@click.option("--shard-resolution", type=click.IntRange(0, 4), default=None,
+              help="Server only: create new collections sharded by the H3 cell at this resolution (custom shard keys).")
+@click.option("--shards-per-key", type=click.IntRange(1, 64), default=1, show_default=True, help="With --shard-resolution.")
+@click.option("--replication-factor", type=click.IntRange(1, 16), default=1, show_default=True, help="With --shard-resolution.")
 @store_options
 @friendly_errors
 def ingest_command(source: Path, splits: str, modalities: str, root: Path | None, encoder: str | None, weights: str | None,
                    trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
-                   batch_size: int, h3_resolutions: str, errors_path: Path, as_json: bool, store_path: str | None,
+                   batch_size: int, h3_resolutions: str, errors_path: Path, as_json: bool, engine: str,
+                   ray_address: str | None, actors: int | None, writers: int | None, parquet_out: Path | None,
+                   shard_resolution: int | None, shards_per_key: int, replication_factor: int, store_path: str | None,
                    qdrant_url: str | None, api_key: str | None) -> None:
     """Embed a dataset and store it in Qdrant with locations and H3 cells.
 
@@ -96,8 +120,21 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
         raise click.BadParameter(f"unknown split(s) {', '.join(bad)}; valid: {', '.join(SPLITS)}", param_hint="--splits")
     if (encoder is None) == (embeddings is None) and source.is_dir():
         raise click.UsageError("give --encoder NAME (embed here) or --embeddings FILE (precomputed)")
+    ray_only = {"--ray-address": ray_address, "--actors": actors, "--writers": writers, "--parquet-out": parquet_out}
+    if engine == "local" and (given := [k for k, v in ray_only.items() if v is not None]):
+        raise click.UsageError(f"{', '.join(given)} need(s) --engine ray")
+    if writers and not qdrant_url:
+        raise click.UsageError("--writers needs --qdrant-url: the embedded store is locked by one process (the driver writes)")
+    if shard_resolution is not None and not qdrant_url:
+        raise click.UsageError("--shard-resolution needs --qdrant-url: custom sharding exists only on a Qdrant server/cluster")
     precomputed = load_embeddings(embeddings, ids) if embeddings else None
-    store = open_store_from(store_path, qdrant_url, api_key)
+    if shard_resolution is not None:
+        if store_path:
+            raise click.UsageError("give --store or --qdrant-url, not both")
+        sharding = ShardingSpec(shard_resolution, shards_per_key, replication_factor)
+        store = ClientStore(url=qdrant_url, api_key=api_key, sharding=sharding)
+    else:
+        store = open_store_from(store_path, qdrant_url, api_key)
     reports: list[IngestReport] = []
     try:
         for modality in mods:
@@ -113,7 +150,9 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
                 precomputed_dim = dim
             else:
                 precomputed_dim = 0
-            embedder = _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, precomputed_dim)
+            builder = functools.partial(_embedder, modality, encoder, weights, trust_checkpoint, precomputed, embedding_model,
+                                        precomputed_dim)
+            embedder = builder() if engine == "local" else None  # the Ray engine builds one per actor
             with Progress(TextColumn(f"[bold]{modality}[/]"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
                           disable=as_json) as bar:
@@ -124,8 +163,17 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
                     elapsed = bar.tasks[task].elapsed or 0.0
                     bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.0f} items/s" if elapsed else "")
 
-                reports.append(run_ingest(store, modality, records, embedder, problems=problems,
-                                          resolutions=resolutions, recreate=recreate, batch_size=batch_size, on_batch=advance))
+                if engine == "local":
+                    reports.append(run_ingest(store, modality, records, embedder, problems=problems, resolutions=resolutions,
+                                              recreate=recreate, batch_size=batch_size, on_batch=advance))
+                    continue
+                from mmgeo.ingest.ray_engine import RayOptions, run_ray_ingest
+
+                options = RayOptions(address=ray_address, actors=actors or 1, batch_size=batch_size, writers=writers or 0,
+                                     parquet_out=parquet_out)
+                store_builder = functools.partial(ClientStore, url=qdrant_url, api_key=api_key) if writers else None
+                reports.append(run_ray_ingest(store, modality, records, builder, options=options, store_builder=store_builder,
+                                              problems=problems, resolutions=resolutions, recreate=recreate, on_batch=advance))
     finally:
         store.close()
     _summarise(reports, errors_path, as_json, store.location)

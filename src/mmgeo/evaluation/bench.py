@@ -50,6 +50,7 @@ from mmgeo.evaluation.report import format_markdown
 from mmgeo.geo import EARTH_RADIUS_KM, destination, haversine_km
 from mmgeo.ingest.demo_world import LANDMARKS
 from mmgeo.qdrant import ClientStore, EdgeStore, SearchFilter, Store, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.sharding import ShardingSpec
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, collection_metadata, payload_indexes, point_id
 from mmgeo.search.geolocator import HIT_FIELDS
 from mmgeo.search.region import radius_region
@@ -335,6 +336,9 @@ class BenchConfig:
     sim_radii_km: tuple[float, ...] = (5.0, 25.0, 100.0, 500.0, 2000.0, INF)
     workdir: str | None = None
     quick: bool = False
+    shard_resolution: int | None = None
+    """Server only: create the server collection sharded by the H3 cell at this resolution, and report
+    the shards each query touched (``shards_touched_mean``/``_max``, ``shard_keys``)."""
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) < 100:
@@ -434,6 +438,18 @@ def _time_store(coll: _Collection, queries: Queries, filters: list[SearchFilter 
     batch_s = time.perf_counter() - t
     stats = {**_latency_stats(times), "batch_qps": queries.size / batch_s, "n_timed": n_single}
     return stats, batched
+
+
+def shards_touched(store: Store, name: str, filters: Sequence[SearchFilter | None]) -> dict[str, Any] | None:
+    """Which shards the queries with ``filters`` were sent to, for a region-sharded server collection:
+    mean and max shard keys per query and how many keys the collection has (None if it is not sharded).
+    A query with no geographic condition counts every key."""
+    if not isinstance(store, ClientStore) or store.sharding_of(name) is None:
+        return None
+    total = len(store.shard_keys(name))
+    counts = [total if (keys := store.route(name, f)) is None else len(keys) for f in filters]
+    return {"shards_touched_mean": float(np.mean(counts)) if counts else 0.0,
+            "shards_touched_max": int(max(counts, default=0)), "shard_keys": total}
 
 
 def _find_compose_image() -> tuple[str, str]:
@@ -634,6 +650,7 @@ class _Run:
             stats, got = _time_store(coll, q, d["filters"][: q.size], k=c.k, exact=True, n_single=q.size,
                                      batch_size=c.batch_size)
             recall, _ = recall_vs_exact(got, d["exact"][: q.size])
+            stats.update(shards_touched(coll.store, coll.name, d["filters"][: q.size]) or {})
             self.row(method, n, r, recall_at_10=recall, **stats, rss_mb=coll.rss_mb,
                      disk_mb=None if coll.disk_bytes is None else coll.disk_bytes / 2**20,
                      note=f"timed on {q.size} of {d['queries'].size} queries" if q.size < d["queries"].size else None)
@@ -656,7 +673,9 @@ class _Run:
                       f"(image pinned in {source}: {image})")
 
     def _on_server(self, url: str, world, ids, per_radius, n: int) -> None:
-        store = ClientStore(url=url, api_key=self.c.api_key, timeout=30)
+        res = self.c.shard_resolution
+        store = ClientStore(url=url, api_key=self.c.api_key, timeout=30,
+                            sharding=None if res is None else ShardingSpec(resolution=res))
         name = f"mmgeo_bench_{n}"
         try:
             self.say(f"N={n:,}: Qdrant server: ingest")
@@ -840,6 +859,13 @@ def _strict(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _stage2_columns(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The stage-2 columns, plus the shards touched when a region-sharded server was benchmarked."""
+    if any(r.get("shards_touched_mean") is not None for r in rows):
+        return (*STAGE2_COLUMNS[:-1], "shards_touched_mean", "shards_touched_max", "shard_keys", STAGE2_COLUMNS[-1])
+    return STAGE2_COLUMNS
+
+
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     frame = pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=list(columns))
     if "radius_km" in frame:
@@ -860,7 +886,7 @@ def format_report(results: dict[str, Any]) -> str:
         f"{p['stage1_error_cap_km']:g} km). Recall@{p['k']} is against exact numpy over the same region. "
         "Latencies are per query through the `Store` API (H3 cover built beforehand); `batch_qps` uses "
         f"`search_batch` in batches of {p['batch_size']}.", "",
-        "## Stage-2 search", "", _table(results["stage2"], STAGE2_COLUMNS), "",
+        "## Stage-2 search", "", _table(results["stage2"], _stage2_columns(results["stage2"])), "",
         "## Ingest (precomputed vectors, ready to query)", "", _table(results["ingest"], INGEST_COLUMNS), "",
         f"## Narrowing at MMLandmarks scale ({p['sim_tiles']:,} tiles, {p['sim_queries']:,} queries)", "",
         _table(results["narrowing"], NARROWING_COLUMNS), "",

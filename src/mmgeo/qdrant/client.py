@@ -4,6 +4,12 @@
 the same API, so the same class also runs the shared test suite without a server.
 Local mode ignores payload indexes (they only speed a server up); for it,
 :meth:`ClientStore.payload_indexes` reports the indexes declared in the metadata.
+
+With a :class:`~mmgeo.qdrant.sharding.ShardingSpec` (server or cluster only), new collections
+are created with ``sharding_method=custom``: every upsert names the shard key of its points
+(their coarse H3 cell) and every filtered query names the shard keys its region intersects.
+The spec is recorded in the collection metadata, so any later ``ClientStore`` on the same
+server routes that collection's queries the same way, with or without a spec of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from qdrant_client import QdrantClient, models
 from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
 from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.sharding import METADATA_KEY as SHARDING_KEY
+from mmgeo.qdrant.sharding import ShardingSpec
 
 _SCHEMA = {
     "keyword": models.PayloadSchemaType.KEYWORD,
@@ -27,6 +35,8 @@ _SCHEMA = {
 }
 _KIND = {v.value: k for k, v in _SCHEMA.items()}
 DECLARED_INDEXES_KEY = "payload_indexes"
+SHARD_KEYS_REFRESH_S = 5.0
+"""How stale the cached list of a collection's shard keys may get before a query re-reads it."""
 
 
 class ClientStore:
@@ -39,11 +49,18 @@ class ClientStore:
         api_key: str | None = None,
         path: str | None = None,
         timeout: float = 5.0,
+        sharding: ShardingSpec | None = None,
     ) -> None:
         if (url is None) == (path is None):
             raise ValueError("give exactly one of url= (server) or path= (local mode, ':memory:' allowed)")
+        if sharding is not None and path is not None:
+            raise StoreError("qdrant-client local mode has no custom sharding (sharding_method=custom); "
+                             "region sharding needs a Qdrant server or cluster (--qdrant-url)")
         self.is_local = path is not None
         self.location = url or f"qdrant-local:{path}"
+        self.sharding = sharding
+        self._specs: dict[str, ShardingSpec | None] = {}
+        self._keys: dict[str, tuple[float, set[str]]] = {}
         try:
             if url is not None:
                 self.client = QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout)))
@@ -95,18 +112,28 @@ class ClientStore:
                 tuning["quantization_config"] = models.ScalarQuantization(
                     scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
                 )
+        extra: dict[str, Any] = {DECLARED_INDEXES_KEY: dict(indexes)}
+        if self.sharding is not None:
+            spec = self.sharding
+            tuning.update(sharding_method=models.ShardingMethod.CUSTOM, shard_number=spec.shards_per_key,
+                          replication_factor=spec.replication_factor)
+            extra[SHARDING_KEY] = spec.as_metadata()
         self.client.create_collection(
             name,
             vectors_config={v.name: models.VectorParams(size=v.dim, distance=models.Distance.COSINE) for v in vectors},
-            metadata={**metadata, DECLARED_INDEXES_KEY: dict(indexes)},
+            metadata={**metadata, **extra},
             **tuning,
         )
+        self._specs[name] = self.sharding
+        self._keys.pop(name, None)
         for field_name, kind in indexes.items():
             if not self.is_local:
                 self.client.create_payload_index(name, field_name, _SCHEMA[kind], wait=True)
 
     def delete_collection(self, name: str) -> None:
         self.client.delete_collection(name)
+        self._specs.pop(name, None)
+        self._keys.pop(name, None)
 
     def _require(self, name: str) -> None:
         if not self.has_collection(name):
@@ -120,8 +147,9 @@ class ClientStore:
 
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
         self._require(name)
-        declared = (self.client.get_collection(name).config.metadata or {}).get(DECLARED_INDEXES_KEY, {})
-        self.client.update_collection(name, metadata={**metadata, DECLARED_INDEXES_KEY: declared})
+        old = self.client.get_collection(name).config.metadata or {}
+        kept = {k: old[k] for k in (DECLARED_INDEXES_KEY, SHARDING_KEY) if k in old}
+        self.client.update_collection(name, metadata={**metadata, **kept})
 
     def payload_indexes(self, name: str) -> dict[str, IndexKind]:
         self._require(name)
@@ -130,17 +158,80 @@ class ClientStore:
             return dict((info.config.metadata or {}).get(DECLARED_INDEXES_KEY, {}))
         return {k: _KIND[str(v.data_type.value)] for k, v in info.payload_schema.items() if str(v.data_type.value) in _KIND}
 
+    # -- region sharding ---------------------------------------------------------------------
+    def sharding_of(self, name: str) -> ShardingSpec | None:
+        """The collection's sharding spec (from its metadata; cached), None if it is not sharded."""
+        if name not in self._specs:
+            if self.is_local:
+                self._specs[name] = None
+            else:
+                self._require(name)
+                self._specs[name] = ShardingSpec.from_metadata(self.client.get_collection(name).config.metadata)
+        return self._specs[name]
+
+    def shard_keys(self, name: str, *, max_age_s: float = 0.0) -> set[str]:
+        """Shard keys that exist in a sharded collection (cached up to ``max_age_s`` seconds)."""
+        read_at, keys = self._keys.get(name, (-1e18, set()))
+        if time.monotonic() - read_at > max_age_s:
+            try:
+                keys = {str(k.key) for k in (self.client.list_shard_keys(name).shard_keys or [])}
+            except Exception:  # a server without GET /collections/{name}/shards: read the cluster info
+                info = self.client.collection_cluster_info(name)
+                keys = {str(s.shard_key) for s in [*info.local_shards, *info.remote_shards] if s.shard_key is not None}
+            self._keys[name] = (time.monotonic(), keys)
+        return keys
+
+    def route(self, name: str, flt: SearchFilter | None) -> list[str] | None:
+        """Shard keys a query with ``flt`` is sent to: the region's keys that exist in the collection, sorted.
+
+        None: the collection is not sharded, or ``flt`` has no geographic condition (every shard).
+        An empty list: no shard holds the region, so the query is answered without a request.
+        """
+        spec = self.sharding_of(name)
+        wanted = spec.keys_for(flt) if spec is not None else None
+        if wanted is None:
+            return None
+        existing = self.shard_keys(name, max_age_s=SHARD_KEYS_REFRESH_S)
+        if not set(wanted) <= existing:  # a key may have been created since the cached list was read
+            existing = self.shard_keys(name, max_age_s=0.5)
+        return [k for k in wanted if k in existing]
+
+    def _create_shard_keys(self, name: str, spec: ShardingSpec, keys: set[str]) -> None:
+        missing = keys - self.shard_keys(name, max_age_s=float("inf"))
+        if missing:
+            missing -= self.shard_keys(name)  # another writer may have made them
+        for key in sorted(missing):
+            try:
+                self.client.create_shard_key(name, key, shards_number=spec.shards_per_key,
+                                             replication_factor=spec.replication_factor)
+            except Exception as exc:  # a concurrent writer created it first
+                if "already exists" not in str(exc).lower():
+                    raise
+            self._keys[name][1].add(key)
+
     # -- points ------------------------------------------------------------------------------
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
+        spec = self.sharding_of(name)
         structs = [
             models.PointStruct(
                 id=p.id, vector={k: np.asarray(v, dtype=np.float32).tolist() for k, v in p.vectors.items()}, payload=p.payload
             )
             for p in points
         ]
-        self.client.upsert(name, points=structs, wait=True)
+        if spec is None:
+            self.client.upsert(name, points=structs, wait=True)
+            return
+        groups: dict[str, list[models.PointStruct]] = {}
+        for point, struct in zip(points, structs):
+            try:
+                groups.setdefault(spec.key_of_payload(point.payload), []).append(struct)
+            except ValueError as exc:
+                raise StoreError(f"point {point.id} in {name!r}: {exc}") from None
+        self._create_shard_keys(name, spec, set(groups))
+        for key in sorted(groups):
+            self.client.upsert(name, points=groups[key], shard_key_selector=key, wait=True)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if ids:
@@ -195,22 +286,30 @@ class ClientStore:
         fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         self._require(name)
+        if len(vectors) != len(filters):
+            raise ValueError(f"{len(vectors)} query vectors but {len(filters)} filters")
+        routes = [self.route(name, f) for f in filters]
+        asked = [i for i, keys in enumerate(routes) if keys != []]  # [] = no shard holds the region
         requests = [
             models.QueryRequest(
-                query=np.asarray(v, dtype=np.float32).tolist(),
+                query=np.asarray(vectors[i], dtype=np.float32).tolist(),
                 using=using,
                 limit=limit,
-                filter=to_qdrant_filter(f, models),
+                filter=to_qdrant_filter(filters[i], models),
                 with_payload=list(fields) if fields is not None else True,
                 params=models.SearchParams(
                     exact=exact,
                     quantization=None if exact or self.is_local else models.QuantizationSearchParams(rescore=True),
                 ),
+                shard_key=routes[i],
             )
-            for v, f in zip(vectors, filters, strict=True)
+            for i in asked
         ]
-        responses = self.client.query_batch_points(name, requests=requests)
-        return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in r.points] for r in responses]
+        responses = self.client.query_batch_points(name, requests=requests) if requests else []
+        results: list[list[Hit]] = [[] for _ in filters]
+        for i, r in zip(asked, responses, strict=True):
+            results[i] = [Hit(str(p.id), float(p.score), p.payload or {}) for p in r.points]
+        return results
 
     def optimize(self, name: str, *, timeout: float = 3600.0) -> None:
         """Wait until the server's optimizers are idle (status green); nothing to do in local mode."""
