@@ -96,6 +96,7 @@ class GeoCLIPTrainResult:
     features_cached: bool = False
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
+    """Photos per second in the training steps (per-epoch evaluation not included)."""
 
 
 class GpsQueue:
@@ -250,13 +251,14 @@ def train_geoclip(cfg: GeoCLIPTrainConfig) -> GeoCLIPTrainResult:
     out = Path(cfg.out)
     log = RunLog(out.with_suffix(".metrics.csv"), out.with_suffix(".curves.png"), "geoclip head",
                  steps_per_epoch * cfg.epochs, quiet=cfg.quiet)
-    train_started, samples = time.perf_counter(), 0
+    train_started, samples, step_seconds = time.perf_counter(), 0, 0.0
     with log:
         for epoch in range(1, cfg.epochs + 1):
             epoch_started, losses = time.perf_counter(), []
             order = torch.randperm(len(train_idx), generator=generator)
             mlp.train(), location.train(cfg.train_location)
             for step in range(steps_per_epoch):
+                step_started = time.perf_counter()
                 idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
                 loss = _step(cfg, mlp, location, scale, queue, torch.from_numpy(train_features[idx.numpy()]).to(device),
                              gps[idx], generator, device)
@@ -267,6 +269,7 @@ def train_geoclip(cfg: GeoCLIPTrainConfig) -> GeoCLIPTrainResult:
                 queue.push(gps[idx])
                 losses.append(loss.item())
                 samples += len(idx)
+                step_seconds += time.perf_counter() - step_started
                 log.step(losses[-1], len(idx))
             row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                                    "temperature": 1 / scale().item(), "seconds": time.perf_counter() - epoch_started}
@@ -282,7 +285,7 @@ def train_geoclip(cfg: GeoCLIPTrainConfig) -> GeoCLIPTrainResult:
         checkpoint=out, metrics_csv=log.csv_path, curves_png=log.png_path, before=before, after=after, galleries=galleries,
         n_train=len(train_idx), n_eval={item.name: len(item.lat) for item in sets}, skipped=skipped,
         feature_seconds=feature_seconds, features_cached=hit, train_seconds=train_seconds,
-        samples_per_second=samples / train_seconds if train_seconds > 0 else math.nan,
+        samples_per_second=samples / step_seconds if step_seconds > 0 else math.nan,
     )
 
 

@@ -114,6 +114,7 @@ class Sample4GeoTrainResult:
     skipped: list[Problem] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
+    """Ground photos per second in the training steps (decoding included; validation and checkpoints not)."""
 
 
 class _Towers(nn.Module):
@@ -277,7 +278,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
 
     log = RunLog(out / "metrics.csv", out / "curves.png", "sample4geo", steps_per_epoch * cfg.epochs,
                  start_step=steps_per_epoch * (start_epoch - 1), quiet=cfg.quiet, keep_rows=history)
-    train_started, samples = time.perf_counter(), 0
+    train_started, samples, step_seconds = time.perf_counter(), 0, 0.0
     with log:
         log.write()
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -289,6 +290,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
             towers.train()
             losses: list[float] = []
             for b, batch in enumerate(batches):
+                step_started = time.perf_counter()
                 ground_paths, owner = [], []
                 for slot, lm in enumerate(batch):
                     photos = pairs.ground[lm]
@@ -310,6 +312,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
                     log.step(loss.item(), len(ground_paths))
                 losses.append(loss.item())
                 samples += len(ground_paths)
+                step_seconds += time.perf_counter() - step_started
             metrics = validate(towers, val, images, device) if val else {}
             row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                    "temperature": 1 / towers.scale().item(), "hard_negatives": "dss" if use_dss else ("gps" if gps_nn is not None else "random"),
@@ -331,7 +334,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
     return Sample4GeoTrainResult(
         best=out / "best.pt", last=out / "last.pt", metrics_csv=log.csv_path, curves_png=log.png_path, before=before,
         after=after, best_epoch=best_epoch, history=history, skipped=skipped, train_seconds=train_seconds,
-        samples_per_second=samples / train_seconds if train_seconds > 0 else math.nan,
+        samples_per_second=samples / step_seconds if step_seconds > 0 else math.nan,
     )
 
 
