@@ -14,6 +14,7 @@ from mmgeo.cli.ingest import ingest_command
 from mmgeo.cli.models import models_command
 from mmgeo.cli.search import search_command
 from mmgeo.cli.store import store_group
+from mmgeo.cli.train import train_group
 
 
 @click.group()
@@ -45,3 +46,4 @@ cli.add_command(models_command)
 cli.add_command(store_group)
 cli.add_command(eval_command)
 cli.add_command(bench_command)
+cli.add_command(train_group)

@@ -408,6 +408,19 @@ def _load_head(path: Path) -> tuple[nn.Sequential, torch.Tensor | None, dict[str
     return mlp, state.get("logit_scale"), location
 
 
+def head_backbone(path: Path) -> str | None:
+    """The backbone a head checkpoint written by ``mmgeo-train geoclip`` names (``config.model.backbone``), if any."""
+    if path.suffix == ".safetensors":
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise InputError(f"{path}: cannot read GeoCLIP head checkpoint ({type(exc).__name__}: {exc})") from None
+    config = obj.get("config") if isinstance(obj, dict) else None
+    backbone = (config or {}).get("model", {}).get("backbone") if isinstance(config, dict) else None
+    return str(backbone) if backbone else None
+
+
 def _released_parts(name: str, weights: Weights, head: str | os.PathLike | None, seed: int) -> tuple[nn.Sequential, LocationEncoder, torch.Tensor, str, str]:
     """MLP, location encoder, logit scale, head weights id, location weights id.
 
@@ -454,9 +467,17 @@ def build(
         weights: the tag (GeoCLIP's released head + location encoder from the pip package) or ``"random"``.
         vision_weights: CLIP-L/14 folder (default: hub ``openai/clip-vit-large-patch14``) or ``"random"``.
         backbone: a registered image encoder name used instead of CLIP-L/14 (needs ``head``).
-        head: a head checkpoint trained on that backbone's features (see :func:`_load_head`).
+        head: a head checkpoint trained on that backbone's features (see :func:`_load_head`); a head
+            written by ``mmgeo-train geoclip`` names its backbone, which is then used when ``backbone`` is None.
+            A local path given as ``weights`` is taken as ``head``.
         gallery: default gallery of :meth:`GeoCLIPEncoder.predict`.
     """
+    if isinstance(weights, Path):  # weights=<head checkpoint>: the same as head=<path> over the released parts
+        if head is not None:
+            raise ValueError(f"geoclip: weights={str(weights)!r} is a head checkpoint; do not also pass head={str(head)!r}")
+        weights, head = _RELEASE, weights
+    if head is not None and backbone is None and vision_weights is None:
+        backbone = head_backbone(require_local(head, name))  # a head trained by mmgeo-train names its backbone
     if backbone is not None and vision_weights is not None:
         raise ValueError("geoclip: pass either backbone=<registered image encoder> or vision_weights=<CLIP-L/14>, not both")
     if backbone is not None and head is None:

@@ -252,10 +252,13 @@ def _agree(option: str, given: Any, stored: Any, path: Path) -> Any:
     return stored if given is None else given
 
 
-def save_checkpoint(encoder_or_model: Sample4GeoEncoder | nn.Module, path: str | os.PathLike, config: Mapping[str, Any], epoch: int) -> Path:
+def save_checkpoint(encoder_or_model: Sample4GeoEncoder | nn.Module, path: str | os.PathLike, config: Mapping[str, Any], epoch: int,
+                    *, extra: Mapping[str, Any] | None = None) -> Path:
     """Write the reference format (``.pt``) or safetensors (config/epoch in metadata), by suffix.
 
     ``config`` must hold ``model.backbone``, ``model.embed_dim`` and ``training.img_size``.
+    ``extra`` adds top-level keys to a ``.pt`` file (e.g. a trainer's optimizer state for resuming);
+    readers of the reference format ignore them. The file is replaced atomically.
     """
     model = encoder_or_model.model if isinstance(encoder_or_model, Sample4GeoEncoder) else encoder_or_model
     for section, key in (("model", "backbone"), ("model", "embed_dim"), ("training", "img_size")):
@@ -269,11 +272,17 @@ def save_checkpoint(encoder_or_model: Sample4GeoEncoder | nn.Module, path: str |
 
         save_file(state, str(path), metadata={"config": json.dumps(dict(config)), "epoch": str(epoch), "format": "mmgeo-sample4geo"})
     else:
-        torch.save({"model_state_dict": state, "epoch": epoch, "config": dict(config)}, path)
+        if extra and {"model_state_dict", "epoch", "config"} & set(extra):
+            raise ValueError("save_checkpoint: extra must not override model_state_dict, epoch or config")
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"model_state_dict": state, "epoch": epoch, "config": dict(config), **dict(extra or {})}, tmp)
+        os.replace(tmp, path)
     return path
 
 
-def _builder(backbone_arch: str):
+def _builder(backbone_arch: str | None, default_arch: str = "convnext_base"):
+    """A registry builder for one backbone architecture, or (``None``) for any architecture a checkpoint names."""
+
     def build(
         name: str,
         weights: Weights,
@@ -285,19 +294,22 @@ def _builder(backbone_arch: str):
         seed: int = 0,
     ) -> Sample4GeoEncoder:
         """Registry builder: a trained checkpoint (path), the ImageNet backbone (tag), or ``"random"``."""
+        arch = backbone_arch or default_arch
         if isinstance(weights, WeightsSource):
             folder = weights.fetch(name)
-            model = Sample4GeoModel(f"{backbone_arch}.{weights.tag}", embed_dim or 0, pretrained_file=folder / weights.files[0])
+            model = Sample4GeoModel(f"{arch}.{weights.tag}", embed_dim or 0, pretrained_file=folder / weights.files[0])
             size = img_size or weights.image_size or 224
-            return Sample4GeoEncoder(name, model, backbone=f"{backbone_arch}.{weights.tag}", img_size=size, weights_id=weights_id_for(weights.tag, folder / weights.files[0]), device=device)
+            return Sample4GeoEncoder(name, model, backbone=f"{arch}.{weights.tag}", img_size=size, weights_id=weights_id_for(weights.tag, folder / weights.files[0]), device=device)
         if weights == RANDOM:
-            model = seeded(seed, lambda: Sample4GeoModel(backbone_arch, embed_dim or 0))
-            return Sample4GeoEncoder(name, model, backbone=backbone_arch, img_size=img_size or 384, weights_id=random_weights_id(seed), device=device)
+            model = seeded(seed, lambda: Sample4GeoModel(arch, embed_dim or 0))
+            return Sample4GeoEncoder(name, model, backbone=arch, img_size=img_size or 384, weights_id=random_weights_id(seed), device=device)
         encoder = Sample4GeoEncoder.from_checkpoint(
             weights, embed_dim=embed_dim, img_size=img_size, trust_checkpoint=trust_checkpoint, device=device, name=name
         )
-        if encoder.backbone.partition(".")[0] != backbone_arch:
-            raise ValueError(f"{weights}: checkpoint backbone {encoder.backbone!r} is not {backbone_arch}; use create_encoder('sample4geo-{encoder.backbone.partition('.')[0]}', ...) or Sample4GeoEncoder.from_checkpoint")
+        if backbone_arch is not None and encoder.backbone.partition(".")[0] != backbone_arch:
+            raise ValueError(f"{weights}: checkpoint backbone {encoder.backbone!r} is not {backbone_arch}; use "
+                             "create_encoder('sample4geo', weights=<checkpoint>) (mmgeo-ingest --encoder sample4geo), whose "
+                             "architecture comes from the checkpoint's config.model.backbone")
         return encoder
 
     return build
@@ -325,5 +337,14 @@ ENTRIES = (
         options=("embed_dim", "img_size", "trust_checkpoint", "seed"),
         description="Sample4Geo ConvNeXt-Base; tags = ImageNet init, weights=<path> = trained checkpoint",
         weights={"fb_in22k": _timm_source("fb_in22k", 224), "fb_in22k_ft_in1k_384": _timm_source("fb_in22k_ft_in1k_384", 384)},
+    ),
+    EncoderEntry(
+        arch="sample4geo",
+        modality="image",
+        builder=_builder(None),
+        options=("embed_dim", "img_size", "trust_checkpoint", "seed"),
+        description="Sample4Geo, any timm backbone: weights=<checkpoint> builds the architecture its config.model.backbone "
+                    "names (e.g. one written by mmgeo-train sample4geo); tags = ConvNeXt-Base ImageNet init",
+        weights={"fb_in22k": _timm_source("fb_in22k", 224)},
     ),
 )
