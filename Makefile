@@ -20,14 +20,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: export HF_HUB_OFFLINE=1
-demo: $(STAMP)
-	test -f $(DEMO)/world/demo-photo.jpg || $(BIN)/mmgeo demo-world $(DEMO)/world
-	$(BIN)/mmgeo-ingest $(DEMO)/world --splits query,index --modalities satellite --encoder efficientnet_lite0 --store $(DEMO)/store
-	$(BIN)/mmgeo-ingest $(DEMO)/world --splits train --modalities ground --encoder efficientnet_lite0 --store $(DEMO)/store
-	$(BIN)/mmgeo-ingest $(DEMO)/world --splits train,query --modalities text --encoder minilm-l6 --store $(DEMO)/store
-	$(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --stage1 knn --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
+demo: $(STAMP) $(DEMO)/.ingested $(DEMO)/geoclip-head.pt $(DEMO)/text-projection.safetensors
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store \
+	  --stage1 geoclip --geoclip-weights $(DEMO)/geoclip-head.pt --gps-gallery $(DEMO)/world/index/mml_index_satellite.csv \
+	  --text-encoder $(DEMO)/text-projection.safetensors --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
 	@echo "map: $(DEMO)/map.html   GeoJSON: $(DEMO)/result.geojson"
+
+$(DEMO)/world/demo-photo.jpg: | $(STAMP)
+	$(BIN)/mmgeo demo-world $(DEMO)/world
+
+$(DEMO)/.ingested: $(DEMO)/world/demo-photo.jpg
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits query,index --modalities satellite --encoder efficientnet_lite0 --store $(DEMO)/store
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits train,query --modalities text --encoder minilm-l6 --store $(DEMO)/store
+	touch $@
+
+$(DEMO)/geoclip-head.pt: $(DEMO)/world/demo-photo.jpg
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train geoclip $(DEMO)/world --out $@
+
+$(DEMO)/text-projection.safetensors: $(DEMO)/world/demo-photo.jpg
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train text-projection $(DEMO)/world --out $@
 
 test: $(STAMP)
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \

@@ -42,6 +42,8 @@ def _floats(value: str) -> list[float]:
 @click.option("--weights", default=None, help="Dataset: weights for --encoder.")
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
 @click.option("--geoclip-weights", default=None, help="Dataset: GeoCLIP weights tag or head checkpoint.")
+@click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Dataset: GeoCLIP gallery CSV/Parquet with lat, lon (never one holding the query locations).")
 @click.option("--text-encoder", default=None, help="Dataset: photo→text space; adds the text-rerank ablation row.")
 @click.option("--method", default="mmgeo", show_default=True, help="Predictions: label of the configuration.")
 @click.option("--mode", default="all", show_default=True, help="Predictions: query mode label.")
@@ -54,7 +56,7 @@ def _floats(value: str) -> list[float]:
 @store_options
 @friendly_errors
 def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fallbacks: str, regions: str,
-                 limit: int | None, encoder, weights, stage1, geoclip_weights, text_encoder, method: str, mode: str,
+                 limit: int | None, encoder, weights, stage1, geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
                  radius_km: float | None, fallback: str, gallery: str, geoclip_gallery: str, gallery_size: int | None,
                  n_relevant: int | None, store_path, qdrant_url, api_key) -> None:
     """Evaluate geolocation and retrieval the way the reference system reports them.
@@ -69,7 +71,7 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
     if source.is_dir():
         rows = _run_dataset(source, split, per, _floats(radii), [f.strip() for f in fallbacks.split(",")],
                             [r.strip() for r in regions.split(",")], limit, encoder, weights, stage1, geoclip_weights,
-                            text_encoder, store_path, qdrant_url, api_key)
+                            gps_gallery, text_encoder, store_path, qdrant_url, api_key)
     else:
         from mmgeo.evaluation.predictions import read_predictions, score_predictions
 
@@ -83,13 +85,13 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
 
 
 def _run_dataset(root, split, per, radii, fallbacks, regions, limit, encoder, weights, stage1, geoclip_weights,
-                 text_encoder, store_path, qdrant_url, api_key) -> list[dict]:
+                 gps_gallery, text_encoder, store_path, qdrant_url, api_key) -> list[dict]:
     from mmgeo.cli.search import build_geolocator
     from mmgeo.evaluation.run import evaluate, load_queries, sweep
 
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder)
+        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery)
         configs = sweep(radii, fallbacks, regions, text=geolocator.text_space is not None)
         rows = []
         for mode in (["image", "landmark"] if per == "both" else [per]):

@@ -43,8 +43,24 @@ def _encoder_from_metadata(store, name: str | None, weights: str | None):
     return create_encoder(name, weights=weights)
 
 
+def load_gps_gallery(path: Path):
+    """A GPS gallery from a CSV/Parquet with ``lat`` and ``lon`` columns (e.g. the index tiles' CSV)."""
+    import pandas as pd
+
+    from mmgeo.encoders import GpsGallery
+    from mmgeo.errors import InputError
+
+    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    if not {"lat", "lon"} <= set(df.columns):
+        raise InputError(f"{path}: a GPS gallery needs 'lat' and 'lon' columns (has {', '.join(map(str, df.columns))})")
+    coords = df[["lat", "lon"]].apply(pd.to_numeric, errors="coerce").dropna().to_numpy()
+    if not len(coords):
+        raise InputError(f"{path}: no valid coordinates")
+    return GpsGallery.from_coordinates(path.stem, coords, may_leak=False, source=str(path))
+
+
 def build_geolocator(store, encoder: str | None, weights: str | None, stage1: str, geoclip_weights: str | None,
-                     text_encoder: str | None) -> Geolocator:
+                     text_encoder: str | None, gps_gallery: Path | None = None) -> Geolocator:
     """The :class:`Geolocator` that the search options describe (shared with ``mmgeo-eval``)."""
     from mmgeo.encoders import create_encoder
     from mmgeo.search.stage1 import GeoCLIPStage1, KnnStage1
@@ -53,7 +69,8 @@ def build_geolocator(store, encoder: str | None, weights: str | None, stage1: st
     if stage1 == "knn":
         estimator = KnnStage1(store, image_encoder)
     else:
-        estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights))
+        gallery = load_gps_gallery(gps_gallery) if gps_gallery else None
+        estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights), gallery)
     texts = _text_encoder(text_encoder) if text_encoder else None
     return Geolocator(store, image_encoder, estimator, text_encoder=texts)
 
@@ -75,7 +92,9 @@ def _text_encoder(value: str):
 @click.option("--weights", default=None, help="Weights tag/path for --encoder.")
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
               help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
-@click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
+@click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint (`mmgeo-train geoclip`).")
+@click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="GeoCLIP gallery: CSV/Parquet with lat, lon [default: GeoCLIP's 100K]. Must not hold query locations.")
 @click.option("--region", type=click.Choice(MODES), default="radius", show_default=True)
 @click.option("--radius", "radius_km", type=float, default=25.0, show_default=True, help="km, for --region radius.")
 @click.option("--mass", type=float, default=0.9, show_default=True, help="Posterior mass, for --region mass.")
@@ -100,7 +119,7 @@ def _text_encoder(value: str):
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
 @friendly_errors
-def search_command(photos, encoder, weights, stage1, geoclip_weights, region, radius_km, mass, fallback, top_n, aggregate,
+def search_command(photos, encoder, weights, stage1, geoclip_weights, gps_gallery, region, radius_km, mass, fallback, top_n, aggregate,
                    fusion, text_encoder, w_image, w_text, w_prior, rrf, min_confidence, as_json, geojson, html_path,
                    verbose, store_path, qdrant_url, api_key) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
@@ -112,7 +131,7 @@ def search_command(photos, encoder, weights, stage1, geoclip_weights, region, ra
                               rrf=rrf, min_confidence=min_confidence)
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder)
+        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery)
         result = geolocator.locate([str(p) for p in photos], settings)
     finally:
         store.close()

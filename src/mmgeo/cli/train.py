@@ -146,3 +146,30 @@ def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_n
     for problem in result.skipped[:10]:
         console.print(f"[yellow]skipped[/] {problem}", highlight=False)
     console.print(f"best: {result.best}   last: {result.last}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
+
+
+@train_group.command("text-projection", epilog="""
+\b
+Example:
+  mmgeo-train text-projection demo/world --out demo/text-projection.safetensors
+  mmgeo-search demo/world/demo-photo.jpg --stage1 knn --text-encoder demo/text-projection.safetensors
+""")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Projection file (.safetensors).")
+@click.option("--image-encoder", default="efficientnet_lite0", show_default=True,
+              help="The image encoder the satellite/ground collections were built with.")
+@click.option("--text-encoder", default="minilm-l6", show_default=True, help="The encoder of the text collection.")
+@click.option("--splits", default="train", show_default=True, help="Splits whose (ground photo, article) pairs fit the map.")
+@click.option("--alpha", type=float, default=1.0, show_default=True, help="Ridge regularisation.")
+@friendly_errors
+def text_projection_command(dataset: Path, out: Path, image_encoder: str, text_encoder: str, splits: str,
+                            alpha: float) -> None:
+    """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
+    Wikipedia rerank works with encoders that have no shared image–text space."""
+    from mmgeo.encoders import create_encoder
+    from mmgeo.encoders.projection import fit_text_projection
+
+    path, stats = fit_text_projection(dataset, create_encoder(image_encoder), create_encoder(text_encoder), out,
+                                      splits=tuple(s.strip() for s in splits.split(",")), alpha=alpha)
+    console.print(f"wrote {path}: {stats['pairs']} pairs of {stats['landmarks']} landmarks, "
+                  f"train top-1 {stats['train_top1']:.1%}", highlight=False)

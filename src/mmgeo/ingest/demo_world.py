@@ -142,7 +142,7 @@ def _pattern(sig: _Signature, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     w = (t[..., None] + 1) / 2
     mix = w * sig.colours[0] + (1 - w) * sig.colours[1]
     centre = np.clip(1.0 - 2.2 * np.hypot(x, y), 0, 1)[..., None]
-    return centre * mix + (1 - centre) * (0.6 * sig.terrain + 0.4 * sig.colours[2])
+    return centre * mix + (1 - centre) * (0.85 * sig.terrain + 0.15 * sig.colours[2])
 
 
 def _to_image(field: np.ndarray, rng: np.random.Generator, noise: float) -> Image.Image:
@@ -165,9 +165,17 @@ def render_ground(sig: _Signature, rng: np.random.Generator) -> Image.Image:
     depth = np.clip((v - horizon) / (1 - horizon), 1e-3, 1)
     shift, zoom = rng.uniform(-0.15, 0.15), rng.uniform(0.7, 1.1)
     field = _pattern(sig, 0.5 + (u - 0.5 + shift) * zoom / (0.4 + depth), 0.2 + 0.8 * depth * zoom)
-    sky = np.array([0.55, 0.7, 0.95]) * (1 - 0.3 * v[..., None]) + rng.uniform(-0.08, 0.08, 3)
+    # the sky's tint follows the terrain a little too (haze, latitude light), as real skies differ by region
+    sky = (0.8 * np.array([0.55, 0.7, 0.95]) + 0.2 * sig.terrain) * (1 - 0.3 * v[..., None]) + rng.uniform(-0.05, 0.05, 3)
     field = np.where((v < horizon)[..., None], sky, field * rng.uniform(0.8, 1.15))
     return _to_image(field, rng, 0.04)
+
+
+def _extra_places(n: int, seed: int) -> list[Landmark]:
+    """``n`` unnamed places spread over the contiguous US."""
+    rng = np.random.default_rng([seed, 11])
+    return [Landmark(f"Place {k}", float(rng.uniform(25.5, 48.5)), float(rng.uniform(-123.5, -68.0)), "place",
+                     "the United States", "an unnamed place") for k in range(n)]
 
 
 def _article(lm: Landmark) -> dict[str, str]:
@@ -184,14 +192,17 @@ def make_demo_world(
     n_ground: int = 4,
     distractors_per_landmark: int = 6,
     query_every: int = 3,
+    extra_places: int = 0,
     seed: int = 0,
 ) -> Path:
     """Write the demo world to ``root`` in the MMLandmarks layout and return ``root``.
 
     Every ``query_every``-th landmark goes to the ``query`` split, the rest to ``train``;
     each gets one satellite tile, ``n_ground`` ground photos and one article. The ``index``
-    split holds distractor tiles 0.5-60 km around every landmark. ``demo-photo.jpg`` at the
-    root is a copy of a query landmark's first ground photo.
+    split holds distractor tiles 0.5-60 km around every landmark. ``extra_places`` adds that many
+    unnamed geotagged places (tile + ground photos, no article) at random US locations to ``train``:
+    the dense geotagged photos a stage-1 model learns "where" from (GeoCLIP trains on millions).
+    ``demo-photo.jpg`` at the root is a copy of a query landmark's first ground photo.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -205,9 +216,10 @@ def make_demo_world(
         img.save(path, quality=92) if rel.endswith(".jpg") else img.save(path)
         return path
 
-    for i, lm in enumerate(LANDMARKS):
+    places = list(LANDMARKS) + _extra_places(extra_places, seed)
+    for i, lm in enumerate(places):
         lid = str(1000 + i)
-        split = "query" if i % query_every == 1 else "train"
+        split = "query" if i % query_every == 1 and i < len(LANDMARKS) else "train"
         sig = _signature(seed * 7919 + i, lm.lat, lm.lon, lm.category)
         commons = lm.name.replace(" ", "_")
         rows[split]["landmarks"].append([lid, commons, lm.lat, lm.lon])
@@ -221,6 +233,8 @@ def make_demo_world(
             if split == "query" and demo_photo is None:
                 demo_photo = path
         rows[split]["ground"].append([lid, " ".join(ground_ids)])
+        if i >= len(LANDMARKS):
+            continue  # an unnamed place: no article, no distractors
         text_id = _hex_id(seed, "text", lid)
         text_path = root / shard_path(split, "text", text_id)
         text_path.parent.mkdir(parents=True, exist_ok=True)

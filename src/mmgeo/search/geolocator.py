@@ -94,11 +94,12 @@ def rrf_scores(rankings: Sequence[Sequence[float]], k: int = 60) -> np.ndarray:
 
 
 def confidence(hyp: Hypotheses, scores: Sequence[float], radius_km: float) -> float:
-    """In [0, 1]: half the stage-1 mass near its top estimate, half the winner's margin (gap/0.1, capped)."""
+    """In [0, 1]: half the stage-1 mass near its top estimate, half the winner's margin over the runner-up
+    (gap/0.1, capped; 0 with a single candidate)."""
     if len(hyp.prob) == 0 or not len(scores):
         return 0.0
     mass = hyp.mass_within(*hyp.top, radius_km)
-    gap = (scores[0] - scores[1]) if len(scores) > 1 else scores[0]
+    gap = (scores[0] - scores[1]) if len(scores) > 1 else 0.0  # a lone candidate beat nobody: no margin
     return float(0.5 * mass + 0.5 * min(1.0, max(0.0, gap) / 0.1))
 
 

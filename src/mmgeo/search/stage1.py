@@ -96,12 +96,16 @@ class KnnStage1:
 
 
 class GeoCLIPStage1:
-    """GeoCLIP's own estimate: softmax over its GPS gallery, top-k kept (gallery named in ``source``)."""
+    """GeoCLIP's own estimate: softmax over a GPS gallery, top-k kept (gallery named in ``source``).
 
-    def __init__(self, geoclip: Any) -> None:
-        self.geoclip = geoclip
-        self.name = f"geoclip:{geoclip.gallery.name}"
+    ``gallery`` is GeoCLIP's default (``geoclip-100k``) unless given, e.g. the dataset's index tile
+    coordinates; a gallery holding the query locations leaks the answer.
+    """
+
+    def __init__(self, geoclip: Any, gallery: Any | None = None) -> None:
+        self.geoclip, self.gallery = geoclip, gallery
+        self.name = f"geoclip:{(gallery or geoclip.gallery).name}"
 
     def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100) -> list[Hypotheses]:
-        preds = self.geoclip.predict(list(images), top_k=top_k)
+        preds = self.geoclip.predict(list(images), top_k=top_k, gallery=self.gallery)
         return [Hypotheses(np.asarray(p.lat), np.asarray(p.lon), np.asarray(p.prob), self.name) for p in preds]
