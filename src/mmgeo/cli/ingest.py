@@ -158,7 +158,7 @@ def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embeddi
 
 
 def _summarise(reports: list[IngestReport], errors_path: Path, as_json: bool, location: str) -> None:
-    problems = [p for r in reports for p in r.problems]
+    problems = list(dict.fromkeys(p for r in reports for p in r.problems))  # a bad row is listed once, not per modality
     if problems:
         errors_path.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
     if as_json:

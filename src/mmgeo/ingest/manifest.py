@@ -102,6 +102,8 @@ class Manifest:
             if isinstance(row, str):
                 problems.append(Problem(where, row))
                 continue
+            if clean_str(row.get("modality")) in MODALITIES and clean_str(row.get("modality")) not in self.modalities:
+                continue  # another modality's row: its problems are reported by that modality's pass
             try:
                 record = self._record(row)
             except ValueError as exc:

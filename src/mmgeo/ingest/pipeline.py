@@ -90,7 +90,7 @@ class PrecomputedEmbedder:
                 continue
             kept.append(record)
             rows.append(row)
-        return kept, self.matrix[rows].reshape(len(rows), -1), problems
+        return kept, self.matrix[rows].reshape(len(rows), self.matrix.shape[1]), problems  # a batch may find none
 
 
 class RecordVectorEmbedder:
