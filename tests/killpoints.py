@@ -12,7 +12,9 @@ embedding, writing) is the unmodified CLI. Points:
 * ``marked-drop``: ``--recreate`` marked the old collection as being dropped, nothing deleted yet;
 * ``in-drop``: in the middle of deleting the old collection (files gone, collection still listed
   for qdrant-client's local mode; renamed away but not yet removed for Qdrant Edge);
-* ``after-drop``: the old collection is deleted, the new one not yet created.
+* ``after-drop``: the old collection is deleted, the new one not yet created;
+* ``pause N``: not a kill: before the N-th batch, create ``$KILLPOINTS_PAUSE.reached`` and wait
+  (at most 60 s) for ``$KILLPOINTS_PAUSE.go``, so a test can act while the ingest holds the store.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import os
 import shutil
 import signal
 import sys
+import time
+from pathlib import Path
 
 
 def die() -> None:
@@ -39,6 +43,12 @@ def install(point: str, n: int) -> None:
         batches[0] += 1
         if batches[0] == n and point == "before-upsert":
             die()
+        if batches[0] == n and point == "pause":
+            flag = Path(os.environ["KILLPOINTS_PAUSE"])
+            flag.with_suffix(".reached").touch()
+            deadline = time.monotonic() + 60
+            while not flag.with_suffix(".go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         if batches[0] == n and point == "half-upsert":
             half = len(records) // 2
             write(self, records[:half], vectors[:half])
@@ -63,7 +73,7 @@ def install(point: str, n: int) -> None:
                 if kind == "edge":  # the rename happened, the rmtree did not
                     (self.root / name).rename(self.root / f".deleted-{name}-killed")
                 else:  # qdrant-client local mode removes the files before rewriting meta.json
-                    shutil.rmtree(os.path.join(self.client._client.location, "collection", name))
+                    shutil.rmtree(os.path.join(self.client._client._client.location, "collection", name))
                 die()
             original(self, name)
             if point == "after-drop":

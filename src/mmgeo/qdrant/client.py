@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import ssl
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -54,12 +55,11 @@ class ClientStore:
         try:
             if url is not None:
                 client = QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout)), check_compatibility=False)
-                self.client = _Retrying(client, url, retries=retries, backoff=backoff)
+                self.client = _Guarded(client, _retrying(url, retries, backoff))
                 self.client.get_collections()  # fail fast, with the URL in the message
-            elif path == ":memory:":
-                self.client = QdrantClient(location=":memory:")
             else:
-                self.client = QdrantClient(path=path)
+                local = QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(path=path)
+                self.client = _Guarded(local, _serialised())
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise StoreLockedError(f"store {path} is in use by another process") from None
@@ -235,25 +235,37 @@ class ClientStore:
         return None
 
 
-class _Retrying:
-    """A ``QdrantClient`` whose every call goes through :func:`_with_retries` (server mode only).
+class _Guarded:
+    """A ``QdrantClient`` whose every method call goes through ``guard(description, call)``.
 
-    Every mmgeo write is idempotent (deterministic point ids, upserts), so re-sending a batch
-    after a dropped connection or a 5xx stores each point once.
+    Server mode: :func:`_with_retries` (every mmgeo write is idempotent: deterministic point
+    ids, upserts, so re-sending a batch after a dropped connection or a 5xx stores each point
+    once). Local mode: one call at a time, because qdrant-client's local collections are not
+    thread-safe (a search racing an upsert sees arrays of different lengths).
     """
 
-    def __init__(self, client: QdrantClient, url: str, *, retries: int, backoff: float) -> None:
-        self._client, self._url, self._retries, self._backoff = client, url, retries, backoff
+    def __init__(self, client: QdrantClient, guard: Callable[[str, Callable[[], Any]], Any]) -> None:
+        self._client, self._guard = client, guard
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
-        if not callable(attr) or name == "close":
+        if not callable(attr):
             return attr
+        return lambda *args, **kwargs: self._guard(name, lambda: attr(*args, **kwargs))
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return _with_retries(lambda: attr(*args, **kwargs), f"Qdrant server at {self._url} ({name})", self._retries, self._backoff)
 
-        return call
+def _retrying(url: str, retries: int, backoff: float) -> Callable[[str, Callable[[], T]], T]:
+    return lambda name, call: _with_retries(call, f"Qdrant server at {url} ({name})", retries, backoff)
+
+
+def _serialised() -> Callable[[str, Callable[[], T]], T]:
+    lock = threading.RLock()
+
+    def guard(name: str, call: Callable[[], T]) -> T:
+        with lock:
+            return call()
+
+    return guard
 
 
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
