@@ -51,8 +51,10 @@ class HalvesEncoder:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, tuple[int, int]]] = []  # (mode, size) of every image it was given
+        self.calls: list[int] = []  # number of images per encode call
 
     def encode_images(self, images, *, batch_size=32, num_workers=0) -> np.ndarray:
+        self.calls.append(len(images))
         out = []
         for img in images:
             self.seen.append((img.mode, img.size))

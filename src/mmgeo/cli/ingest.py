@@ -19,6 +19,7 @@ from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 from mmgeo.ingest.pipeline import (
+    DEFAULT_MAX_BATCH_BYTES,
     VECTOR_NAMES,
     ImageEmbedder,
     IngestReport,
@@ -71,6 +72,9 @@ def _csv(value: str) -> list[str]:
               help="Name recorded as the encoder of precomputed embeddings.")
 @click.option("--recreate", is_flag=True, help="Drop the target collection(s) and start over.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--max-batch-mb", default=DEFAULT_MAX_BATCH_BYTES // 2**20, show_default=True, type=click.IntRange(1),
+              help="Memory budget for decoded images in flight (MiB); larger batches are encoded in parts. "
+                   "Images over MMGEO_MAX_PIXELS pixels are refused.")
 @click.option("--h3-resolutions", default=",".join(map(str, DEFAULT_H3_RESOLUTIONS)), show_default=True,
               help="H3 resolutions stored in each payload.")
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("mmgeo-ingest-errors.txt"),
@@ -80,7 +84,7 @@ def _csv(value: str) -> list[str]:
 @friendly_errors
 def ingest_command(source: Path, splits: str, modalities: str, root: Path | None, encoder: str | None, weights: str | None,
                    trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
-                   batch_size: int, h3_resolutions: str, errors_path: Path, as_json: bool, store_path: str | None,
+                   batch_size: int, max_batch_mb: int, h3_resolutions: str, errors_path: Path, as_json: bool, store_path: str | None,
                    qdrant_url: str | None, api_key: str | None) -> None:
     """Embed a dataset and store it in Qdrant with locations and H3 cells.
 
@@ -113,7 +117,8 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
                 precomputed_dim = dim
             else:
                 precomputed_dim = 0
-            embedder = _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, precomputed_dim)
+            embedder = _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, precomputed_dim,
+                                 max_batch_mb * 2**20)
             with Progress(TextColumn(f"[bold]{modality}[/]"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
                           disable=as_json) as bar:
@@ -141,7 +146,7 @@ def _peek_vector_dim(records: Iterator[Record], source: Path) -> tuple[Iterator[
     return chain([first], records), int(np.asarray(first.vector).shape[-1])
 
 
-def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, record_dim):
+def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, record_dim, max_batch_bytes):
     if precomputed is not None:
         ids, matrix = precomputed
         identity = VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", int(matrix.shape[1]))
@@ -154,7 +159,7 @@ def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embeddi
     model = create_encoder(encoder, weights=weights, **kwargs)
     if modality == "text":
         return TextEmbedder(model)
-    return ImageEmbedder(model)
+    return ImageEmbedder(model, max_batch_bytes=max_batch_bytes)
 
 
 def _summarise(reports: list[IngestReport], errors_path: Path, as_json: bool, location: str) -> None:
