@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_reliability_crash import KILLER, N, _args, _manifest, _run, _snapshot
 
-from conftest import make_store
 from mmgeo.ingest.pipeline import RecordVectorEmbedder, run_ingest
 from mmgeo.ingest.records import Record
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity
-
-from test_reliability_crash import KILLER, N, _args, _manifest, _run, _snapshot
 
 pytestmark = pytest.mark.reliability
 
@@ -88,14 +86,14 @@ def test_second_process_on_a_store_in_use_gets_a_clear_error(tmp_path):
         while not flag.with_suffix(".reached").exists():
             assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.poll() is not None else "timeout"
             time.sleep(0.05)
-        second = subprocess.run([sys.executable, "-m", "mmgeo", "ingest", *args], env=env, capture_output=True, text=True, timeout=120)
+        second = subprocess.run([sys.executable, "-m", "mmgeo", "ingest", *args], env=env, capture_output=True, text=True, timeout=120, check=False)
         assert second.returncode == 2
         assert f"is in use by PID {first.pid}" in " ".join(second.stderr.split())
         with pytest.raises(Exception, match=f"in use by PID {first.pid}"):
             EdgeStore(tmp_path / "store" / "edge")
     finally:
         flag.with_suffix(".go").touch()
-        out, err = first.communicate(timeout=120)
+        _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     clean = _run(_args(manifest, "edge", tmp_path / "clean"))
     assert clean.exit_code == 0

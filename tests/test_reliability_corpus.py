@@ -12,13 +12,25 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from corpus import (
+    MAX_PIXELS,
+    HalvesEncoder,
+    HashTextEncoder,
+    decode_halves,
+    make_image_corpus,
+)
 
-from corpus import MAX_PIXELS, HalvesEncoder, HashTextEncoder, decode_halves, make_image_corpus
 from mmgeo.errors import InputError
 from mmgeo.evaluation.predictions import read_predictions
 from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
-from mmgeo.ingest.pipeline import ImageEmbedder, PrecomputedEmbedder, RecordVectorEmbedder, TextEmbedder, run_ingest
+from mmgeo.ingest.pipeline import (
+    ImageEmbedder,
+    PrecomputedEmbedder,
+    RecordVectorEmbedder,
+    TextEmbedder,
+    run_ingest,
+)
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity, point_id
 

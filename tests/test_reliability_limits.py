@@ -5,11 +5,10 @@ from __future__ import annotations
 import tracemalloc
 from itertools import islice
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
+from corpus import HalvesEncoder
 
-from corpus import HalvesEncoder, make_image_corpus
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.pipeline import ImageEmbedder, run_ingest
 

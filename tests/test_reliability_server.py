@@ -20,7 +20,7 @@ from mmgeo.errors import ServerUnreachableError, StoreError
 from mmgeo.qdrant import ClientStore, StoredPoint
 from mmgeo.qdrant.schema import point_id
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")]
 
 OK_POINTS = {"result": {"operation_id": 1, "status": "completed"}, "status": "ok", "time": 0.0}
 OK_COLLECTIONS = {"result": {"collections": []}, "status": "ok", "time": 0.0}
@@ -110,9 +110,9 @@ def test_5xx_that_persists_gives_up_with_a_clear_error_in_bounded_time():
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_wrong_api_key_is_never_retried(status):
-    with FakeQdrant([status] * 5, fault_paths=("/collections",)) as fake:
-        with pytest.raises(StoreError, match=f"HTTP {status}, the API key was refused; check --api-key"):
-            ClientStore(url=fake.url, api_key="wrong", timeout=1, backoff=0.05)
+    refused = pytest.raises(StoreError, match=f"HTTP {status}, the API key was refused; check --api-key")
+    with FakeQdrant([status] * 5, fault_paths=("/collections",)) as fake, refused:
+        ClientStore(url=fake.url, api_key="wrong", timeout=1, backoff=0.05)
     assert len(fake.requests) == 1
 
 
