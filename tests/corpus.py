@@ -155,7 +155,7 @@ IMAGE_CASES: list[tuple[str, str, str, object, str, str, tuple | None]] = [
     ("jpeg_ok", "plain RGB JPEG", "ok.jpg", lambda: _encode(_halves(RED, BLUE), "JPEG", quality=95), "stored", "", (RED, BLUE)),
     ("png_ok", "plain RGB PNG", "ok.png", lambda: _encode(_halves(GREEN, BLUE), "PNG"), "stored", "", (GREEN, BLUE)),
     ("zero_byte", "zero-byte file", "empty.jpg", lambda: b"", "skipped", "empty file", None),
-    ("truncated_jpeg", "truncated JPEG (first half of the file)", "truncated.jpg",
+    ("truncated_jpeg", "truncated JPEG (first 300 bytes)", "truncated.jpg",
      lambda: _encode(_halves(RED, BLUE, (64, 64)), "JPEG")[:300], "skipped", "cannot decode", None),
     ("png_bad_crc", "PNG with a bad IHDR CRC", "badcrc.png", _bad_crc_png, "skipped", "cannot decode", None),
     ("text_as_jpeg", "text file named .jpg", "notes.jpg", lambda: b"this is not an image\n", "skipped", "not a recognised image", None),
