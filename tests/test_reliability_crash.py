@@ -60,7 +60,9 @@ def _run(args: list[str]):
 def _snapshot(backend: str, path: Path) -> dict:
     store = make_store(backend, path)
     try:
-        return {p.id: (p.payload, p.vectors["image"].tolist()) for p in store.scroll("mmgeo_satellite", with_vectors=True)}
+        points = list(store.scroll("mmgeo_satellite", with_vectors=True))
+        assert len({p.id for p in points}) == len(points) == store.count("mmgeo_satellite")  # no duplicates
+        return {p.id: (p.payload, p.vectors["image"].tolist()) for p in points}
     finally:
         store.close()
 
