@@ -23,7 +23,7 @@ def test_unknown_tag_lists_valid_tags():
 
 
 def test_unknown_option_lists_valid_options():
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['colour'\]; valid options: \['image_size', 'seed'\]"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['colour'\]; valid options: \['image_size', 'seed', 'trust_checkpoint'\]"):
         create_encoder("efficientnet_lite0", colour="red")
     create_encoder("efficientnet_lite0", weights="random", image_size=None, device="cpu")  # None = default, accepted
 

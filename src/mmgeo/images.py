@@ -53,6 +53,7 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, *, max_pixels: i
             raise ImageError(f"{name}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            warnings.simplefilter("ignore", UserWarning)  # "Corrupt EXIF data": the pixels are still good
             img = Image.open(io.BytesIO(data))
             _check_size(img, name, limit)
             img.seek(0)  # animated formats: the first frame
@@ -60,12 +61,20 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, *, max_pixels: i
     except ImageError:
         raise
     except Image.DecompressionBombError:
-        raise ImageError(f"{name}: image is larger than the pixel limit of {limit:,} (decompression bomb?)") from None
+        pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow refuses these before our own check runs
+        raise ImageError(f"{name}: image is over the limit of {min(limit, pillow_limit):,} pixels (decompression bomb?)") from None
     except UnidentifiedImageError:
+        kind = next((k for magic, k in _SIGNATURES.items() if data.startswith(magic)), None)
+        if kind:  # the right magic bytes but a header Pillow rejects (bad CRC, cut short)
+            raise ImageError(f"{name}: cannot decode image (corrupt {kind} header)") from None
         raise ImageError(f"{name}: not a recognised image format") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: cannot decode image ({exc})") from None
     return _normalise(img, name, limit)
+
+
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP",
+               b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP"}
 
 
 def _check_size(img: Image.Image, name: str, limit: int) -> None:
@@ -79,7 +88,9 @@ def _check_size(img: Image.Image, name: str, limit: int) -> None:
 def _normalise(img: Image.Image, name: str, limit: int) -> Image.Image:
     _check_size(img, name, limit)
     try:
-        img = ImageOps.exif_transpose(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF; the photo is still good
+            img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not lose an otherwise good photo
         pass
     if img.mode in ("RGB",):

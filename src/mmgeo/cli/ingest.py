@@ -20,6 +20,7 @@ from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 from mmgeo.ingest.pipeline import (
+    DEFAULT_MAX_BATCH_BYTES,
     VECTOR_NAMES,
     ImageEmbedder,
     IngestReport,
@@ -81,6 +82,9 @@ def _csv(value: str) -> list[str]:
               help="Name recorded as the encoder of precomputed embeddings.")
 @click.option("--recreate", is_flag=True, help="Drop the target collection(s) and start over.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--max-batch-mb", default=DEFAULT_MAX_BATCH_BYTES // 2**20, show_default=True, type=click.IntRange(1),
+              help="Memory budget for decoded images in flight (MiB); larger batches are encoded in parts. "
+                   "Images over MMGEO_MAX_PIXELS pixels are refused.")
 @click.option("--h3-resolutions", default=",".join(map(str, DEFAULT_H3_RESOLUTIONS)), show_default=True,
               help="H3 resolutions stored in each payload.")
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("mmgeo-ingest-errors.txt"),
@@ -102,7 +106,7 @@ def _csv(value: str) -> list[str]:
 @friendly_errors
 def ingest_command(source: Path, splits: str, modalities: str, root: Path | None, encoder: str | None, weights: str | None,
                    trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
-                   batch_size: int, h3_resolutions: str, errors_path: Path, as_json: bool, engine: str,
+                   batch_size: int, max_batch_mb: int, h3_resolutions: str, errors_path: Path, as_json: bool, engine: str,
                    ray_address: str | None, actors: int | None, writers: int | None, parquet_out: Path | None,
                    shard_resolution: int | None, shards_per_key: int, replication_factor: int, store_path: str | None,
                    qdrant_url: str | None, api_key: str | None) -> None:
@@ -151,7 +155,7 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
             else:
                 precomputed_dim = 0
             builder = functools.partial(_embedder, modality, encoder, weights, trust_checkpoint, precomputed, embedding_model,
-                                        precomputed_dim)
+                                        precomputed_dim, max_batch_mb * 2**20)
             embedder = builder() if engine == "local" else None  # the Ray engine builds one per actor
             with Progress(TextColumn(f"[bold]{modality}[/]"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
@@ -189,7 +193,7 @@ def _peek_vector_dim(records: Iterator[Record], source: Path) -> tuple[Iterator[
     return chain([first], records), int(np.asarray(first.vector).shape[-1])
 
 
-def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, record_dim):
+def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, record_dim, max_batch_bytes):
     if precomputed is not None:
         ids, matrix = precomputed
         identity = VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", int(matrix.shape[1]))
@@ -202,11 +206,11 @@ def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embeddi
     model = create_encoder(encoder, weights=weights, **kwargs)
     if modality == "text":
         return TextEmbedder(model)
-    return ImageEmbedder(model)
+    return ImageEmbedder(model, max_batch_bytes=max_batch_bytes)
 
 
 def _summarise(reports: list[IngestReport], errors_path: Path, as_json: bool, location: str) -> None:
-    problems = [p for r in reports for p in r.problems]
+    problems = list(dict.fromkeys(p for r in reports for p in r.problems))  # a bad row is listed once, not per modality
     if problems:
         errors_path.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
     if as_json:

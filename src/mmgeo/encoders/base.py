@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pickle
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from mmgeo.errors import InputError
 from mmgeo.images import load_image
 
 ImageInput = str | os.PathLike | bytes | Image.Image | torch.Tensor
@@ -204,3 +206,34 @@ def seeded(seed: int, build: Callable[[], Any]) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
+
+
+def load_checkpoint_file(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> Any:
+    """Load a checkpoint: safetensors as is; anything else with ``torch.load(weights_only=True)``.
+
+    A pickle that needs code execution (a custom class, a lambda, anything but tensors and plain
+    containers) is refused with an :class:`~mmgeo.errors.InputError` naming the file, unless
+    ``trust_checkpoint=True`` (the CLI's ``--trust-checkpoint``): loading it runs the file's code.
+    Every encoder loads user-supplied weights through this one function.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise InputError(f"{path}: cannot read safetensors file ({type(exc).__name__}: {exc})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trust_checkpoint:
+            first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{path}: refused to load: the checkpoint needs arbitrary pickled code to be executed "
+                f"({first_line[:200]}). Only if you trust its source, pass trust_checkpoint=True "
+                "(--trust-checkpoint on the command line)."
+            ) from None
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise InputError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None

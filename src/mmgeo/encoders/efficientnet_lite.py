@@ -25,6 +25,7 @@ from mmgeo.encoders.base import (
     ImageEncoder,
     ImageInput,
     eval_module,
+    load_checkpoint_file,
     random_weights_id,
     seeded,
     weights_id_for,
@@ -71,14 +72,9 @@ def map_efficientnet_pytorch_keys(source: Mapping[str, torch.Tensor], target: Ma
     return mapped
 
 
-def load_lite0_state(path: Path, model: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
+def load_lite0_state(path: Path, model: torch.nn.Module, *, trust_checkpoint: bool = False) -> OrderedDict[str, torch.Tensor]:
     """Read a Lite0 checkpoint in EfficientNet-PyTorch naming (the pip file) or timm naming (hub/local)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
     if any(key.startswith("_conv_stem") for key in state):
         return map_efficientnet_pytorch_keys(state, model.state_dict())
     return OrderedDict(state)
@@ -105,7 +101,9 @@ class EfficientNetLiteEncoder(ImageEncoder):
         return self._run_images(images, self.model, batch_size=batch_size, num_workers=num_workers, normalize=False)
 
 
-def build(name: str, weights: Weights, device: torch.device, *, image_size: int = NATIVE_SIZE, seed: int = 0) -> EfficientNetLiteEncoder:
+def build(
+    name: str, weights: Weights, device: torch.device, *, image_size: int = NATIVE_SIZE, seed: int = 0, trust_checkpoint: bool = False
+) -> EfficientNetLiteEncoder:
     """Registry builder: shipped/hub/local weights, or ``"random"`` (seeded)."""
     if weights == RANDOM:
         model = seeded(seed, lambda: timm.create_model(TIMM_ARCH, pretrained=False))
@@ -117,7 +115,7 @@ def build(name: str, weights: Weights, device: torch.device, *, image_size: int 
             path = path / weights.files[0]
     else:
         path, tag = Path(weights), Path(weights).name
-    model.load_state_dict(load_lite0_state(path, model), strict=True)
+    model.load_state_dict(load_lite0_state(path, model, trust_checkpoint=trust_checkpoint), strict=True)
     return EfficientNetLiteEncoder(name, model, weights_id_for(tag, path), device, image_size)
 
 
@@ -125,7 +123,7 @@ ENTRY = EncoderEntry(
     arch="efficientnet_lite0",
     modality="image",
     builder=build,
-    options=("image_size", "seed"),
+    options=("image_size", "seed", "trust_checkpoint"),
     description="EfficientNet-Lite0 ImageNet-1k, 1280-d pooled features (offline demo/test backbone)",
     weights={
         "in1k": WeightsSource(

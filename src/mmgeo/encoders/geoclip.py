@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from mmgeo.encoders.base import (
     ImageInput,
     eval_module,
     features_to_numpy,
+    load_checkpoint_file,
     random_weights_id,
     seeded,
     stack_rows,
@@ -388,15 +389,12 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:64]
 
 
-def _load_head(path: Path) -> tuple[nn.Sequential, torch.Tensor | None, dict[str, torch.Tensor]]:
+def _load_head(path: Path, trust_checkpoint: bool = False) -> tuple[nn.Sequential, torch.Tensor | None, dict[str, torch.Tensor]]:
     """A trained head: keys ``mlp.*`` (required), ``logit_scale`` and ``location_encoder.*`` (optional)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("model_state_dict", state)
+    state = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
+    if not isinstance(state, Mapping):
+        raise InputError(f"{path}: a GeoCLIP head checkpoint must hold a state dict, not {type(state).__name__}")
+    state = state.get("model_state_dict", state)
     if "mlp.0.weight" not in state:
         raise InputError(f"{path}: a GeoCLIP head checkpoint needs mlp.0.weight/mlp.0.bias/mlp.2.weight/mlp.2.bias (optional: logit_scale, location_encoder.*)")
     mlp = geoclip_mlp(int(state["mlp.0.weight"].shape[1]))
@@ -408,20 +406,17 @@ def _load_head(path: Path) -> tuple[nn.Sequential, torch.Tensor | None, dict[str
     return mlp, state.get("logit_scale"), location
 
 
-def head_backbone(path: Path) -> str | None:
+def head_backbone(path: Path, trust_checkpoint: bool = False) -> str | None:
     """The backbone a head checkpoint written by ``mmgeo-train geoclip`` names (``config.model.backbone``), if any."""
     if path.suffix == ".safetensors":
         return None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise InputError(f"{path}: cannot read GeoCLIP head checkpoint ({type(exc).__name__}: {exc})") from None
+    obj = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
     config = obj.get("config") if isinstance(obj, dict) else None
     backbone = (config or {}).get("model", {}).get("backbone") if isinstance(config, dict) else None
     return str(backbone) if backbone else None
 
 
-def _released_parts(name: str, weights: Weights, head: str | os.PathLike | None, seed: int) -> tuple[nn.Sequential, LocationEncoder, torch.Tensor, str, str]:
+def _released_parts(name: str, weights: Weights, head: str | os.PathLike | None, seed: int, trust_checkpoint: bool = False) -> tuple[nn.Sequential, LocationEncoder, torch.Tensor, str, str]:
     """MLP, location encoder, logit scale, head weights id, location weights id.
 
     From the ``geoclip`` package files (any tag), seeded random init (``"random"``), then
@@ -441,7 +436,7 @@ def _released_parts(name: str, weights: Weights, head: str | os.PathLike | None,
         location_id = weights_id_for("geoclip-location", location_file)
     if head is not None:
         head_path = require_local(head, name)
-        mlp, head_scale, head_location = _load_head(head_path)
+        mlp, head_scale, head_location = _load_head(head_path, trust_checkpoint)
         logit_scale = head_scale if head_scale is not None else logit_scale
         if head_location:
             load_strict(location, head_location, f"{head_path} (location encoder)")
@@ -460,6 +455,7 @@ def build(
     head: str | os.PathLike | None = None,
     gallery: GpsGallery | str = "geoclip-100k",
     seed: int = 0,
+    trust_checkpoint: bool = False,
 ) -> GeoCLIPEncoder:
     """Registry builder.
 
@@ -471,18 +467,19 @@ def build(
             written by ``mmgeo-train geoclip`` names its backbone, which is then used when ``backbone`` is None.
             A local path given as ``weights`` is taken as ``head``.
         gallery: default gallery of :meth:`GeoCLIPEncoder.predict`.
+        trust_checkpoint: allow a ``head`` pickle that needs code execution (see :func:`load_checkpoint_file`).
     """
     if isinstance(weights, Path):  # weights=<head checkpoint>: the same as head=<path> over the released parts
         if head is not None:
             raise ValueError(f"geoclip: weights={str(weights)!r} is a head checkpoint; do not also pass head={str(head)!r}")
         weights, head = _RELEASE, weights
     if head is not None and backbone is None and vision_weights is None:
-        backbone = head_backbone(require_local(head, name))  # a head trained by mmgeo-train names its backbone
+        backbone = head_backbone(require_local(head, name), trust_checkpoint)  # a head trained by mmgeo-train names its backbone
     if backbone is not None and vision_weights is not None:
         raise ValueError("geoclip: pass either backbone=<registered image encoder> or vision_weights=<CLIP-L/14>, not both")
     if backbone is not None and head is None:
         raise ValueError(f"geoclip: the released GeoCLIP head expects CLIP-L/14 features; backbone={backbone!r} needs head=<trained head checkpoint>")
-    mlp, location, logit_scale, head_id, location_id = _released_parts(name, weights, head, seed)
+    mlp, location, logit_scale, head_id, location_id = _released_parts(name, weights, head, seed, trust_checkpoint)
     if backbone is not None:
         from mmgeo.encoders.registry import create_encoder
 
@@ -566,7 +563,7 @@ ENTRY = EncoderEntry(
     arch="geoclip",
     modality="image+gps",
     builder=build,
-    options=("vision_weights", "backbone", "head", "gallery", "seed"),
+    options=("vision_weights", "backbone", "head", "gallery", "seed", "trust_checkpoint"),
     description=f"GeoCLIP: head/location encoder from pip 'geoclip' + CLIP-L/14 vision from hf://{CLIP_HUB_ID}",
     weights={"mp16": replace(_RELEASE, requires=(_CLIP_L14,))},
 )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import transforms as T
 
-from mmgeo.encoders.base import ImageEncoder, ImageInput, eval_module, random_weights_id, seeded, weights_id_for
+from mmgeo.encoders.base import (
+    ImageEncoder,
+    ImageInput,
+    eval_module,
+    load_checkpoint_file,
+    random_weights_id,
+    seeded,
+    weights_id_for,
+)
 from mmgeo.encoders.registry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sources import IMAGENET_MEAN, IMAGENET_STD, WeightsSource
 from mmgeo.errors import InputError
@@ -102,18 +109,7 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def _torch_load(path: Path, trust_checkpoint: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not trust_checkpoint:
-            first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise InputError(
-                f"{path}: refused to load: the checkpoint needs arbitrary pickled code to be executed "
-                f"({first_line[:200]}). Only if you trust its source, pass trust_checkpoint=True."
-            ) from None
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise InputError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from None
+    return load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
 
 
 def remap_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,6 +1,8 @@
 """Reader for a generic manifest: a CSV or Parquet table, one row per item, streamed in chunks.
 
-Columns: ``id``, ``lat``, ``lon``, ``modality`` (satellite | ground | text) and ``path``
+Rows are read one at a time (a 10-million-row manifest never sits in memory); a row
+that cannot be read (wrong number of fields, bytes that are not UTF-8) is reported
+with its line number and skipped. Columns: ``id``, ``lat``, ``lon``, ``modality`` (satellite | ground | text) and ``path``
 (relative to the dataset root) for images or ``text`` for texts; optional ``landmark_id``,
 ``name``, ``split``, ``category``, ``title``. An optional ``vector`` column (list of floats)
 carries precomputed embeddings.
@@ -8,11 +10,12 @@ carries precomputed embeddings.
 
 from __future__ import annotations
 
+import csv
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 
 from mmgeo.errors import InputError, LayoutNotFoundError
@@ -24,18 +27,61 @@ REQUIRED = ("id", "lat", "lon", "modality")
 CHUNK_ROWS = 10_000
 
 
-def _chunks(path: Path) -> Iterator[pd.DataFrame]:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-            yield batch.to_pandas()
-    elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+def _csv_rows(path: Path, sep: str) -> Iterator[tuple[int, dict[str, str] | str]]:
+    """``(line number, row)`` per data row, or ``(line number, problem)`` for a row that cannot be read.
+
+    The standard ``csv`` module streams the file one row at a time, so a row with too few or
+    too many fields, or bytes that are not UTF-8, costs that row only, not the whole file.
+    """
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        reader = csv.reader(f, delimiter=sep)
         try:
-            yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS, sep=sep)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    else:
-        raise InputError(f"{path}: unknown manifest format {path.suffix!r}; use .csv, .tsv or .parquet")
+            header = next(reader, None)
+            if header is None:
+                return
+            header = [h.strip() for h in header]
+            _check_columns(path, header)
+            for fields in reader:
+                if not fields:  # blank line
+                    continue
+                line = reader.line_num
+                if len(fields) != len(header):
+                    yield line, f"row has {len(fields)} field(s), the header has {len(header)}"
+                elif any(_NOT_UTF8.search(v) for v in fields):
+                    yield line, "row is not valid UTF-8 text"
+                else:
+                    yield line, dict(zip(header, fields))
+        except csv.Error as exc:  # NUL bytes, runaway quotes: the rest of the file cannot be trusted
+            raise InputError(f"{path}:{reader.line_num}: unreadable CSV ({exc}); is it a UTF-8 text file?") from None
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of bytes that are not UTF-8
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
+    parquet = pq.ParquetFile(path)
+    _check_columns(path, parquet.schema_arrow.names)
+    row_no = 0
+    for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+        for row in batch.to_pylist():
+            row_no += 1
+            yield row_no, row
+
+
+def _check_columns(path: Path, columns: Sequence[str]) -> None:
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, columns))})")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
+    """Rows of a manifest, streamed (never loaded whole): ``(row number, row or problem)``."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return _parquet_rows(path)
+    if suffix in (".csv", ".tsv", ".txt"):
+        return _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+    raise InputError(f"{path}: unknown manifest format {path.suffix!r}; use .csv, .tsv or .parquet")
 
 
 class Manifest:
@@ -51,26 +97,25 @@ class Manifest:
     def iter_records(self, problems: list[Problem]) -> Iterator[Record]:
         """Every valid row as a :class:`Record`; bad rows go to ``problems`` with their row number."""
         seen: set[tuple[str, str]] = set()
-        row_no = 1  # header line
-        for chunk in _chunks(self.path):
-            missing = [c for c in REQUIRED if c not in chunk.columns]
-            if missing:
-                raise InputError(f"{self.path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, chunk.columns))})")
-            for row in chunk.to_dict("records"):
-                row_no += 1
-                where = f"{self.path.name}:{row_no}"
-                try:
-                    record = self._record(row)
-                except ValueError as exc:
-                    problems.append(Problem(where, str(exc)))
-                    continue
-                if record.modality not in self.modalities:
-                    continue
-                if (record.modality, record.key) in seen:
-                    problems.append(Problem(where, f"duplicate id {record.key!r}"))
-                    continue
-                seen.add((record.modality, record.key))
-                yield record
+        for row_no, row in _rows(self.path):
+            where = f"{self.path.name}:{row_no}"
+            if isinstance(row, str):
+                problems.append(Problem(where, row))
+                continue
+            if clean_str(row.get("modality")) in MODALITIES and clean_str(row.get("modality")) not in self.modalities:
+                continue  # another modality's row: its problems are reported by that modality's pass
+            try:
+                record = self._record(row)
+            except ValueError as exc:
+                problems.append(Problem(where, str(exc)))
+                continue
+            if record.modality not in self.modalities:
+                continue
+            if (record.modality, record.key) in seen:
+                problems.append(Problem(where, f"duplicate id {record.key!r}"))
+                continue
+            seen.add((record.modality, record.key))
+            yield record
 
     def _record(self, row: dict) -> Record:
         key = clean_str(row["id"])

@@ -38,25 +38,48 @@ def _where(record: Record) -> str:
     return record.source or record.key
 
 
-class ImageEmbedder:
-    """Decodes images safely (upright RGB, pixel limit) and encodes them with an image encoder."""
+DEFAULT_MAX_BATCH_BYTES = 512 * 2**20
+"""Memory budget for decoded images held at once by :class:`ImageEmbedder` (RGB bytes)."""
 
-    def __init__(self, encoder: Any, vector_name: str = "image", *, batch_size: int = 32, num_workers: int = 0) -> None:
+
+class ImageEmbedder:
+    """Decodes images safely (upright RGB, pixel limit) and encodes them with an image encoder.
+
+    At most ``max_batch_bytes`` of decoded RGB pixels are held at once: when the next image would
+    go over, the images decoded so far are encoded and released first. So memory stays bounded by
+    ``max_batch_bytes`` (or one image, at most ``MMGEO_MAX_PIXELS`` x 3 bytes) whatever the batch size.
+    """
+
+    def __init__(self, encoder: Any, vector_name: str = "image", *, batch_size: int = 32, num_workers: int = 0,
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.max_batch_bytes = max_batch_bytes
         self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
 
     def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
-        kept, images, problems = [], [], []
+        kept, images, problems, parts = [], [], [], []
+        held = 0
         for record in batch:
             try:
-                images.append(load_image(record.path))
-                kept.append(record)
+                image = load_image(record.path)
             except ImageError as exc:
                 problems.append(Problem(_where(record), str(exc).split(": ", 1)[-1]))
+                continue
+            size = image.width * image.height * 3
+            if images and held + size > self.max_batch_bytes:
+                parts.append(self._encode(images))
+                images, held = [], 0
+            images.append(image)
+            held += size
+            kept.append(record)
+        if images:
+            parts.append(self._encode(images))
         if not kept:
             return [], np.zeros((0, self.identity.dim), np.float32), problems
-        vectors = self.encoder.encode_images(images, batch_size=self.batch_size, num_workers=self.num_workers)
-        return kept, vectors, problems
+        return kept, np.concatenate(parts), problems
+
+    def _encode(self, images: list) -> np.ndarray:
+        return np.asarray(self.encoder.encode_images(images, batch_size=self.batch_size, num_workers=self.num_workers))
 
 
 class TextEmbedder:
@@ -90,7 +113,7 @@ class PrecomputedEmbedder:
                 continue
             kept.append(record)
             rows.append(row)
-        return kept, self.matrix[rows].reshape(len(rows), -1), problems
+        return kept, self.matrix[rows].reshape(len(rows), self.matrix.shape[1]), problems  # a batch may find none
 
 
 class RecordVectorEmbedder:

@@ -15,11 +15,16 @@ server routes that collection's queries the same way, with or without a spec of 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
+import httpx
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
 from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
@@ -37,6 +42,7 @@ _KIND = {v.value: k for k, v in _SCHEMA.items()}
 DECLARED_INDEXES_KEY = "payload_indexes"
 SHARD_KEYS_REFRESH_S = 5.0
 """How stale the cached list of a collection's shard keys may get before a query re-reads it."""
+T = TypeVar("T")
 
 
 class ClientStore:
@@ -50,6 +56,8 @@ class ClientStore:
         path: str | None = None,
         timeout: float = 5.0,
         sharding: ShardingSpec | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
     ) -> None:
         if (url is None) == (path is None):
             raise ValueError("give exactly one of url= (server) or path= (local mode, ':memory:' allowed)")
@@ -63,17 +71,19 @@ class ClientStore:
         self._keys: dict[str, tuple[float, set[str]]] = {}
         try:
             if url is not None:
-                self.client = QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout)))
+                client = QdrantClient(url=url, api_key=api_key, timeout=int(max(1, timeout)), check_compatibility=False)
+                self.client = _Guarded(client, _retrying(url, retries, backoff))
                 self.client.get_collections()  # fail fast, with the URL in the message
-            elif path == ":memory:":
-                self.client = QdrantClient(location=":memory:")
             else:
-                self.client = QdrantClient(path=path)
+                local = QdrantClient(location=":memory:") if path == ":memory:" else QdrantClient(path=path)
+                self.client = _Guarded(local, _serialised())
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise StoreLockedError(f"store {path} is in use by another process") from None
             raise
-        except Exception as exc:  # connection refused, DNS, TLS, timeout, 401/403
+        except StoreError:
+            raise
+        except Exception as exc:  # anything the retry helper does not classify
             raise ServerUnreachableError(f"Qdrant server at {url} is not usable: {_short(exc)}") from None
 
     def close(self) -> None:
@@ -325,6 +335,77 @@ class ClientStore:
     def disk_bytes(self, name: str) -> int | None:
         """Unknown for a server collection from the client side: None."""
         return None
+
+
+class _Guarded:
+    """A ``QdrantClient`` whose every method call goes through ``guard(description, call)``.
+
+    Server mode: :func:`_with_retries` (every mmgeo write is idempotent: deterministic point
+    ids, upserts, so re-sending a batch after a dropped connection or a 5xx stores each point
+    once). Local mode: one call at a time, because qdrant-client's local collections are not
+    thread-safe (a search racing an upsert sees arrays of different lengths).
+    """
+
+    def __init__(self, client: QdrantClient, guard: Callable[[str, Callable[[], Any]], Any]) -> None:
+        self._client, self._guard = client, guard
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: self._guard(name, lambda: attr(*args, **kwargs))
+
+
+def _retrying(url: str, retries: int, backoff: float) -> Callable[[str, Callable[[], T]], T]:
+    return lambda name, call: _with_retries(call, f"Qdrant server at {url} ({name})", retries, backoff)
+
+
+def _serialised() -> Callable[[str, Callable[[], T]], T]:
+    lock = threading.RLock()
+
+    def guard(name: str, call: Callable[[], T]) -> T:
+        with lock:
+            return call()
+
+    return guard
+
+
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def _with_retries(call: Callable[[], T], what: str, retries: int, backoff: float) -> T:
+    """``call()``, retried ``retries`` times with exponential backoff on transient server errors.
+
+    Transient: connection refused/reset, timeouts, HTTP 429/5xx. Never retried: 401/403 (a wrong
+    API key stays wrong), TLS failures, other 4xx. Every failure becomes one :class:`StoreError`
+    line that names the server; the total wait is bounded by ``retries`` x (timeout + backoff).
+    """
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except UnexpectedResponse as exc:
+            status = exc.status_code or 0
+            if status in (401, 403):
+                raise StoreError(
+                    f"{what}: HTTP {status}, the API key was refused; check --api-key / QDRANT_API_KEY"
+                ) from None
+            if status not in TRANSIENT_STATUS:
+                raise StoreError(f"{what}: {_short(exc)}") from None
+            error: Exception = exc
+        except ResourceExhaustedResponse as exc:
+            error = exc
+        except ResponseHandlingException as exc:
+            source = exc.source
+            if isinstance(source, ssl.SSLError) or "SSL" in str(source) or "certificate" in str(source).lower():
+                raise ServerUnreachableError(f"{what}: TLS failed ({_short(source)}); check the certificate, or the "
+                                             "http:// vs https:// scheme of the URL") from None
+            if not isinstance(source, (httpx.TransportError, ConnectionError, TimeoutError)):
+                raise StoreError(f"{what}: {_short(source)}") from None
+            error = source
+        if attempt == retries:
+            raise ServerUnreachableError(f"{what}: gave up after {retries + 1} attempts: {_short(error)}") from None
+        time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _short(exc: BaseException) -> str:

@@ -68,6 +68,9 @@ class EdgeStore:
             raise StoreError(f"cannot create store directory {self.root}: {exc.strerror}") from None
         self._lock_fd: int | None = self._acquire_lock() if lock else None
         self._shards: dict[str, qe.EdgeShard] = {}
+        if lock:  # finish deletes that a crash cut short (renamed away, so never visible as collections)
+            for trash in self.root.glob(".deleted-*"):
+                shutil.rmtree(trash, ignore_errors=True)
 
     # -- locking -------------------------------------------------------------------------
     def _acquire_lock(self) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mmgeo
-from mmgeo.errors import CollectionMismatchError
+from mmgeo.errors import CollectionMismatchError, StoreError
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, h3_cells, h3_field
 from mmgeo.qdrant.base import IndexKind, Store, VectorSpec
 
@@ -91,6 +91,14 @@ class VectorIdentity:
         return {"encoder": self.encoder, "weights_id": self.weights_id, "dim": self.dim}
 
 
+DROPPING_KEY = "dropping_since"
+"""Metadata key set on a collection just before ``--recreate`` deletes it."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def collection_metadata(
     modality: str, vector: VectorIdentity, resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS
 ) -> dict[str, Any]:
@@ -101,7 +109,7 @@ def collection_metadata(
         "vectors": {vector.name: vector.as_dict()},
         "h3_resolutions": list(resolutions),
         "mmgeo_version": mmgeo.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _now(),
     }
 
 
@@ -138,7 +146,16 @@ def ensure_collection(
     """
     name = name or collection_name(modality)
     if recreate and store.has_collection(name):
+        # Marked first: a delete that a crash cuts short (a server, or qdrant-client's local mode,
+        # may remove files before forgetting the collection) leaves a collection that says so.
+        store.set_metadata(name, {**store.get_metadata(name), DROPPING_KEY: _now()})
         store.delete_collection(name)
+    if store.has_collection(name) and DROPPING_KEY in store.get_metadata(name):
+        raise StoreError(
+            f"collection {name!r} at {store.location} was being dropped by an interrupted --recreate "
+            f"(started {store.get_metadata(name)[DROPPING_KEY]}) and may be incomplete; "
+            "run the same command with --recreate again to drop and rebuild it"
+        )
     if not store.has_collection(name):
         store.create_collection(
             name,
