@@ -24,6 +24,19 @@ pytestmark = [pytest.mark.reliability, pytest.mark.filterwarnings("ignore:Api ke
 
 OK_POINTS = {"result": {"operation_id": 1, "status": "completed"}, "status": "ok", "time": 0.0}
 OK_COLLECTIONS = {"result": {"collections": []}, "status": "ok", "time": 0.0}
+OK_EXISTS = {"result": {"exists": True}, "status": "ok", "time": 0.0}
+
+
+def _collection_info() -> dict:
+    """A valid ``GET /collections/{name}`` answer (an unsharded collection), made by qdrant-client itself."""
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(":memory:")
+    client.create_collection("c", vectors_config={"image": models.VectorParams(size=4, distance=models.Distance.COSINE)})
+    return {"result": client.get_collection("c").model_dump(mode="json"), "status": "ok", "time": 0.0}
+
+
+OK_INFO = _collection_info()
 
 
 class FakeQdrant:
@@ -51,7 +64,14 @@ class FakeQdrant:
                         return self._send(fault, {"status": {"error": f"fake fault {fault}"}, "time": 0.0})
                 if self.path.split("?")[0] == "/":
                     return self._send(200, {"title": "qdrant", "version": "1.15.0"})
-                return self._send(200, OK_POINTS if "/points" in self.path else OK_COLLECTIONS)
+                path = self.path.split("?")[0]
+                if "/points" in path:
+                    return self._send(200, OK_POINTS)
+                if path.endswith("/exists"):
+                    return self._send(200, OK_EXISTS)
+                if path.startswith("/collections/"):
+                    return self._send(200, OK_INFO)
+                return self._send(200, OK_COLLECTIONS)
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
