@@ -25,11 +25,9 @@ def cli() -> None:
 
 @cli.command("demo-world")
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--extra-places", default=100, show_default=True,
-              help="Unnamed geotagged places added to train, for stage 1 to learn 'where' from.")
 @click.option("--seed", default=0, show_default=True)
 @friendly_errors
-def demo_world_command(root: Path, extra_places: int, seed: int) -> None:
+def demo_world_command(root: Path, seed: int) -> None:
     """Write the offline demo world (MMLandmarks layout, real US landmark coordinates) to ROOT.
 
     \b
@@ -38,7 +36,7 @@ def demo_world_command(root: Path, extra_places: int, seed: int) -> None:
     """
     from mmgeo.ingest.demo_world import make_demo_world
 
-    make_demo_world(root, extra_places=extra_places, seed=seed)
+    make_demo_world(root, seed=seed)
     click.echo(f"demo world written to {root} (photo to try: {root / 'demo-photo.jpg'})")
 
 

@@ -88,6 +88,7 @@ LANDMARKS: tuple[Landmark, ...] = (
 """Real US landmarks (WGS84 degrees). Categories and blurbs are written for the demo texts."""
 
 GROUND_SIZE = (256, 192)
+DEMO_PHOTO = "demo-photo.jpg"
 SATELLITE_SIZE = (192, 192)
 
 
@@ -171,13 +172,6 @@ def render_ground(sig: _Signature, rng: np.random.Generator) -> Image.Image:
     return _to_image(field, rng, 0.04)
 
 
-def _extra_places(n: int, seed: int) -> list[Landmark]:
-    """``n`` unnamed places spread over the contiguous US."""
-    rng = np.random.default_rng([seed, 11])
-    return [Landmark(f"Place {k}", float(rng.uniform(25.5, 48.5)), float(rng.uniform(-123.5, -68.0)), "place",
-                     "the United States", "an unnamed place") for k in range(n)]
-
-
 def _article(lm: Landmark) -> dict[str, str]:
     return {
         "title": lm.name,
@@ -192,23 +186,20 @@ def make_demo_world(
     n_ground: int = 4,
     distractors_per_landmark: int = 6,
     query_every: int = 3,
-    extra_places: int = 0,
     seed: int = 0,
 ) -> Path:
     """Write the demo world to ``root`` in the MMLandmarks layout and return ``root``.
 
     Every ``query_every``-th landmark goes to the ``query`` split, the rest to ``train``;
     each gets one satellite tile, ``n_ground`` ground photos and one article. The ``index``
-    split holds distractor tiles 0.5-60 km around every landmark. ``extra_places`` adds that many
-    unnamed geotagged places (tile + ground photos, no article) at random US locations to ``train``:
-    the dense geotagged photos a stage-1 model learns "where" from (GeoCLIP trains on millions).
-    ``demo-photo.jpg`` at the root is a copy of a query landmark's first ground photo.
+    split holds distractor tiles 0.5-60 km around every landmark.
+    ``demo-photo.jpg`` at the root is a new photo of the first landmark (the Empire State Building),
+    in no CSV: the model never saw it, though it knows the place.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
     rows: dict[str, dict[str, list]] = {s: {"landmarks": [], "ground": [], "satellite": [], "text": []} for s in ("train", "query")}
     info, index_rows = [], []
-    demo_photo: Path | None = None
 
     def save(img: Image.Image, rel: str) -> Path:
         path = root / rel
@@ -216,10 +207,9 @@ def make_demo_world(
         img.save(path, quality=92) if rel.endswith(".jpg") else img.save(path)
         return path
 
-    places = list(LANDMARKS) + _extra_places(extra_places, seed)
-    for i, lm in enumerate(places):
+    for i, lm in enumerate(LANDMARKS):
         lid = str(1000 + i)
-        split = "query" if i % query_every == 1 and i < len(LANDMARKS) else "train"
+        split = "query" if i % query_every == 1 else "train"
         sig = _signature(seed * 7919 + i, lm.lat, lm.lon, lm.category)
         commons = lm.name.replace(" ", "_")
         rows[split]["landmarks"].append([lid, commons, lm.lat, lm.lon])
@@ -229,12 +219,8 @@ def make_demo_world(
         rows[split]["satellite"].append([lid, sat_id])
         ground_ids = [_hex_id(seed, "ground", lid, k) for k in range(n_ground)]
         for gid in ground_ids:
-            path = save(render_ground(sig, rng), shard_path(split, "ground", gid))
-            if split == "query" and demo_photo is None:
-                demo_photo = path
+            save(render_ground(sig, rng), shard_path(split, "ground", gid))
         rows[split]["ground"].append([lid, " ".join(ground_ids)])
-        if i >= len(LANDMARKS):
-            continue  # an unnamed place: no article, no distractors
         text_id = _hex_id(seed, "text", lid)
         text_path = root / shard_path(split, "text", text_id)
         text_path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +248,7 @@ def make_demo_world(
     write_csv("index/mml_index_satellite.csv", ["images", "lat", "lon", "year"], index_rows)
     write_csv("additional_info/mmlandmarks.csv",
               ["landmark_id", "lat", "lon", "bbox", "category", "hierarchical_category", "WikipediaPage", "QID"], info)
-    if demo_photo is not None:
-        (root / "demo-photo.jpg").write_bytes(demo_photo.read_bytes())
+    # A new photo of a known landmark, listed in no CSV: what a user would ask about.
+    first = LANDMARKS[0]
+    render_ground(_signature(seed * 7919, first.lat, first.lon, first.category), rng).save(root / DEMO_PHOTO, quality=92)
     return root
