@@ -163,13 +163,9 @@ class MMLandmarks:
                 problems.append(Problem(where, f"landmark_id {lid!r} is not in {landmark_csv(split)} (or has bad coordinates)"))
                 continue
             for hex_id in (clean_str(row[column]) or "").split():
-                if len(hex_id) < 3 or not hex_id.isalnum():
-                    problems.append(Problem(where, f"invalid item id {hex_id!r}"))
+                if reason := _new_item_id(hex_id, seen):
+                    problems.append(Problem(where, reason))
                     continue
-                if hex_id in seen:
-                    problems.append(Problem(where, f"duplicate item id {hex_id}"))
-                    continue
-                seen.add(hex_id)
                 rel = shard_path(split, modality, hex_id)
                 try:
                     path = resolve_inside(self.root, rel)
@@ -198,13 +194,9 @@ class MMLandmarks:
         for i, row in enumerate(df.to_dict("records"), start=2):
             where = f"{csv}:{i}"
             hex_id = clean_str(row["images"]) or ""
-            if len(hex_id) < 3 or not hex_id.isalnum():
-                problems.append(Problem(where, f"invalid item id {hex_id!r}"))
+            if reason := _new_item_id(hex_id, seen):
+                problems.append(Problem(where, reason))
                 continue
-            if hex_id in seen:
-                problems.append(Problem(where, f"duplicate item id {hex_id}"))
-                continue
-            seen.add(hex_id)
             try:
                 lat, lon = check_lat_lon(row["lat"], row["lon"])
             except ValueError as exc:
@@ -215,6 +207,16 @@ class MMLandmarks:
                 key=f"index/satellite/{hex_id}", modality="satellite", lat=lat, lon=lon, split="index",
                 source=rel, path=self.root / rel,
             )
+
+
+def _new_item_id(hex_id: str, seen: set[str]) -> str | None:
+    """Why ``hex_id`` cannot name a new item (malformed, or seen before), else None (and it is now seen)."""
+    if len(hex_id) < 3 or not hex_id.isalnum():
+        return f"invalid item id {hex_id!r}"
+    if hex_id in seen:
+        return f"duplicate item id {hex_id}"
+    seen.add(hex_id)
+    return None
 
 
 def _require_columns(path: Path, df: pd.DataFrame, columns: Sequence[str]) -> None:
