@@ -145,3 +145,12 @@ def test_html_map_renders_offline_in_a_real_browser(world, tmp_path):
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 5  # something was drawn, not a blank page
+
+
+def test_search_refuses_a_collection_left_by_an_interrupted_recreate(world):
+    from mmgeo.errors import StoreError
+    from mmgeo.qdrant.schema import DROPPING_KEY
+
+    world.set_metadata("mmgeo_satellite", {**world.get_metadata("mmgeo_satellite"), DROPPING_KEY: "2026-11-25T00:00:00"})
+    with pytest.raises(StoreError, match="--recreate again"):
+        Geolocator(world, CodeEncoder(), FixedStage1([(*NYC, 1.0)]))

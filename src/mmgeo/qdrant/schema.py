@@ -150,19 +150,26 @@ def ensure_collection(
         # may remove files before forgetting the collection) leaves a collection that says so.
         store.set_metadata(name, {**store.get_metadata(name), DROPPING_KEY: _now()})
         store.delete_collection(name)
-    if store.has_collection(name) and DROPPING_KEY in store.get_metadata(name):
-        raise StoreError(
-            f"collection {name!r} at {store.location} was being dropped by an interrupted --recreate "
-            f"(started {store.get_metadata(name)[DROPPING_KEY]}) and may be incomplete; "
-            "run the same command with --recreate again to drop and rebuild it"
-        )
-    if not store.has_collection(name):
+    if store.has_collection(name):
+        check_not_dropping(store, name)
+    else:
         store.create_collection(
             name,
             [VectorSpec(vector.name, vector.dim)],
             collection_metadata(modality, vector, resolutions),
             payload_indexes(resolutions),
         )
-    else:
-        check_vector_identity(name, store.get_metadata(name), vector)
+        return name
+    check_vector_identity(name, store.get_metadata(name), vector)
     return name
+
+
+def check_not_dropping(store: Store, name: str) -> None:
+    """Refuse a collection that an interrupted ``--recreate`` left half-deleted (it may be incomplete)."""
+    started = store.get_metadata(name).get(DROPPING_KEY)
+    if started is not None:
+        raise StoreError(
+            f"collection {name!r} at {store.location} was being dropped by an interrupted --recreate "
+            f"(started {started}) and may be incomplete; "
+            "run the same mmgeo-ingest command with --recreate again to drop and rebuild it"
+        )

@@ -19,7 +19,7 @@ from mmgeo.errors import CollectionNotFoundError, ImageError, InputError
 from mmgeo.geo import haversine_km
 from mmgeo.images import load_image
 from mmgeo.qdrant.base import Hit, SearchFilter, Store
-from mmgeo.qdrant.schema import VectorIdentity, check_vector_identity, collection_name
+from mmgeo.qdrant.schema import VectorIdentity, check_not_dropping, check_vector_identity, collection_name
 from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_region
 from mmgeo.search.result import Candidate, SearchResult
 from mmgeo.search.stage1 import Hypotheses, Stage1
@@ -142,6 +142,7 @@ class Geolocator:
             raise CollectionNotFoundError(
                 f"collection {self.collection!r} is missing or empty in {self.store.location}; build it with "
                 f"`mmgeo-ingest DATASET --modalities satellite --encoder {self.encoder.name}`")
+        check_not_dropping(self.store, self.collection)
         check_vector_identity(self.collection, self.store.get_metadata(self.collection),
                               VectorIdentity("image", self.encoder.name, self.encoder.weights_id, self.encoder.dim))
         self.text_space = self._text_space()
