@@ -35,3 +35,12 @@ def test_eval_bad_file_is_one_clear_line(tmp_path):
     out = CliRunner().invoke(cli, ["eval", str(preds)])
     assert out.exit_code == 2
     assert "error:" in out.output and "pred_lon" in out.output
+
+
+def test_train_pretrained_hub_offline_is_one_clear_error(demo_world, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+    out = CliRunner().invoke(cli, ["train", "sample4geo", str(demo_world), "--out", str(tmp_path / "run"),
+                                   "--backbone", "convnext_base.fb_in22k", "--pretrained", "hub"])
+    assert out.exit_code == 2
+    assert "hf download timm/convnext_base.fb_in22k" in out.output and "Traceback" not in out.output

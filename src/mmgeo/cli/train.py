@@ -76,6 +76,8 @@ def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | No
     from mmgeo.training.geoclip import GeoCLIPTrainConfig, train_geoclip
 
     kwargs = {k: v for k, v in options.items() if v is not None}
+    if "pretrained" in kwargs:
+        kwargs["pretrained"] = _pretrained_file(kwargs["pretrained"], kwargs.get("backbone") or "convnext_atto")
     if val_split is not None:
         kwargs["val_split"] = None if val_split.lower() == "none" else val_split
     result = train_geoclip(GeoCLIPTrainConfig(dataset=dataset, out=out, quiet=as_json, **kwargs))
@@ -96,12 +98,25 @@ def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | No
     console.print(f"head: {result.checkpoint}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
 
 
+def _pretrained_file(value: str, backbone: str) -> Path:
+    """``--pretrained``: a local file, or ``hub`` = ``model.safetensors`` of ``timm/<backbone>`` (offline-aware)."""
+    if value != "hub":
+        path = Path(value)
+        if not path.is_file():
+            raise click.BadParameter(f"{value}: no such file (or pass 'hub')", param_hint="--pretrained")
+        return path
+    from mmgeo.encoders.sources import hub_snapshot
+
+    return hub_snapshot(f"timm/{backbone}", ("model.safetensors",), f"sample4geo backbone {backbone}") / "model.safetensors"
+
+
 @train_group.command("sample4geo", epilog=S4G_EXAMPLES)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder: best.pt, last.pt, metrics.csv, curves.png.")
 @click.option("--backbone", default=None, help="Any timm model name [convnext_atto].")
-@click.option("--pretrained", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Local timm weights file to start the backbone from [random init].")
+@click.option("--pretrained", default=None, metavar="FILE|hub",
+              help="Start the backbone from a local timm weights file, or 'hub' for timm/<backbone> on the Hugging Face "
+                   "hub (the HF cache is used first; offline, a clear error says what to fetch) [random init].")
 @click.option("--embed-dim", type=int, default=None, help="Projection size, 0 = the backbone's width [0].")
 @click.option("--img-size", type=int, default=None, help="[224]")
 @click.option("--separate-towers", is_flag=True, default=False, help="Separate ground and satellite weights [shared].")
@@ -129,6 +144,8 @@ def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_n
     from mmgeo.training.sample4geo import Sample4GeoTrainConfig, train_sample4geo
 
     kwargs = {k: v for k, v in options.items() if v is not None}
+    if "pretrained" in kwargs:
+        kwargs["pretrained"] = _pretrained_file(kwargs["pretrained"], kwargs.get("backbone") or "convnext_atto")
     if val_split is not None:
         kwargs["val_split"] = None if val_split.lower() == "none" else val_split
     cfg = Sample4GeoTrainConfig(dataset=dataset, out=out, shared=not separate_towers, gps_neighbours=not no_gps_neighbours,
