@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MMGEO_CACHE", tempfile.mkdtemp(prefix="mmgeo-test-cache-"))  # keep the user's cache clean
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from mmgeo.qdrant import ClientStore, EdgeStore, Store  # noqa: E402

@@ -233,3 +233,34 @@ def optimize_command(store_path: str | None, qdrant_url: str | None, api_key: st
     with open_store_from(store_path, qdrant_url, api_key) as store:
         reports = ops.optimize(store, collections=_csv(collections))
     _emit(reports, as_json, "optimize (recall: HNSW vs exact search)")
+
+
+@store_group.command("gallery", epilog="""
+\b
+Examples:
+  mmgeo store gallery                                   # GeoCLIP's own 100K gallery
+  mmgeo store gallery --gps-gallery demo/world/index/mml_index_satellite.csv --store demo/store
+""")
+@click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV/Parquet with lat, lon [default: GeoCLIP's 100K gallery].")
+@click.option("--recreate", is_flag=True, help="Drop mmgeo_gallery first.")
+@store_options
+@friendly_errors
+def gallery_command(gps_gallery: Path | None, recreate: bool, store_path: str | None, qdrant_url: str | None,
+                    api_key: str | None) -> None:
+    """Store a GeoCLIP GPS gallery with its location embeddings as the mmgeo_gallery collection."""
+    from mmgeo.cli.search import load_gps_gallery
+    from mmgeo.encoders import GpsGallery, create_encoder
+    from mmgeo.qdrant.gallery import store_gps_gallery
+
+    gallery = load_gps_gallery(gps_gallery) if gps_gallery else GpsGallery.geoclip_100k()
+    geoclip = create_encoder("geoclip-location")
+    store = open_store_from(store_path, qdrant_url, api_key)
+    try:
+        with Progress(console=console) as bar:
+            task = bar.add_task(f"gallery {gallery.name}", total=len(gallery.coordinates))
+            name = store_gps_gallery(store, geoclip, gallery, recreate=recreate, on_batch=lambda n: bar.advance(task, n))
+        console.print(f"{name}: {store.count(name):,} points of gallery {gallery.name!r} "
+                      f"({'may hold query locations' if gallery.may_leak else 'holds no query locations'})", highlight=False)
+    finally:
+        store.close()
