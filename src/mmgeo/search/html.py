@@ -37,9 +37,11 @@ def render_html(result: SearchResult) -> str:
     lon0, lon1 = min(lons) - 0.05, max(lons) + 0.05
     kx = math.cos(math.radians((lat0 + lat1) / 2))
     scale = min((W - 2 * PAD) / ((lon1 - lon0) * kx), (H - 2 * PAD) / (lat1 - lat0))
+    dx = (W - 2 * PAD - (lon1 - lon0) * kx * scale) / 2  # centre the drawing
+    dy = (H - 2 * PAD - (lat1 - lat0) * scale) / 2
 
     def xy(lat: float, lon: float) -> tuple[float, float]:
-        return PAD + (lon - lon0) * kx * scale, H - PAD - (lat - lat0) * scale
+        return PAD + dx + (lon - lon0) * kx * scale, H - PAD - dy - (lat - lat0) * scale
 
     svg = [f'<svg id="map" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}">',
            f'<rect width="{W}" height="{H}" fill="#eef3f7"/>']
@@ -48,13 +50,14 @@ def render_html(result: SearchResult) -> str:
         svg.append(f'<polygon class="region" points="{d}" fill="#4a90d9" fill-opacity="0.15" stroke="#4a90d9"/>')
     for c in reversed(result.candidates):
         x, y = xy(c.lat, c.lon)
-        label = html.escape(f"{c.rank}. {c.name or c.key}")
-        svg.append(f'<g class="candidate"><circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{"#d0392b" if c.rank == 1 else "#e67e22"}"/>'
-                   f'<text x="{x + 8:.1f}" y="{y - 8:.1f}" font-size="12">{label}</text></g>')
+        name = html.escape(f"{c.rank}. {c.name or c.key} ({c.distance_km:.1f} km)")
+        svg.append(f'<g class="candidate"><title>{name}</title>'
+                   f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="{"#d0392b" if c.rank == 1 else "#e67e22"}"/>'
+                   f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="10" text-anchor="middle" fill="#fff">{c.rank}</text></g>')
     if not math.isnan(est[0]):
         x, y = xy(*est)
-        svg.append(f'<g id="estimate"><path d="M{x - 7:.1f},{y:.1f}h14M{x:.1f},{y - 7:.1f}v14" stroke="#111" stroke-width="3"/>'
-                   f'<text x="{x + 8:.1f}" y="{y + 16:.1f}" font-size="12">stage-1 estimate</text></g>')
+        svg.append(f'<g id="estimate"><path d="M{x - 9:.1f},{y:.1f}h18M{x:.1f},{y - 9:.1f}v18" stroke="#111" stroke-width="2"/>'
+                   f'<text x="{x + 10:.1f}" y="{y + 18:.1f}" font-size="12">stage-1 estimate</text></g>')
     svg.append("</svg>")
     rows = "".join(
         f"<tr><td>{c.rank}</td><td>{html.escape(c.name or c.key)}</td><td>{c.lat:.5f}, {c.lon:.5f}</td>"
