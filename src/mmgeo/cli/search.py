@@ -153,7 +153,8 @@ def search_command(photos, encoder, weights, stage1, geoclip_weights, gps_galler
 
 def _print_table(result, verbose: bool) -> None:
     est = result.estimate
-    console.print(f"[bold]stage 1[/] ({est['source']}): {est['lat']:.4f}, {est['lon']:.4f}   "
+    near = f" ({est['place']['label']})" if est.get("place") else ""
+    console.print(f"[bold]stage 1[/] ({est['source']}): {est['lat']:.4f}, {est['lon']:.4f}{near}   "
                   f"[bold]region[/]: {result.region['description']} "
                   f"({result.region['candidates_in_region']} tiles{', fallback used' if result.region['fallback_used'] else ''})",
                   highlight=False)
@@ -161,10 +162,10 @@ def _print_table(result, verbose: bool) -> None:
         console.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence")
         return
     table = Table(title=f"Where was {', '.join(Path(p).name for p in result.photos)} taken?  confidence {result.confidence:.2f}")
-    for col in ("#", "landmark", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
+    for col in ("#", "landmark", "place", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
         table.add_column(col)
     for c in result.candidates:
-        table.add_row(str(c.rank), c.name or c.key, f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
+        table.add_row(str(c.rank), c.name or c.key, c.place["label"] if c.place else "", f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
                       f"{c.image_score:.3f}", "-" if c.text_score is None else f"{c.text_score:.3f}", f"{c.prior:.3f}",
                       c.evidence[0]["source"] if c.evidence else "")
     console.print(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from PIL import Image
 from mmgeo.errors import CollectionNotFoundError, ImageError, InputError
 from mmgeo.geo import haversine_km
 from mmgeo.images import load_image
+from mmgeo.places import place_names
 from mmgeo.qdrant.base import Hit, SearchFilter, Store
 from mmgeo.qdrant.schema import VectorIdentity, check_not_dropping, check_vector_identity, collection_name
 from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_region
@@ -263,11 +264,13 @@ class Geolocator:
                 evidence=[{"collection": self.collection, "source": h.payload.get("source"), "score": round(h.score, 4)}
                           for h in sorted(group, key=lambda h: -h.score)[:3]],
             ))
+        places = place_names([(est_lat, est_lon)] + [(c.lat, c.lon) for c in candidates])
+        candidates = [replace(c, place=p) for c, p in zip(candidates, places[1:])]
         t["rerank"] = time.perf_counter() - t3
         conf = confidence(hyp, [c.score for c in candidates], s.radius_km)
         return SearchResult(
             photos=q.names,
-            estimate={"lat": est_lat, "lon": est_lon, "source": hyp.source,
+            estimate={"lat": est_lat, "lon": est_lon, "source": hyp.source, "place": places[0],
                       "hypotheses": [{"lat": float(a), "lon": float(b), "prob": float(c)}
                                      for a, b, c in zip(hyp.lat[:10], hyp.lon[:10], hyp.prob[:10])]},
             region={"mode": region.mode, "description": region.description, "radius_km": region.radius_km,

@@ -15,7 +15,8 @@ class Candidate:
     """One ranked answer: a landmark (or an unlabelled tile) with every score that ranked it.
 
     ``score`` = w_image * ``image_score`` + w_text * ``text_score`` + w_prior * ``prior``
-    (or reciprocal-rank fusion of the three, if chosen); ``distance_km`` is from the stage-1 estimate.
+    (or reciprocal-rank fusion of the three, if chosen); ``distance_km`` is from the stage-1 estimate;
+    ``place`` names the town it is in or near (:func:`mmgeo.places.place_names`).
     """
 
     rank: int
@@ -30,6 +31,7 @@ class Candidate:
     text_score: float | None
     prior: float
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    place: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,5 +76,6 @@ class SearchResult:
         for c in self.candidates:
             features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [c.lon, c.lat]},
                              "properties": {"kind": "candidate", **{k: v for k, v in asdict(c).items()
-                                                                   if k not in ("lat", "lon", "evidence")}}})
+                                                                   if k not in ("lat", "lon", "evidence", "place")},
+                                            "place": c.place["label"] if c.place else None}})
         return {"type": "FeatureCollection", "features": features}

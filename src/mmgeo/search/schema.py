@@ -5,16 +5,24 @@ from __future__ import annotations
 _NUM = {"type": "number"}
 _NULLABLE_NUM = {"type": ["number", "null"]}
 _NULLABLE_STR = {"type": ["string", "null"]}
+PLACE_SCHEMA = {
+    "oneOf": [{"type": "null"}, {
+        "type": "object", "required": ["name", "region", "country", "country_code", "distance_km", "label"],
+        "properties": {"name": {"type": "string"}, "region": _NULLABLE_STR, "country": {"type": "string"},
+                       "country_code": {"type": "string"}, "distance_km": {"type": "number", "minimum": 0},
+                       "label": {"type": "string"}},
+    }],
+}
 
 CANDIDATE_SCHEMA = {
     "type": "object",
     "required": ["rank", "key", "landmark_id", "name", "lat", "lon", "distance_km", "score", "image_score",
-                 "text_score", "prior", "evidence"],
+                 "text_score", "prior", "evidence", "place"],
     "properties": {
         "rank": {"type": "integer", "minimum": 1}, "key": {"type": "string"}, "landmark_id": _NULLABLE_STR,
         "name": _NULLABLE_STR, "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180}, "distance_km": _NUM, "score": _NUM,
-        "image_score": _NUM, "text_score": _NULLABLE_NUM, "prior": _NUM, "evidence": {"type": "array"},
+        "image_score": _NUM, "text_score": _NULLABLE_NUM, "prior": _NUM, "evidence": {"type": "array"}, "place": PLACE_SCHEMA,
     },
 }
 
@@ -27,7 +35,8 @@ SEARCH_RESULT_SCHEMA = {
     "properties": {
         "schema_version": {"const": 1},
         "photos": {"type": "array", "items": {"type": "string"}},
-        "estimate": {"type": "object", "required": ["lat", "lon", "source", "hypotheses"]},
+        "estimate": {"type": "object", "required": ["lat", "lon", "source", "hypotheses", "place"],
+                     "properties": {"place": PLACE_SCHEMA}},
         "region": {"type": "object", "required": ["mode", "description", "radius_km", "candidates_in_region",
                                                    "fallback_used", "geometry"]},
         "candidates": {"type": "array", "items": CANDIDATE_SCHEMA},
