@@ -109,3 +109,107 @@ def test_registry_refuses_checkpoint_of_another_backbone(encoder, tmp_path):
         Sample4GeoEncoder.from_checkpoint(path, embed_dim=128)
     with pytest.raises(ValueError, match="view"):
         encoder.encode_images(_images(), view="aerial")
+
+
+# The reference system's own files, in its exact formats (its train script's best.pt/last.pt, its eval script's
+# config-less model file), with a tiny backbone. None of them needs --trust-checkpoint.
+
+def _reference_best(encoder, path, *, numpy1_names: bool = False):
+    """``best.pt`` as the reference's trainer writes it: validation metrics as numpy scalars."""
+    metrics = {"R@1": np.float64(0.176), "R@5": np.float32(0.33), "mAP": np.float64(0.237), "n_queries": np.int64(18688),
+               "improved": np.bool_(True), "loss": 1.25}
+    torch.save({"model_state_dict": encoder.model.state_dict(), "epoch": 12, "config": CONFIG, "metrics": metrics}, path)
+    if numpy1_names:  # a file written under numpy 1 names the scalar reconstructor numpy.core.multiarray.scalar
+        _rename_pickle_global(path, b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar")
+    return path
+
+
+def _rename_pickle_global(path, old: bytes, new: bytes) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zin:
+        entries = [(info, zin.read(info)) for info in zin.infolist()]
+    assert any(old in data for info, data in entries if info.filename.endswith("data.pkl"))
+    with zipfile.ZipFile(path, "w") as zout:
+        for info, data in entries:
+            zout.writestr(info, data.replace(old, new) if info.filename.endswith("data.pkl") else data)
+
+
+@pytest.mark.parametrize("numpy1_names", [False, True])
+def test_reference_best_pt_with_numpy_metrics_loads_without_trust(encoder, expected, tmp_path, numpy1_names):
+    path = _reference_best(encoder, tmp_path / "best.pt", numpy1_names=numpy1_names)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path)  # plain weights_only loading would refuse it
+    loaded = create_encoder("sample4geo", weights=path, device="cpu")
+    np.testing.assert_array_equal(loaded.encode_images(_images()), expected)
+    assert loaded.epoch == 12 and loaded.img_size == 64
+
+
+def test_reference_last_pt_with_optimizer_state_loads(encoder, expected, tmp_path):
+    model = seeded(0, lambda: Sample4GeoModel("convnext_atto", embed_dim=64))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    model(torch.rand(2, 3, 64, 64)).sum().backward()
+    optimizer.step()
+    torch.save({"model_state_dict": encoder.model.state_dict(), "optimizer_state_dict": optimizer.state_dict(), "epoch": 34,
+                "config": CONFIG, "metrics": {"R@1": np.float64(0.17)}}, tmp_path / "last.pt")
+    loaded = create_encoder("sample4geo", weights=tmp_path / "last.pt", device="cpu")
+    np.testing.assert_array_equal(loaded.encode_images(_images()), expected)
+
+
+def test_numpy_arrays_and_other_objects_stay_refused(encoder, tmp_path):
+    path = tmp_path / "array.pt"
+    torch.save({"model_state_dict": encoder.model.state_dict(), "epoch": 1, "config": CONFIG, "curve": np.zeros(3)}, path)
+    with pytest.raises(InputError, match="trust_checkpoint=True"):
+        create_encoder("sample4geo", weights=path, device="cpu")
+
+
+def test_configless_reference_eval_checkpoint_with_explicit_options(encoder, tmp_path, caplog):
+    path = tmp_path / "zero_shot.pt"
+    torch.save({"model_state_dict": encoder.model.state_dict(), "epoch": 0}, path)  # the reference's eval script format
+    loaded = create_encoder("sample4geo", weights=path, device="cpu", backbone="convnext_atto", img_size=64)
+    np.testing.assert_array_equal(loaded.encode_images(_images()), encoder.encode_images(_images()))
+    assert loaded.backbone == "convnext_atto" and loaded.dim == 64 and not caplog.records
+    at_default_size = create_encoder("sample4geo", weights=path, device="cpu", backbone="convnext_atto")
+    assert at_default_size.img_size == 384 and at_default_size.transform.transforms[0].size == (384, 384)
+    assert "assuming img_size=384 as" in caplog.text
+
+
+def test_configless_checkpoint_defaults_to_the_reference_backbone_and_says_so(encoder, tmp_path, caplog):
+    path = tmp_path / "zero_shot.pt"
+    torch.save({"model_state_dict": encoder.model.state_dict(), "epoch": 0}, path)
+    with pytest.raises(InputError, match=r"backbone=convnext_base\.fb_in22k"):  # a ConvNeXt-Base is built: atto keys mismatch
+        create_encoder("sample4geo", weights=path, device="cpu")
+    assert "assuming backbone=convnext_base.fb_in22k, img_size=384" in caplog.text
+
+
+def test_hybrid_preprocessing_size_overrides_the_trained_size_and_marks_the_vectors(encoder, tmp_path, caplog):
+    path = save_checkpoint(encoder, tmp_path / "best.pt", CONFIG, epoch=1)
+    hybrid = create_encoder("sample4geo", weights=path, device="cpu", img_size=384)
+    trained = create_encoder("sample4geo", weights=path, device="cpu")
+    assert hybrid.img_size == 384 and trained.img_size == 64
+    assert hybrid.weights_id == trained.weights_id + "@384px"  # never mixed with vectors made at 64 px
+    assert "trained at 64 px; preprocessing at 384 px" in caplog.text
+    assert not np.allclose(hybrid.encode_images(_images()), trained.encode_images(_images()))
+
+
+def test_cli_ingests_with_a_configless_reference_checkpoint(encoder, tmp_path):
+    from click.testing import CliRunner
+
+    from mmgeo.cli.main import cli
+    from mmgeo.qdrant import open_store
+
+    torch.save({"model_state_dict": encoder.model.state_dict(), "epoch": 0}, tmp_path / "zero_shot.pt")
+    for i, image in enumerate(_images()):
+        image.save(tmp_path / f"tile{i}.png")
+    (tmp_path / "tiles.csv").write_text("id,path,lat,lon,modality\n" + "".join(
+        f"t{i},tile{i}.png,40.{i},-74.0,satellite\n" for i in range(3)))
+    out = CliRunner().invoke(cli, ["ingest", str(tmp_path / "tiles.csv"), "--encoder", "sample4geo", "--weights", str(tmp_path / "zero_shot.pt"),
+                                   "--encoder-option", "backbone=convnext_atto", "--encoder-option", "img_size=64",
+                                   "--store", str(tmp_path / "store"), "--errors", str(tmp_path / "errors.txt")])
+    assert out.exit_code == 0, out.output
+    store = open_store(str(tmp_path / "store"))
+    try:
+        assert store.count("mmgeo_satellite") == 3
+    finally:
+        store.close()
+    bad = CliRunner().invoke(cli, ["ingest", str(tmp_path / "tiles.csv"), "--encoder", "sample4geo", "--encoder-option", "backbone"])
+    assert bad.exit_code == 2 and "--encoder-option" in bad.output

@@ -8,6 +8,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.cli.params import encoder_option
 
 EXAMPLES = """
 \b
@@ -40,6 +41,7 @@ def _floats(value: str) -> list[float]:
 @click.option("--limit", type=int, default=None, help="Dataset: evaluate the first N queries only.")
 @click.option("--encoder", default=None, help="Dataset: image encoder [default: the one that built the collection].")
 @click.option("--weights", default=None, help="Dataset: weights for --encoder.")
+@encoder_option
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
 @click.option("--geoclip-weights", default=None, help="Dataset: GeoCLIP weights tag or head checkpoint.")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -56,7 +58,7 @@ def _floats(value: str) -> list[float]:
 @store_options
 @friendly_errors
 def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fallbacks: str, regions: str,
-                 limit: int | None, encoder, weights, stage1, geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
+                 limit: int | None, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
                  radius_km: float | None, fallback: str, gallery: str, geoclip_gallery: str, gallery_size: int | None,
                  n_relevant: int | None, store_path, qdrant_url, api_key) -> None:
     """Evaluate geolocation and retrieval the way the reference system reports them.
@@ -70,7 +72,7 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
 
     if source.is_dir():
         rows = _run_dataset(source, split, per, _floats(radii), [f.strip() for f in fallbacks.split(",")],
-                            [r.strip() for r in regions.split(",")], limit, encoder, weights, stage1, geoclip_weights,
+                            [r.strip() for r in regions.split(",")], limit, encoder, weights, dict(encoder_options), stage1, geoclip_weights,
                             gps_gallery, text_encoder, store_path, qdrant_url, api_key)
     else:
         from mmgeo.evaluation.predictions import read_predictions, score_predictions
@@ -84,14 +86,15 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
 
 
-def _run_dataset(root, split, per, radii, fallbacks, regions, limit, encoder, weights, stage1, geoclip_weights,
+def _run_dataset(root, split, per, radii, fallbacks, regions, limit, encoder, weights, encoder_options, stage1, geoclip_weights,
                  gps_gallery, text_encoder, store_path, qdrant_url, api_key) -> list[dict]:
     from mmgeo.cli.search import build_geolocator
     from mmgeo.evaluation.run import evaluate, load_queries, sweep
 
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery)
+        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery,
+                                     encoder_options)
         configs = sweep(radii, fallbacks, regions, text=geolocator.text_space is not None)
         rows = []
         for mode in (["image", "landmark"] if per == "both" else [per]):

@@ -15,6 +15,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.cli.params import encoder_option
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
 from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
@@ -73,6 +74,7 @@ def _csv(value: str) -> list[str]:
               help="Manifest only: folder that image paths are relative to [default: the manifest's folder].")
 @click.option("--encoder", default=None, help="Registered encoder that embeds the items (see `mmgeo models`).")
 @click.option("--weights", default=None, help="Weights tag, checkpoint path or hub id for --encoder.")
+@encoder_option
 @click.option("--trust-checkpoint", is_flag=True, help="Allow checkpoints that need pickle code execution.")
 @click.option("--embeddings", type=click.Path(exists=True, path_type=Path), default=None,
               help="Precomputed embeddings (.parquet with id+vector, a folder of such shards, or .npy with --ids).")
@@ -105,7 +107,7 @@ def _csv(value: str) -> list[str]:
 @store_options
 @friendly_errors
 def ingest_command(source: Path, splits: str, modalities: str, root: Path | None, encoder: str | None, weights: str | None,
-                   trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
+                   encoder_options: tuple[tuple[str, object], ...], trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
                    batch_size: int, max_batch_mb: int, h3_resolutions: str, errors_path: Path, as_json: bool, engine: str,
                    ray_address: str | None, actors: int | None, writers: int | None, parquet_out: Path | None,
                    shard_resolution: int | None, shards_per_key: int, replication_factor: int, store_path: str | None,
@@ -154,7 +156,7 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
                 precomputed_dim = dim
             else:
                 precomputed_dim = 0
-            builder = functools.partial(_embedder, modality, encoder, weights, trust_checkpoint, precomputed, embedding_model,
+            builder = functools.partial(_embedder, modality, encoder, weights, dict(encoder_options), trust_checkpoint, precomputed, embedding_model,
                                         precomputed_dim, max_batch_mb * 2**20)
             embedder = builder() if engine == "local" else None  # the Ray engine builds one per actor
             with Progress(TextColumn(f"[bold]{modality}[/]"), BarColumn(), MofNCompleteColumn(),
@@ -193,7 +195,7 @@ def _peek_vector_dim(records: Iterator[Record], source: Path) -> tuple[Iterator[
     return chain([first], records), int(np.asarray(first.vector).shape[-1])
 
 
-def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embedding_model, record_dim, max_batch_bytes):
+def _embedder(modality, encoder, weights, encoder_options, trust_checkpoint, precomputed, embedding_model, record_dim, max_batch_bytes):
     if precomputed is not None:
         ids, matrix = precomputed
         identity = VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", int(matrix.shape[1]))
@@ -202,7 +204,7 @@ def _embedder(modality, encoder, weights, trust_checkpoint, precomputed, embeddi
         return RecordVectorEmbedder(VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", record_dim))
     from mmgeo.encoders import create_encoder  # heavy (torch): imported only when a model is used
 
-    kwargs = {"trust_checkpoint": True} if trust_checkpoint else {}
+    kwargs = {**encoder_options, **({"trust_checkpoint": True} if trust_checkpoint else {})}
     model = create_encoder(encoder, weights=weights, **kwargs)
     if modality == "text":
         return TextEmbedder(model)

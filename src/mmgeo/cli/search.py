@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.cli.params import encoder_option
 from mmgeo.errors import CollectionNotFoundError
 from mmgeo.qdrant.schema import collection_name
 from mmgeo.search.geolocator import FALLBACKS, Geolocator, SearchSettings
@@ -31,7 +32,7 @@ Examples:
 """
 
 
-def _encoder_from_metadata(store, name: str | None, weights: str | None):
+def _encoder_from_metadata(store, name: str | None, weights: str | None, options: dict | None = None):
     from mmgeo.encoders import create_encoder
 
     if name is None:
@@ -40,7 +41,7 @@ def _encoder_from_metadata(store, name: str | None, weights: str | None):
             raise CollectionNotFoundError(f"collection {coll!r} does not exist in {store.location}; "
                                           "build it with `mmgeo-ingest DATASET --modalities satellite --encoder NAME`")
         name = store.get_metadata(coll)["vectors"]["image"]["encoder"]
-    return create_encoder(name, weights=weights)
+    return create_encoder(name, weights=weights, **(options or {}))
 
 
 def load_gps_gallery(path: Path):
@@ -60,12 +61,12 @@ def load_gps_gallery(path: Path):
 
 
 def build_geolocator(store, encoder: str | None, weights: str | None, stage1: str, geoclip_weights: str | None,
-                     text_encoder: str | None, gps_gallery: Path | None = None) -> Geolocator:
+                     text_encoder: str | None, gps_gallery: Path | None = None, encoder_options: dict | None = None) -> Geolocator:
     """The :class:`Geolocator` that the search options describe (shared with ``mmgeo-eval``)."""
     from mmgeo.encoders import create_encoder
     from mmgeo.search.stage1 import GeoCLIPStage1, KnnStage1
 
-    image_encoder = _encoder_from_metadata(store, encoder, weights)
+    image_encoder = _encoder_from_metadata(store, encoder, weights, encoder_options)
     if stage1 == "knn":
         estimator = KnnStage1(store, image_encoder)
     else:
@@ -90,6 +91,7 @@ def _text_encoder(value: str):
 @click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--encoder", default=None, help="Image encoder [default: the one that built the satellite collection].")
 @click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@encoder_option
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
               help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
 @click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint (`mmgeo-train geoclip`).")
@@ -119,7 +121,7 @@ def _text_encoder(value: str):
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
 @friendly_errors
-def search_command(photos, encoder, weights, stage1, geoclip_weights, gps_gallery, region, radius_km, mass, fallback, top_n, aggregate,
+def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, region, radius_km, mass, fallback, top_n, aggregate,
                    fusion, text_encoder, w_image, w_text, w_prior, rrf, min_confidence, as_json, geojson, html_path,
                    verbose, store_path, qdrant_url, api_key) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
@@ -131,7 +133,8 @@ def search_command(photos, encoder, weights, stage1, geoclip_weights, gps_galler
                               rrf=rrf, min_confidence=min_confidence)
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery)
+        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery,
+                                     dict(encoder_options))
         result = geolocator.locate([str(p) for p in photos], settings)
     finally:
         store.close()

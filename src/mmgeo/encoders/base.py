@@ -208,11 +208,34 @@ def seeded(seed: int, build: Callable[[], Any]) -> Any:
         return build()
 
 
+def _numpy_scalar_globals() -> list[Any]:
+    """What unpickling a numpy scalar (``np.float64(0.3)``, ``np.int64(7)``, ``np.bool_(True)``) needs, nothing more.
+
+    The reference system's ``best.pt`` keeps its validation metrics as numpy scalars. A scalar
+    pickles as ``multiarray.scalar(dtype, raw bytes)``: the ``scalar`` reconstructor (under its
+    numpy 2 name and, for files written with numpy 1, its old ``numpy.core`` name), ``np.dtype``
+    and the dtype class it builds. No array reconstructor, no object dtype: nothing that runs code.
+    """
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+
+    dtype_classes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)]
+    names = [(scalar, f"{module}.multiarray.scalar") for module in ("numpy._core", "numpy.core")]
+    return [*names, np.dtype, *dtype_classes]
+
+
+NUMPY_SCALAR_GLOBALS = _numpy_scalar_globals()
+"""The allow-list :func:`load_checkpoint_file` adds to ``torch.load(weights_only=True)``."""
+
+
 def load_checkpoint_file(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> Any:
     """Load a checkpoint: safetensors as is; anything else with ``torch.load(weights_only=True)``.
 
-    A pickle that needs code execution (a custom class, a lambda, anything but tensors and plain
-    containers) is refused with an :class:`~mmgeo.errors.InputError` naming the file, unless
+    ``weights_only`` loading accepts tensors, plain containers and numpy scalars
+    (:data:`NUMPY_SCALAR_GLOBALS`, as in the reference system's ``best.pt`` metrics).
+    A pickle that needs code execution (a custom class, a lambda, anything else) is refused with an :class:`~mmgeo.errors.InputError` naming the file, unless
     ``trust_checkpoint=True`` (the CLI's ``--trust-checkpoint``): loading it runs the file's code.
     Every encoder loads user-supplied weights through this one function.
     """
@@ -225,7 +248,8 @@ def load_checkpoint_file(path: str | os.PathLike, *, trust_checkpoint: bool = Fa
         except Exception as exc:  # safetensors raises its own error types for corrupt headers
             raise InputError(f"{path}: cannot read safetensors file ({type(exc).__name__}: {exc})") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust_checkpoint:
             first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

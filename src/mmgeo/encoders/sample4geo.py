@@ -5,14 +5,17 @@ checkpoints load as they are. Three checkpoint formats are read:
 
 (a) the reference format, a ``torch.load`` dict ``{"model_state_dict", "epoch", "config"}`` with
     ``config["model"]["backbone"|"embed_dim"]`` and ``config["training"]["img_size"]``
-    (:func:`save_checkpoint` writes it);
+    (:func:`save_checkpoint` writes it); the reference's ``best.pt`` adds ``metrics`` holding numpy
+    scalars (allowed by :func:`~mmgeo.encoders.base.load_checkpoint_file`), its ``last.pt`` optimizer
+    state, and its evaluation script writes ``{"model_state_dict", "epoch": 0}`` with no config
+    (read with ``backbone=`` / ``img_size=``, defaulting as the reference's inference does);
 (b) the public Sample4Geo release, a bare state dict whose keys may carry ``module.``
     (DataParallel) and ``model.`` (its ``TimmModel``) prefixes and a training-only ``logit_scale``;
 (c) ``.safetensors`` (config, when present, in the metadata under ``"config"``).
 
 Loading is strict; a mismatch raises one :class:`~mmgeo.errors.InputError` listing the
 missing, unexpected and wrongly shaped keys. ``torch.load`` always runs with
-``weights_only=True``; a file that needs arbitrary pickled code is refused
+``weights_only=True`` (numpy scalars allowed); a file that needs arbitrary pickled code is refused
 unless ``trust_checkpoint=True``. Towers are shared (one model for ground and
 satellite) unless the checkpoint holds ``ground.*`` and ``satellite.*`` towers.
 """
@@ -20,6 +23,7 @@ satellite) unless the checkpoint holds ``ground.*`` and ``satellite.*`` towers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +53,12 @@ View = Literal["ground", "satellite"]
 VIEWS: tuple[str, ...] = ("ground", "satellite")
 TRAINING_ONLY_KEYS = frozenset({"logit_scale"})
 """Keys of training checkpoints that carry no embedding weights (Sample4Geo's learnable temperature)."""
+REFERENCE_BACKBONE = "convnext_base.fb_in22k"
+"""The backbone the reference's inference assumes for a checkpoint without a config."""
+REFERENCE_HYBRID_IMG_SIZE = 384
+"""The reference's hybrid inference resizes every image to this size, whatever the checkpoint's config says."""
+
+log = logging.getLogger(__name__)
 
 
 class Sample4GeoModel(nn.Module):
@@ -215,8 +225,16 @@ class Sample4GeoEncoder(ImageEncoder):
     ) -> Sample4GeoEncoder:
         """Load any supported checkpoint; the checkpoint's config fills arguments left ``None``.
 
+        A checkpoint without a config (the reference's evaluation script writes
+        ``{"model_state_dict", "epoch": 0}``) is read as its inference does: backbone
+        :data:`REFERENCE_BACKBONE` unless ``backbone`` is given, :data:`REFERENCE_HYBRID_IMG_SIZE` px
+        unless ``img_size`` is given; a logged warning says which defaults were taken. An ``img_size``
+        other than the config's ``training.img_size`` preprocesses at that size (``img_size=384`` =
+        the reference's hybrid inference); ``weights_id`` then ends in ``@<size>px`` so those vectors
+        never mix with ones made at the trained size.
+
         Raises:
-            ValueError: an argument contradicts the checkpoint's config, or the backbone is unknown.
+            ValueError: ``backbone``/``embed_dim`` contradicts the checkpoint's config, or the backbone is unknown.
             InputError: unreadable/refused file or keys that do not match (readable report).
         """
         path = Path(path)
@@ -226,17 +244,29 @@ class Sample4GeoEncoder(ImageEncoder):
         separate = any(key.startswith("ground.") for key in state)
         inferred_dim = _infer_embed_dim(state, "ground." if separate else "")
         embed_dim = _agree("embed_dim", embed_dim, model_cfg.get("embed_dim", inferred_dim), path)
-        img_size = _agree("img_size", img_size, config.get("training", {}).get("img_size"), path) or 384
+        trained_size = config.get("training", {}).get("img_size")
+        defaults = []
         if backbone is None:
-            raise ValueError(f"{path}: the checkpoint has no config naming its backbone; pass backbone=<timm model name>")
+            backbone = REFERENCE_BACKBONE
+            defaults.append(f"backbone={backbone}")
+        if img_size is None and trained_size is None:
+            defaults.append(f"img_size={REFERENCE_HYBRID_IMG_SIZE}")
+        if defaults:
+            log.warning("%s has no config; assuming %s as the reference's inference does (pass backbone=/img_size= "
+                        "or --encoder-option to choose)", path, ", ".join(defaults))
+        size = img_size or trained_size or REFERENCE_HYBRID_IMG_SIZE
         model = Sample4GeoPair(backbone, embed_dim or 0) if separate else Sample4GeoModel(backbone, embed_dim or 0)
         load_strict(model, state, f"{path} (backbone={backbone}, embed_dim={embed_dim or 0})")
+        weights_id = weights_id_for(path.name, path)
+        if trained_size is not None and size != trained_size:
+            log.warning("%s was trained at %s px; preprocessing at %s px as asked", path, trained_size, size)
+            weights_id += f"@{size}px"
         return cls(
             name or f"sample4geo-{backbone.partition('.')[0]}",
             model,
             backbone=backbone,
-            img_size=img_size,
-            weights_id=weights_id_for(path.name, path),
+            img_size=size,
+            weights_id=weights_id,
             device=torch.device(device),
             epoch=epoch,
         )
@@ -284,23 +314,29 @@ def _builder(backbone_arch: str | None, default_arch: str = "convnext_base"):
         weights: Weights,
         device: torch.device,
         *,
+        backbone: str | None = None,
         embed_dim: int | None = None,
         img_size: int | None = None,
         trust_checkpoint: bool = False,
         seed: int = 0,
     ) -> Sample4GeoEncoder:
         """Registry builder: a trained checkpoint (path), the ImageNet backbone (tag), or ``"random"``."""
-        arch = backbone_arch or default_arch
         if isinstance(weights, WeightsSource):
+            if backbone is not None:
+                raise ValueError(f"encoder {name}: backbone= applies to a checkpoint or 'random', not to weights tag {weights.tag!r}")
+            arch = backbone_arch or default_arch
             folder = weights.fetch(name)
             model = Sample4GeoModel(f"{arch}.{weights.tag}", embed_dim or 0, pretrained_file=folder / weights.files[0])
             size = img_size or weights.image_size or 224
             return Sample4GeoEncoder(name, model, backbone=f"{arch}.{weights.tag}", img_size=size, weights_id=weights_id_for(weights.tag, folder / weights.files[0]), device=device)
         if weights == RANDOM:
+            arch = backbone or backbone_arch or default_arch
             model = seeded(seed, lambda: Sample4GeoModel(arch, embed_dim or 0))
-            return Sample4GeoEncoder(name, model, backbone=arch, img_size=img_size or 384, weights_id=random_weights_id(seed), device=device)
+            return Sample4GeoEncoder(name, model, backbone=arch, img_size=img_size or REFERENCE_HYBRID_IMG_SIZE,
+                                     weights_id=random_weights_id(seed), device=device)
         encoder = Sample4GeoEncoder.from_checkpoint(
-            weights, embed_dim=embed_dim, img_size=img_size, trust_checkpoint=trust_checkpoint, device=device, name=name
+            weights, backbone=backbone, embed_dim=embed_dim, img_size=img_size, trust_checkpoint=trust_checkpoint, device=device,
+            name=name,
         )
         if backbone_arch is not None and encoder.backbone.partition(".")[0] != backbone_arch:
             raise ValueError(f"{weights}: checkpoint backbone {encoder.backbone!r} is not {backbone_arch}; use "
@@ -338,9 +374,11 @@ ENTRIES = (
         arch="sample4geo",
         modality="image",
         builder=_builder(None),
-        options=("embed_dim", "img_size", "trust_checkpoint", "seed"),
+        options=("backbone", "embed_dim", "img_size", "trust_checkpoint", "seed"),
         description="Sample4Geo, any timm backbone: weights=<checkpoint> builds the architecture its config.model.backbone "
-                    "names (e.g. one written by mmgeo-train sample4geo); tags = ConvNeXt-Base ImageNet init",
+                    "names (e.g. one written by mmgeo-train sample4geo), or backbone= for a checkpoint without config "
+                    f"[default {REFERENCE_BACKBONE}, {REFERENCE_HYBRID_IMG_SIZE} px, as the reference's inference]; "
+                    "tags = ConvNeXt-Base ImageNet init",
         weights={"fb_in22k": _timm_source("fb_in22k", 224)},
     ),
 )
