@@ -1,6 +1,6 @@
 # mmgeo: the two commands of the README, and their pieces.
 #   make demo   venv + install + demo world + ingest into embedded Qdrant + mmgeo-search on a demo photo
-#   make test   the whole test suite (what CI runs)
+#   make test   lint (ruff, import contracts) + the whole test suite (what CI runs)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.mmgeo-installed
 DEMO   ?= demo
 
-.PHONY: install demo test bench-quick clean-demo
+.PHONY: install demo lint test bench-quick clean-demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ $(DEMO)/.ingested: $(DEMO)/world/demo-photo.jpg
 $(DEMO)/text-projection.safetensors: $(DEMO)/world/demo-photo.jpg
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train text-projection $(DEMO)/world --out $@
 
-test: $(STAMP)
+# ruff's rule set and the import-linter layer contracts are in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
+
+test: lint
 	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
 

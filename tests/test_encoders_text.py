@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mmgeo.encoders import create_encoder
-from mmgeo.ingest.wikipedia import clean_wikitext, landmark_text, read_landmark_text
 from mmgeo.errors import InputError
+from mmgeo.ingest.wikipedia import clean_wikitext, landmark_text, read_landmark_text
 
 CAPTIONS = [
     "A photo of the Golden Gate Bridge, a red suspension bridge over the bay in fog.",

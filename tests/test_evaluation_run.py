@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from known_world import LA, NYC, CodeEncoder, FixedStage1, photo
 from mmgeo.evaluation.run import Config, Query, evaluate, sweep
 from mmgeo.geo import destination
 from mmgeo.search.geolocator import Geolocator, SearchSettings
-
-from known_world import LA, NYC, CodeEncoder, FixedStage1, photo
 
 
 def _query(tmp_path, code, landmark_id, lat, lon):

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import make_store
 from mmgeo.ingest.mmlandmarks import MMLandmarks
 from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity, point_id
-
-from conftest import make_store
 
 DIM = 16
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmgeo.encoders.projection import fit_ridge, fit_text_projection, load_projection
+from mmgeo.encoders.projection import fit_ridge, load_projection
 from mmgeo.errors import InputError, WeightsNotFoundError
+from mmgeo.training.text_projection import fit_text_projection
 
 
 def test_ridge_recovers_a_linear_map():

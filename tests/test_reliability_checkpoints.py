@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from corpus import make_image_corpus
 
+from corpus import make_image_corpus
 from mmgeo.encoders import create_encoder
 from mmgeo.encoders.base import load_checkpoint_file, sha256_file
 from mmgeo.encoders.geoclip import _load_head, geoclip_mlp

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_reliability_crash import KILLER, N, _args, _manifest, _run, _snapshot
 
 from mmgeo.ingest.pipeline import RecordVectorEmbedder, run_ingest
 from mmgeo.ingest.records import Record
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity
+from test_reliability_crash import KILLER, N, _args, _manifest, _run, _snapshot
 
 pytestmark = pytest.mark.reliability
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+
 from corpus import (
     MAX_PIXELS,
     HalvesEncoder,
@@ -19,7 +20,6 @@ from corpus import (
     decode_halves,
     make_image_corpus,
 )
-
 from mmgeo.errors import InputError
 from mmgeo.evaluation.predictions import read_predictions
 from mmgeo.ingest.embeddings import load_embeddings

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import make_store
 
+from conftest import make_store
 from mmgeo.cli.ingest import ingest_command
 
 pytestmark = pytest.mark.reliability

@@ -7,8 +7,8 @@ from itertools import islice
 
 import pytest
 from click.testing import CliRunner
-from corpus import HalvesEncoder
 
+from corpus import HalvesEncoder
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.pipeline import ImageEmbedder, run_ingest
 

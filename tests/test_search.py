@@ -15,6 +15,7 @@ from mmgeo.qdrant import StoredPoint
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, point_id
 from mmgeo.search.geolocator import Geolocator, SearchSettings
 
+
 def test_true_landmark_first_when_stage1_lands_within_r(world):
     geo = Geolocator(world, CodeEncoder(), FixedStage1([(*destination(*NYC, 200, 12), 1.0)]))
     result = geo.locate([photo(10)])

@@ -102,7 +102,7 @@ def _run_dataset(root, split, per, radii, fallbacks, regions, limit, encoder, we
             with Progress(TextColumn(f"[bold]{mode} queries[/]"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), console=console) as bar:
                 task = bar.add_task(mode, total=len(queries))
-                rows += evaluate(geolocator, queries, configs, mode=mode, on_query=lambda: bar.advance(task))
+                rows += evaluate(geolocator, queries, configs, mode=mode, on_query=lambda task=task: bar.advance(task))
         return rows
     finally:
         store.close()

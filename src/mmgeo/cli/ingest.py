@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
 
-import numpy as np
-
 import click
+import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
 from mmgeo.cli.params import encoder_option
+from mmgeo.errors import InputError
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
 from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
@@ -30,7 +30,6 @@ from mmgeo.ingest.pipeline import (
     TextEmbedder,
     run_ingest,
 )
-from mmgeo.errors import InputError
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant import ClientStore
 from mmgeo.qdrant.schema import VectorIdentity
@@ -164,7 +163,7 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
                           disable=as_json) as bar:
                 task = bar.add_task(modality, total=None, rate="")
 
-                def advance(n: int) -> None:
+                def advance(n: int, task=task) -> None:
                     bar.advance(task, n)
                     elapsed = bar.tasks[task].elapsed or 0.0
                     bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.0f} items/s" if elapsed else "")

@@ -184,7 +184,7 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str, text_e
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
     Wikipedia rerank works with encoders that have no shared image–text space."""
     from mmgeo.encoders import create_encoder
-    from mmgeo.encoders.projection import fit_text_projection
+    from mmgeo.training.text_projection import fit_text_projection
 
     path, stats = fit_text_projection(dataset, create_encoder(image_encoder), create_encoder(text_encoder), out,
                                       splits=tuple(s.strip() for s in splits.split(",")), alpha=alpha)

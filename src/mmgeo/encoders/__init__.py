@@ -6,8 +6,9 @@
 """
 
 from mmgeo.encoders.base import Encoder, ImageEncoder, TextEncoder, resolve_device
+from mmgeo.encoders.entry import EncoderEntry
 from mmgeo.encoders.geoclip import GeoCLIPEncoder, GpsGallery, GpsHypotheses
-from mmgeo.encoders.registry import EncoderEntry, EncoderRow, create_encoder, list_encoders
+from mmgeo.encoders.registry import EncoderRow, create_encoder, list_encoders
 from mmgeo.encoders.sample4geo import Sample4GeoEncoder, save_checkpoint
 from mmgeo.encoders.sources import WeightsSource
 

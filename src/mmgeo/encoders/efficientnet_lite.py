@@ -30,7 +30,7 @@ from mmgeo.encoders.base import (
     seeded,
     weights_id_for,
 )
-from mmgeo.encoders.registry import RANDOM, EncoderEntry, Weights
+from mmgeo.encoders.entry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sources import WeightsSource
 from mmgeo.errors import InputError
 

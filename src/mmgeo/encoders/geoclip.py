@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmgeo.encoders.base import (
+    Encoder,
     ImageEncoder,
     ImageInput,
     eval_module,
@@ -40,9 +41,9 @@ from mmgeo.encoders.base import (
     stack_rows,
     weights_id_for,
 )
-from mmgeo.encoders.registry import RANDOM, EncoderEntry, Weights
-from mmgeo.encoders.sources import CLIP_MEAN, CLIP_STD, WeightsSource, require_local
+from mmgeo.encoders.entry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sample4geo import load_strict
+from mmgeo.encoders.sources import CLIP_MEAN, CLIP_STD, WeightsSource, require_local
 from mmgeo.errors import InputError, WeightsNotFoundError
 
 CLIP_HUB_ID = "openai/clip-vit-large-patch14"
@@ -456,6 +457,7 @@ def build(
     gallery: GpsGallery | str = "geoclip-100k",
     seed: int = 0,
     trust_checkpoint: bool = False,
+    create_backbone: Callable[..., Encoder] | None = None,
 ) -> GeoCLIPEncoder:
     """Registry builder.
 
@@ -468,6 +470,7 @@ def build(
             A local path given as ``weights`` is taken as ``head``.
         gallery: default gallery of :meth:`GeoCLIPEncoder.predict`.
         trust_checkpoint: allow a ``head`` pickle that needs code execution (see :func:`load_checkpoint_file`).
+        create_backbone: builds ``backbone`` by name; the registry passes its ``create_encoder`` (no import cycle).
     """
     if isinstance(weights, Path):  # weights=<head checkpoint>: the same as head=<path> over the released parts
         if head is not None:
@@ -481,9 +484,9 @@ def build(
         raise ValueError(f"geoclip: the released GeoCLIP head expects CLIP-L/14 features; backbone={backbone!r} needs head=<trained head checkpoint>")
     mlp, location, logit_scale, head_id, location_id = _released_parts(name, weights, head, seed, trust_checkpoint)
     if backbone is not None:
-        from mmgeo.encoders.registry import create_encoder
-
-        inner = create_encoder(backbone, device=device)
+        if create_backbone is None:
+            raise ValueError("geoclip: backbone= needs the registry's create_encoder (build through create_encoder)")
+        inner = create_backbone(backbone, device=device)
         if not isinstance(inner, ImageEncoder):
             raise ValueError(f"geoclip: backbone {backbone!r} is not an image encoder")
         if mlp[0].in_features != inner.dim:

@@ -11,39 +11,16 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmgeo.encoders.base import Encoder, check_options, resolve_device
+from mmgeo.encoders.entry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sources import WeightsSource, require_local
-
-RANDOM = "random"
-
-Weights = WeightsSource | Path | str
-"""What a builder receives: a table row, a user-given local path, or :data:`RANDOM`."""
-
-Builder = Callable[..., Encoder]
-"""``builder(name, weights: Weights, device: torch.device, **options) -> Encoder``."""
-
-
-@dataclass(frozen=True)
-class EncoderEntry:
-    """One registered architecture with its weights table (first row = default tag)."""
-
-    arch: str
-    modality: str
-    builder: Builder
-    weights: Mapping[str, WeightsSource]
-    options: tuple[str, ...] = ()
-    description: str = ""
-
-    @property
-    def default_tag(self) -> str:
-        return next(iter(self.weights))
 
 
 @dataclass(frozen=True)
@@ -66,7 +43,8 @@ def _entries() -> dict[str, EncoderEntry]:
     table = [
         efficientnet_lite.ENTRY,
         *sample4geo.ENTRIES,
-        geoclip.ENTRY,
+        # GeoCLIP over another registered backbone builds it through this registry's factory
+        replace(geoclip.ENTRY, builder=functools.partial(geoclip.ENTRY.builder, create_backbone=create_encoder)),
         geoclip.LOCATION_ENTRY,
         text.MINILM_ENTRY,
         *text.CLIP_ENTRIES,

@@ -18,15 +18,15 @@ import torch
 from mmgeo.encoders.base import (
     ImageEncoder,
     TextEncoder,
-    features_to_numpy,
-    stack_rows,
     check_texts,
     eval_module,
+    features_to_numpy,
     random_weights_id,
     seeded,
+    stack_rows,
     weights_id_for,
 )
-from mmgeo.encoders.registry import RANDOM, EncoderEntry, Weights
+from mmgeo.encoders.entry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sources import CLIP_MEAN, CLIP_STD, WeightsSource
 from mmgeo.errors import WeightsNotFoundError
 

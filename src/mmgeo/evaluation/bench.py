@@ -50,8 +50,8 @@ from mmgeo.evaluation.report import format_markdown
 from mmgeo.geo import EARTH_RADIUS_KM, destination, haversine_km
 from mmgeo.ingest.demo_world import LANDMARKS
 from mmgeo.qdrant import ClientStore, EdgeStore, SearchFilter, Store, StoredPoint, VectorIndex, VectorSpec
-from mmgeo.qdrant.sharding import ShardingSpec
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, collection_metadata, payload_indexes, point_id
+from mmgeo.qdrant.sharding import ShardingSpec
 from mmgeo.search.geolocator import HIT_FIELDS
 from mmgeo.search.region import radius_region
 
@@ -826,7 +826,7 @@ def run_benchmark(config: BenchConfig = BenchConfig(), *, progress: Progress | N
     params["world"] = asdict(WorldSpec())
     return {
         "benchmark": "mmgeo-bench",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "wall_s": time.perf_counter() - started,
         "machine": machine_info(),
         "versions": versions(),

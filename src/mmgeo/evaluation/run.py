@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-
 from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import (
     geolocation_accuracy,

@@ -14,9 +14,9 @@ server routes that collection's queries the same way, with or without a spec of 
 
 from __future__ import annotations
 
-import time
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -27,10 +27,10 @@ from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
-from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.sharding import METADATA_KEY as SHARDING_KEY
 from mmgeo.qdrant.sharding import ShardingSpec
+from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 
 _SCHEMA = {
     "keyword": models.PayloadSchemaType.KEYWORD,

@@ -25,8 +25,8 @@ import numpy as np
 import qdrant_edge as qe
 
 from mmgeo.errors import CollectionNotFoundError, StoreError, StoreLockedError
-from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,

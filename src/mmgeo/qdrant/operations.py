@@ -440,7 +440,7 @@ def create_snapshot(
         "format_version": SNAPSHOT_FORMAT_VERSION,
         "kind": kind,
         "mmgeo_version": mmgeo.__version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "source": store.location,
         "collections": {
             n: {"metadata": store.get_metadata(n), "points": store.count(n), "payload_indexes": store.payload_indexes(n)}
@@ -908,7 +908,7 @@ def quantize(
                     "rescore": rescore,
                     "oversampling": oversampling,
                     f"recall@{limit}": recall,
-                    "applied": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "applied": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 },
             },
         )

@@ -96,7 +96,7 @@ DROPPING_KEY = "dropping_since"
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def collection_metadata(

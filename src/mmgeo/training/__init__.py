@@ -8,7 +8,12 @@
 
 from mmgeo.training.data import LandmarkPairs, Photo, load_pairs, load_photos
 from mmgeo.training.geoclip import GeoCLIPTrainConfig, GeoCLIPTrainResult, train_geoclip
-from mmgeo.training.sample4geo import IncompatibleResumeError, Sample4GeoTrainConfig, Sample4GeoTrainResult, train_sample4geo
+from mmgeo.training.sample4geo import (
+    IncompatibleResumeError,
+    Sample4GeoTrainConfig,
+    Sample4GeoTrainResult,
+    train_sample4geo,
+)
 
 __all__ = [
     "GeoCLIPTrainConfig",

@@ -174,11 +174,10 @@ def evaluate_head(mlp, location: LocationEncoder, sets: list[EvalSet], device: t
 
 
 def _features(encoder: ImageEncoder, photos, cfg: GeoCLIPTrainConfig, label: str):
+    from rich.console import Console
     from rich.progress import Progress
 
-    from mmgeo.cli.common import console
-
-    with Progress(console=console, disable=cfg.quiet) as bar:
+    with Progress(console=Console(stderr=True), disable=cfg.quiet) as bar:
         task = bar.add_task(f"backbone features ({label})", total=len(photos))
         return cached_features(encoder, [p.path for p in photos], cache_root=cfg.cache_dir,
                                on_batch=lambda n: bar.advance(task, n))
