@@ -14,7 +14,7 @@ import pytest
 
 from conftest import make_store
 from mmgeo.ingest.mmlandmarks import MMLandmarks
-from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
+from mmgeo.ingest.pipeline import ROOTS_KEY, PrecomputedEmbedder, run_ingest
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity, point_id
 
@@ -45,6 +45,7 @@ def test_precomputed_ingest_is_idempotent(store, demo_world):
     assert stored.payload["location"] == {"lat": first.lat, "lon": first.lon}
     assert stored.payload["source"] == first.source
     assert stored.payload["h3_r5"] and stored.payload["modality"] == "satellite"
+    assert store.get_metadata("mmgeo_satellite")[ROOTS_KEY] == [str(demo_world.absolute())]  # evidence files' root
 
 
 def test_bad_vectors_are_skipped_and_reported(store, demo_world):
@@ -86,7 +87,7 @@ KILLER = textwrap.dedent(
     from conftest import make_store
     from pathlib import Path
     from mmgeo.ingest.mmlandmarks import MMLandmarks
-    from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
+    from mmgeo.ingest.pipeline import ROOTS_KEY, PrecomputedEmbedder, run_ingest
     from mmgeo.qdrant.schema import VectorIdentity
     records = list(MMLandmarks({world!r}, splits=["query", "index"]).iter_records([]))
     matrix = np.random.default_rng(0).normal(size=(len(records), {dim})).astype(np.float32)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,6 +37,28 @@ class Embedder(Protocol):
 
 def _where(record: Record) -> str:
     return record.source or record.key
+
+
+ROOTS_KEY = "dataset_roots"
+"""Collection metadata: the dataset folders its ``source`` paths are relative to (``mmgeo serve`` shows
+evidence files only from these)."""
+
+
+def dataset_root(record: Record) -> str | None:
+    """The folder that ``record.source`` is relative to (its path less the source), or None."""
+    if record.path is None or not record.source:
+        return None
+    path, depth = Path(record.path).absolute(), len(Path(record.source).parts)
+    return str(path.parents[depth - 1]) if Path(*path.parts[-depth:]) == Path(record.source) else None
+
+
+def record_dataset_roots(store: Store, collection: str, records: Iterable[Record]) -> None:
+    """Add the records' dataset roots to the collection metadata (before their points are written)."""
+    meta = store.get_metadata(collection)
+    known = list(meta.get(ROOTS_KEY, []))
+    new = sorted({r for r in map(dataset_root, records) if r is not None} - set(known))
+    if new:
+        store.set_metadata(collection, {**meta, ROOTS_KEY: known + new})
 
 
 DEFAULT_MAX_BATCH_BYTES = 512 * 2**20
@@ -238,6 +261,7 @@ def run_ingest(
             stored = {p.id for p in store.retrieve(name, [writer.point_id(r) for r in batch])}
             report.already_stored += sum(writer.point_id(r) in stored for r in batch)
             batch = [r for r in batch if writer.point_id(r) not in stored]
+        record_dataset_roots(store, name, batch)
         t1 = time.perf_counter()
         kept, vectors, embed_problems = embedder(batch) if batch else ([], None, [])
         t2 = time.perf_counter()

@@ -37,7 +37,7 @@ import pandas as pd
 
 from mmgeo.errors import ImageError
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
-from mmgeo.ingest.pipeline import Embedder, ImageEmbedder, IngestReport, StoreWriter, _where
+from mmgeo.ingest.pipeline import Embedder, ImageEmbedder, IngestReport, StoreWriter, _where, record_dataset_roots
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import VectorIdentity, ensure_collection, point_id
@@ -334,6 +334,7 @@ def run_ray_ingest(
     report = IngestReport(collection=name)
     records = list(records)
     todo = _unstored(store, name, records, report) if resume else records
+    record_dataset_roots(store, name, todo)
     if on_batch and len(todo) < len(records):
         on_batch(len(records) - len(todo))
     report.seconds["read"] += time.perf_counter() - t0
