@@ -117,7 +117,7 @@ def _text_encoder(value: str):
 @click.option("--min-confidence", type=float, default=0.0, show_default=True, help="Abstain ('unsure') below this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
 @click.option("--geojson", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a GeoJSON FeatureCollection.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write an offline HTML map.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a self-contained HTML report: map, photos, evidence.")
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
 @friendly_errors
@@ -136,16 +136,19 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
         geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery,
                                      dict(encoder_options))
         result = geolocator.locate([str(p) for p in photos], settings)
+        if html_path:
+            from mmgeo.search.evidence import gather_evidence
+            from mmgeo.search.html import embedded_thumbnails, render_html
+
+            evidence = gather_evidence(store, result)
+            html_path.write_text(render_html(result, evidence, photos=photos, thumbs=embedded_thumbnails(store, evidence)),
+                                 encoding="utf-8")
     finally:
         store.close()
     for problem in result.problems:
         console.print(f"[yellow]skipped[/] {problem}", highlight=False)
     if geojson:
         geojson.write_text(json.dumps(result.to_geojson(), indent=1))
-    if html_path:
-        from mmgeo.search.html import render_html
-
-        html_path.write_text(render_html(result), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
@@ -165,10 +168,10 @@ def _print_table(result, verbose: bool) -> None:
         console.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence")
         return
     table = Table(title=f"Where was {', '.join(Path(p).name for p in result.photos)} taken?  confidence {result.confidence:.2f}")
-    for col in ("#", "landmark", "place", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
+    for col in ("#", "landmark or place", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
         table.add_column(col)
     for c in result.candidates:
-        table.add_row(str(c.rank), c.name or c.key, c.place["label"] if c.place else "", f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
+        table.add_row(str(c.rank), c.name or (c.place["label"] if c.place else c.key), f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
                       f"{c.image_score:.3f}", "-" if c.text_score is None else f"{c.text_score:.3f}", f"{c.prior:.3f}",
                       c.evidence[0]["source"] if c.evidence else "")
     console.print(table)

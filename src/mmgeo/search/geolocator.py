@@ -261,8 +261,8 @@ class Geolocator:
                 lat=loc["lat"], lon=loc["lon"],
                 distance_km=float(haversine_km(est_lat, est_lon, loc["lat"], loc["lon"])) if len(hyp.prob) else float("nan"),
                 score=float(final[i]), image_score=float(img_score), text_score=text_score, prior=float(prior),
-                evidence=[{"collection": self.collection, "source": h.payload.get("source"), "score": round(h.score, 4)}
-                          for h in sorted(group, key=lambda h: -h.score)[:3]],
+                evidence=[{"collection": self.collection, "key": h.payload.get("key"), "source": h.payload.get("source"),
+                           "score": round(h.score, 4)} for h in sorted(group, key=lambda h: -h.score)[:3]],
             ))
         places = place_names([(est_lat, est_lon)] + [(c.lat, c.lon) for c in candidates])
         candidates = [replace(c, place=p) for c, p in zip(candidates, places[1:])]
