@@ -13,6 +13,7 @@ from mmgeo.cli.evaluate import eval_command
 from mmgeo.cli.ingest import ingest_command
 from mmgeo.cli.models import models_command
 from mmgeo.cli.search import search_command
+from mmgeo.cli.serve import serve_command
 from mmgeo.cli.store import store_group
 from mmgeo.cli.train import train_group
 
@@ -47,3 +48,4 @@ cli.add_command(store_group)
 cli.add_command(eval_command)
 cli.add_command(bench_command)
 cli.add_command(train_group)
+cli.add_command(serve_command)

@@ -1,0 +1,60 @@
+"""``mmgeo serve``: the search service (one process holds the store; many clients ask)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.cli.search import build_geolocator
+
+EXAMPLES = """
+\b
+Examples:
+  # the demo store; then open http://127.0.0.1:8000 and drop demo/world/demo-photo.jpg
+  mmgeo serve --store demo/store --stage1 knn --text-encoder demo/text-projection.safetensors
+\b
+  # with an API key, against a Qdrant server, for a web app on another origin
+  MMGEO_API_KEY=secret mmgeo serve --qdrant-url http://localhost:6333 --cors-origin https://app.example.org
+"""
+
+
+@click.command("serve", epilog=EXAMPLES)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--encoder", default=None, help="Image encoder [default: the one that built the satellite collection].")
+@click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
+              help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
+@click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
+@click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="GeoCLIP gallery: CSV/Parquet with lat, lon.")
+@click.option("--text-encoder", default=None, help="Photo→text space for the rerank (as for mmgeo-search).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=20.0, show_default=True, help="Per photo.")
+@click.option("--max-files", type=click.IntRange(min=1), default=8, show_default=True, help="Photos per request.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Per photo.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="Seconds a search may take (504 past it).")
+@click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser calls from this origin (repeatable; default: none).")
+@click.option("--require-key", envvar="MMGEO_API_KEY", default=None, metavar="KEY",
+              help="Clients must send this as X-API-Key [env MMGEO_API_KEY; default: no key].")
+@store_options
+@friendly_errors
+def serve_command(host, port, encoder, weights, stage1, geoclip_weights, gps_gallery, text_encoder, max_upload_mb,
+                  max_files, max_pixels, timeout_s, cors_origins, require_key, store_path, qdrant_url, api_key) -> None:
+    """Serve searches over HTTP: POST /search, GET /health, /collections, /evidence/…, and a web page at /."""
+    import uvicorn
+
+    from mmgeo.serve import ServeLimits, create_app
+
+    store = open_store_from(store_path, qdrant_url, api_key)
+    try:
+        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery)
+        limits = ServeLimits(int(max_upload_mb * 2**20), max_files, max_pixels, timeout_s)
+        app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
+        console.print(f"mmgeo serve: {store.location} on http://{host}:{port}/"
+                      f"{' (API key required)' if require_key else ''}", highlight=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        store.close()

@@ -1,0 +1,140 @@
+"""`mmgeo serve` over the known world: the search contract, API key, upload limits, evidence roots."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from known_world import NYC, CodeEncoder, FixedStage1, build_world, code_vector
+from mmgeo.geo import destination
+from mmgeo.ingest.pipeline import ROOTS_KEY
+from mmgeo.qdrant import EdgeStore, StoredPoint
+from mmgeo.qdrant.schema import build_payload, point_id
+from mmgeo.search.geolocator import Geolocator
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from mmgeo.serve import ServeLimits, create_app  # noqa: E402
+
+
+def png(code: int, noise_px: int = 0) -> bytes:
+    """A query photo of ``code`` (the test encoder reads its red channel), or incompressible noise of that size."""
+    buf = io.BytesIO()
+    img = Image.effect_noise((noise_px, noise_px), 64).convert("RGB") if noise_px else Image.new("RGB", (8, 8), (code, 0, 0))
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _solid(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 0, 0)).save(buf, "PNG")  # compresses to a few kB: only pixels are over
+    return buf.getvalue()
+
+
+SOLID_WIDE = _solid(2000, 600)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The known world in an embedded store, with tile files under a recorded root and a few escapes."""
+    tmp = tmp_path_factory.mktemp("serve")
+    root, outside = tmp / "dataset", tmp / "outside"
+    (root / "tiles").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(root / "tiles" / "empire.png")
+    Image.new("RGB", (10, 10), (0, 0, 255)).save(outside / "secret.png")
+    (root / "tiles" / "link.png").symlink_to(outside / "secret.png")
+    store = build_world(EdgeStore(tmp / "store"))
+    far = destination(*NYC, 180, 2000)  # far from every query: these tiles never rank
+    for key, source in (("empire-file", "tiles/empire.png"), ("dotdot", "../outside/secret.png"),
+                        ("absolute", str(outside / "secret.png")), ("symlink", "tiles/link.png")):
+        payload = build_payload(key=key, modality="satellite", lat=far[0], lon=far[1], source=source)
+        store.upsert("mmgeo_satellite", [StoredPoint(point_id("mmgeo_satellite", key), payload, {"image": code_vector(99)})])
+    store.set_metadata("mmgeo_satellite", {**store.get_metadata("mmgeo_satellite"), ROOTS_KEY: [str(root)]})
+    geo = Geolocator(store, CodeEncoder(), FixedStage1([(*destination(*NYC, 200, 12), 1.0)]))
+    yield geo
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    limits = ServeLimits(max_upload_bytes=50_000, max_files=3, max_pixels=1_000_000, timeout_s=30)
+    with TestClient(create_app(served, limits=limits)) as c:
+        yield c
+
+
+def test_search_answers_with_the_cli_schema(client):
+    jsonschema = pytest.importorskip("jsonschema")
+    from mmgeo.search.schema import SEARCH_RESULT_SCHEMA
+
+    r = client.post("/search?evidence=1", files=[("photos", ("q.png", png(10), "image/png"))], data={"top_n": "3"})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    jsonschema.validate(doc, SEARCH_RESULT_SCHEMA)
+    assert doc["answer"]["name"] == "Empire State Building" and doc["photos"] == ["q.png"]
+    assert doc["answer"]["place"]["name"] == "New York City"
+    assert len(doc["candidates"]) <= 3 and len(doc["evidence"]) == len(doc["candidates"])
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/collections").json()["collections"]["mmgeo_satellite"]["count"] == 8
+
+
+@pytest.mark.parametrize("files,data,status,words", [
+    ([("photos", ("notes.txt", b"hello", "text/plain"))], {}, 400, "not a recognised image format"),
+    ([("photos", ("big.png", png(10, 600), "image/png"))], {}, 413, "over the limit"),          # > 50 kB
+    ([("photos", ("wide.png", SOLID_WIDE, "image/png"))], {}, 400, "1,200,000 pixels is over the limit of 1,000,000"),
+    ([("photos", (f"{i}.png", png(10), "image/png")) for i in range(4)], {}, 400, "Too many files"),
+    ([("photos", ("q.png", png(10), "image/png"))], {"radius_km": "-1"}, 400, "radius_km must be > 0"),
+    ([("photos", ("q.png", png(10), "image/png"))], {"top_n": "many"}, 400, "not a valid int"),
+    ([("other", ("q.png", png(10), "image/png"))], {}, 400, "unexpected file field"),
+    ([], {"top_n": "3"}, 415, "multipart/form-data"),
+])
+def test_bad_uploads_get_one_clear_4xx_line_and_the_server_keeps_serving(client, files, data, status, words):
+    r = client.post("/search", files=files or None, data=data)
+    assert r.status_code == status, r.text
+    assert words in r.json()["error"] and "\n" not in r.json()["error"]
+    ok = client.post("/search", files=[("photos", ("q.png", png(10), "image/png"))])
+    assert ok.status_code == 200 and ok.json()["answer"]["name"] == "Empire State Building"
+
+
+def test_a_bad_photo_beside_a_good_one_is_listed_like_the_cli_does(client):
+    r = client.post("/search", files=[("photos", ("q.png", png(10), "image/png")), ("photos", ("x.jpg", b"junk", "image/jpeg"))])
+    assert r.status_code == 200
+    assert r.json()["problems"] == ["x.jpg: not a recognised image format"]
+
+
+def test_evidence_is_served_only_from_recorded_roots(client):
+    ok = client.get("/evidence/mmgeo_satellite/empire-file")
+    assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(ok.content)).size) <= 256
+    for key in ("dotdot", "absolute", "symlink", "no-such-key", "empire"):  # 'empire' has no file at all
+        r = client.get(f"/evidence/mmgeo_satellite/{key}")
+        assert r.status_code == 404, key
+        assert "secret" not in r.text or "not a file under" in r.json()["error"]
+    assert client.get("/evidence/no_collection/x").status_code == 404
+    assert client.get("/static/../../etc/passwd").status_code == 404
+
+
+def test_api_key_guards_every_data_route(served):
+    with TestClient(create_app(served, api_key="s3cret")) as c:
+        photo = [("photos", ("q.png", png(10), "image/png"))]
+        assert c.post("/search", files=photo).status_code == 401
+        assert c.post("/search", files=photo, headers={"X-API-Key": "wrong"}).json()["error"].startswith("missing or wrong API key")
+        assert c.get("/collections").status_code == 401
+        assert c.get("/evidence/mmgeo_satellite/empire-file").status_code == 401
+        assert c.post("/search", files=photo, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/evidence/mmgeo_satellite/empire-file", headers={"X-API-Key": "s3cret"}).status_code == 200
+        health = c.get("/health").json()
+        assert health["api_key_required"] is True and "s3cret" not in json.dumps(health)
+
+
+def test_cors_is_off_unless_origins_are_given(served):
+    origin = {"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
+    with TestClient(create_app(served)) as c:
+        assert "access-control-allow-origin" not in c.options("/search", headers=origin).headers
+    with TestClient(create_app(served, cors_origins=("https://elsewhere.example",))) as c:
+        assert c.options("/search", headers=origin).headers["access-control-allow-origin"] == "https://elsewhere.example"
