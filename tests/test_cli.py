@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from mmgeo.cli.main import cli
 
 
-@pytest.mark.parametrize("command", ["ingest", "search", "eval", "models", "store", "demo-world"])
+@pytest.mark.parametrize("command", ["ingest", "search", "eval", "models", "store", "demo-world", "serve"])
 def test_help_is_complete(command):
     out = CliRunner().invoke(cli, [command, "--help"])
     assert out.exit_code == 0, out.output
-    if command in ("ingest", "search", "eval"):
+    if command in ("ingest", "search", "eval", "serve"):
         assert "Examples:" in out.output
 
 

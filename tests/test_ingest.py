@@ -14,9 +14,9 @@ import pytest
 
 from conftest import make_store
 from mmgeo.ingest.mmlandmarks import MMLandmarks
-from mmgeo.ingest.pipeline import ROOTS_KEY, PrecomputedEmbedder, run_ingest
+from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
 from mmgeo.qdrant import EdgeStore
-from mmgeo.qdrant.schema import VectorIdentity, point_id
+from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, point_id
 
 DIM = 16
 
@@ -87,7 +87,7 @@ KILLER = textwrap.dedent(
     from conftest import make_store
     from pathlib import Path
     from mmgeo.ingest.mmlandmarks import MMLandmarks
-    from mmgeo.ingest.pipeline import ROOTS_KEY, PrecomputedEmbedder, run_ingest
+    from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
     from mmgeo.qdrant.schema import VectorIdentity
     records = list(MMLandmarks({world!r}, splits=["query", "index"]).iter_records([]))
     matrix = np.random.default_rng(0).normal(size=(len(records), {dim})).astype(np.float32)

@@ -10,9 +10,8 @@ from PIL import Image
 
 from known_world import NYC, CodeEncoder, FixedStage1, build_world, code_vector
 from mmgeo.geo import destination
-from mmgeo.ingest.pipeline import ROOTS_KEY
 from mmgeo.qdrant import EdgeStore, StoredPoint
-from mmgeo.qdrant.schema import build_payload, point_id
+from mmgeo.qdrant.schema import ROOTS_KEY, build_payload, point_id
 from mmgeo.search.geolocator import Geolocator
 
 pytest.importorskip("fastapi")

@@ -22,7 +22,7 @@ from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
 from mmgeo.images import load_image
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant.base import Store, StoredPoint
-from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, point_id
+from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, build_payload, ensure_collection, point_id
 
 VECTOR_NAMES = {"satellite": "image", "ground": "image", "text": "text"}
 
@@ -37,11 +37,6 @@ class Embedder(Protocol):
 
 def _where(record: Record) -> str:
     return record.source or record.key
-
-
-ROOTS_KEY = "dataset_roots"
-"""Collection metadata: the dataset folders its ``source`` paths are relative to (``mmgeo serve`` shows
-evidence files only from these)."""
 
 
 def dataset_root(record: Record) -> str | None:

@@ -91,6 +91,10 @@ class VectorIdentity:
         return {"encoder": self.encoder, "weights_id": self.weights_id, "dim": self.dim}
 
 
+ROOTS_KEY = "dataset_roots"
+"""Metadata key: the dataset folders the collection's ``source`` paths are relative to (written by ingest;
+evidence files are read only from these)."""
+
 DROPPING_KEY = "dropping_since"
 """Metadata key set on a collection just before ``--recreate`` deletes it."""
 

@@ -16,9 +16,8 @@ from PIL import Image
 
 from mmgeo.errors import MmgeoError
 from mmgeo.images import load_image
-from mmgeo.ingest.pipeline import ROOTS_KEY
 from mmgeo.qdrant.base import SearchFilter, Store
-from mmgeo.qdrant.schema import collection_name, point_id
+from mmgeo.qdrant.schema import ROOTS_KEY, collection_name, point_id
 from mmgeo.search.result import SearchResult
 
 THUMB_PX = 256
