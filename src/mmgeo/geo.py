@@ -21,11 +21,12 @@ r = 25 km: a 397-cell cover made filtered search ~2x slower than the radius cond
 19-37-cell cover (coarser cells) costs no more than it (benchmarks/results/NOTES.md)."""
 
 
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray | float:
-    """Great-circle distance in km between points given in degrees (numpy broadcasting)."""
+def haversine_km(lat1, lon1, lat2, lon2, earth_radius_km: float = EARTH_RADIUS_KM) -> np.ndarray | float:
+    """Great-circle distance in km between points given in degrees (numpy broadcasting), on a sphere of
+    ``earth_radius_km`` (the reference system's evaluation uses 6371.0)."""
     lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
     a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    d = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    d = 2 * earth_radius_km * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
     return float(d) if d.ndim == 0 else d
 
 

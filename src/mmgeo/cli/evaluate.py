@@ -13,11 +13,11 @@ from mmgeo.cli.params import encoder_option
 EXAMPLES = """
 \b
 Examples:
-  # the demo world: per-photo and per-landmark queries, radius sweep × fallback, mass region, text ablation
+  # the demo world: the reference's sweep and mmgeo's ablations (+prior, +text, mass, landmark max/mean)
   mmgeo-eval demo/world --store demo/store --stage1 knn --text-encoder demo/text-projection.safetensors
 \b
-  # the reference's radius sweep on MMLandmarks (GeoCLIP stage 1, index-only gallery)
-  mmgeo-eval /data/MMLandmarks --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
+  # only the reference's rows (cosine-only, tile-level, depth 1000) on MMLandmarks
+  mmgeo-eval /data/MMLandmarks --protocol reference --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
 \b
   # score predictions made elsewhere
   mmgeo-eval predictions.csv --method hybrid --radius 25 --fallback full --geoclip-gallery index
@@ -37,7 +37,12 @@ def _floats(value: str) -> list[float]:
               help="Dataset: each photo a query, all photos of a landmark one query, or both.")
 @click.option("--radii", default="5,25,100,500,2000,inf", show_default=True, help="Dataset: stage-2 radii in km.")
 @click.option("--fallbacks", default="fail,full", show_default=True, help="Dataset: fallbacks to sweep.")
-@click.option("--regions", default="radius,mass", show_default=True, help="Dataset: region modes to sweep.")
+@click.option("--protocol", type=click.Choice(["reference", "ablations", "all"]), default="all", show_default=True,
+              help="Dataset: the reference's rows (cosine-only rerank of the narrowed tiles, tile-level relevance, "
+                   "lists 1000 deep), mmgeo's ablation rows against them, or both.")
+@click.option("--earth-radius", "earth_radius_km", type=float, default=None,
+              help="Sphere radius in km for distances (and the narrowing disk) [default: 6371.0, the reference's, "
+                   "for a dataset; 6371.0088 for a predictions file].")
 @click.option("--limit", type=int, default=None, help="Dataset: evaluate the first N queries only.")
 @click.option("--encoder", default=None, help="Dataset: image encoder [default: the one that built the collection].")
 @click.option("--weights", default=None, help="Dataset: weights for --encoder.")
@@ -57,52 +62,66 @@ def _floats(value: str) -> list[float]:
 @click.option("--n-relevant", type=int, default=None, help="Predictions: gallery items per landmark, enables mAP@1000.")
 @store_options
 @friendly_errors
-def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fallbacks: str, regions: str,
-                 limit: int | None, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
+def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fallbacks: str, protocol: str,
+                 earth_radius_km: float | None, limit: int | None, encoder, weights, encoder_options, stage1,
+                 geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
                  radius_km: float | None, fallback: str, gallery: str, geoclip_gallery: str, gallery_size: int | None,
                  n_relevant: int | None, store_path, qdrant_url, api_key) -> None:
     """Evaluate geolocation and retrieval the way the reference system reports them.
 
     SOURCE is a dataset folder (MMLandmarks layout: the pipeline runs over its query split) or a
     predictions file (CSV/Parquet/JSONL: query_id, pred_lat, pred_lon [, true_lat, true_lon,
-    landmark_id, ranked_landmarks]). Writes results.csv/.md/.json and PNG plots to --out.
-    Accuracy uses great-circle distance on a 6371.0088 km sphere.
+    landmark_id, ranked_landmarks]). Writes results.csv/.md/.json, results_reference.csv (the
+    reference's results_combined.csv layout) and PNG plots to --out.
     """
+    from mmgeo.evaluation.metrics import REFERENCE_EARTH_RADIUS_KM
     from mmgeo.evaluation.report import format_markdown, results_table, write_results
+    from mmgeo.geo import EARTH_RADIUS_KM
 
+    notes: list[str] = []
     if source.is_dir():
-        rows = _run_dataset(source, split, per, _floats(radii), [f.strip() for f in fallbacks.split(",")],
-                            [r.strip() for r in regions.split(",")], limit, encoder, weights, dict(encoder_options), stage1, geoclip_weights,
-                            gps_gallery, text_encoder, store_path, qdrant_url, api_key)
+        from mmgeo.evaluation.run import FAIL_NOTE
+
+        earth = earth_radius_km or REFERENCE_EARTH_RADIUS_KM
+        rows, depth = _run_dataset(source, split, per, _floats(radii), [f.strip() for f in fallbacks.split(",")],
+                                   protocol, earth, limit, encoder, weights, dict(encoder_options), stage1,
+                                   geoclip_weights, gps_gallery, text_encoder, store_path, qdrant_url, api_key)
+        notes = [f"protocol reference: cosine-only rerank of the narrowed tiles, tile-level relevance, lists {depth} "
+                 f"deep, mAP over landmarks with a tile; distances on a {earth:g} km sphere.", FAIL_NOTE]
     else:
         from mmgeo.evaluation.predictions import read_predictions, score_predictions
 
-        metrics = score_predictions(read_predictions(source), gallery_size=gallery_size, n_relevant=n_relevant)
-        rows = [{"method": method, "mode": mode, "radius_km": radius_km, "fallback": fallback, "gallery": gallery,
-                 "geoclip_gallery": geoclip_gallery, **metrics}]
+        earth = earth_radius_km or EARTH_RADIUS_KM
+        metrics = score_predictions(read_predictions(source), gallery_size=gallery_size, n_relevant=n_relevant,
+                                    earth_radius_km=earth)
+        rows = [{"protocol": "", "method": method, "mode": mode, "radius_km": radius_km, "fallback": fallback,
+                 "gallery": gallery, "geoclip_gallery": geoclip_gallery, "earth_radius_km": earth, **metrics}]
     table = results_table(rows)
-    paths = write_results(table, out)
-    click.echo(format_markdown(table))
+    paths = write_results(table, out, notes=notes)
+    click.echo(format_markdown(table, notes))
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
 
 
-def _run_dataset(root, split, per, radii, fallbacks, regions, limit, encoder, weights, encoder_options, stage1, geoclip_weights,
-                 gps_gallery, text_encoder, store_path, qdrant_url, api_key) -> list[dict]:
+def _run_dataset(root, split, per, radii, fallbacks, protocol, earth_radius_km, limit, encoder, weights,
+                 encoder_options, stage1, geoclip_weights, gps_gallery, text_encoder, store_path, qdrant_url,
+                 api_key) -> tuple[list[dict], int]:
     from mmgeo.cli.search import build_geolocator
-    from mmgeo.evaluation.run import evaluate, load_queries, sweep
+    from mmgeo.evaluation.run import evaluate, load_queries, plan, ranked_depth
 
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
         geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery,
                                      encoder_options)
-        configs = sweep(radii, fallbacks, regions, text=geolocator.text_space is not None)
+        depth = ranked_depth(store.count(geolocator.collection))
+        configs = plan(protocol, depth, radii, fallbacks, text=geolocator.text_space is not None)
         rows = []
         for mode in (["image", "landmark"] if per == "both" else [per]):
             queries = load_queries(root, split, mode)[:limit]
             with Progress(TextColumn(f"[bold]{mode} queries[/]"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), console=console) as bar:
                 task = bar.add_task(mode, total=len(queries))
-                rows += evaluate(geolocator, queries, configs, mode=mode, on_query=lambda task=task: bar.advance(task))
-        return rows
+                rows += evaluate(geolocator, queries, configs, mode=mode, earth_radius_km=earth_radius_km,
+                                 on_query=lambda task=task: bar.advance(task))
+        return rows, depth
     finally:
         store.close()

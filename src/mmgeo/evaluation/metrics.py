@@ -4,7 +4,8 @@ Conventions shared by every function here:
 
 - **Shares are fractions** in [0, 1], not percentages.
 - **Distances** are great-circle distances from :func:`mmgeo.geo.haversine_km` on a sphere of
-  radius 6371.0088 km (the reference system uses 6371.0 km; the difference is 0.00014 %).
+  radius 6371.0088 km unless ``earth_radius_km`` says otherwise (the reference system uses
+  :data:`REFERENCE_EARTH_RADIUS_KM` = 6371.0 km; the difference is 0.00014 %).
 - **Landmark ids** are non-negative integers (MMLandmarks ``landmark_id``).
 - **A ranking** is, per query, the landmark ids of the retrieved gallery items, best first
   (a landmark with several gallery tiles may appear several times). It is given either as a
@@ -25,13 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmgeo.errors import InputError
-from mmgeo.geo import haversine_km
+from mmgeo.geo import EARTH_RADIUS_KM, haversine_km
 
 PAD = -1
 """Right-padding value in 2-D rankings; never a landmark id."""
 
 DEFAULT_THRESHOLDS_KM: tuple[float, ...] = (1, 10, 25, 200, 750, 2500)
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 25)
+MAP_K = 1000
+"""Truncation of mAP (the reference's mAP@1000)."""
+REFERENCE_EARTH_RADIUS_KM = 6371.0
+"""The sphere of the reference system's haversine (its accuracy and its narrowing mask)."""
 
 Ranking = np.ndarray | Sequence[Sequence[int]]
 
@@ -67,7 +72,7 @@ def _coordinates(lat, lon, name: str, allow_missing: bool) -> tuple[np.ndarray, 
 
 def geolocation_accuracy(
     pred_lat, pred_lon, true_lat, true_lon, thresholds_km: Sequence[float] = DEFAULT_THRESHOLDS_KM,
-    *, allow_missing: bool = False,
+    *, allow_missing: bool = False, earth_radius_km: float = EARTH_RADIUS_KM,
 ) -> dict[str, float | int]:
     """Share of queries located within each distance threshold, and the distance summary.
 
@@ -94,7 +99,7 @@ def geolocation_accuracy(
 
     located = ~(np.isnan(p_lat) | np.isnan(p_lon))
     dist = np.full(p_lat.size, np.inf)
-    dist[located] = haversine_km(p_lat[located], p_lon[located], t_lat[located], t_lon[located])
+    dist[located] = haversine_km(p_lat[located], p_lon[located], t_lat[located], t_lon[located], earth_radius_km)
     hits = dist[:, None] <= thresholds[None, :]
     result: dict[str, float | int] = {
         f"acc@{t:g}km": float(share) for t, share in zip(thresholds, hits.mean(axis=0), strict=True)
@@ -152,7 +157,9 @@ def _hits(ranked: Ranking, truth) -> np.ndarray:
 
 
 def _first_hit_rank(hits: np.ndarray) -> np.ndarray:
-    """1-based rank of each query's first correct item; inf where there is none."""
+    """1-based rank of each query's first correct item; inf where there is none (or every list is empty)."""
+    if hits.shape[1] == 0:
+        return np.full(hits.shape[0], np.inf)
     return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1.0, np.inf)
 
 
@@ -189,7 +196,7 @@ def recall_at_percent(ranked: Ranking, truth, gallery_size: int, percent: float 
     return float(np.mean(_first_hit_rank(_hits(ranked, truth)) <= k))
 
 
-def average_precision_at_k(ranked: Ranking, truth, n_relevant, k: int = 1000) -> np.ndarray:
+def average_precision_at_k(ranked: Ranking, truth, n_relevant, k: int = MAP_K) -> np.ndarray:
     """AP@K of each query, as the reference defines it.
 
     With ``rel_r`` = 1 if the item at rank r belongs to the true landmark and
@@ -200,24 +207,30 @@ def average_precision_at_k(ranked: Ranking, truth, n_relevant, k: int = 1000) ->
     where ``n_relevant`` (an int for all queries, or one per query) is the number of gallery
     items of the true landmark. No relevant item in the top K gives AP 0. Example: relevant
     at ranks 1 and 3 with ``n_relevant = 2`` gives (1/1 + 2/3) / 2 = 0.8333.
-    More relevant items in the top K than ``n_relevant`` is an :class:`InputError`.
+    A query whose landmark has no gallery item (``n_relevant = 0``) has no AP (NaN): the
+    reference leaves it out of the mean. More relevant items in the top K than
+    ``n_relevant`` is an :class:`InputError`.
     """
     k = _positive_int(k, "k")
     hits = _hits(ranked, truth)[:, :k]
     n_rel = np.broadcast_to(np.asarray(n_relevant), hits.shape[:1])
-    if n_rel.dtype.kind not in "iu" or (n_rel < 1).any():
-        raise InputError("n_relevant must be positive integers (gallery items of the true landmark)")
+    if n_rel.dtype.kind not in "iu" or (n_rel < 0).any():
+        raise InputError("n_relevant must be non-negative integers (gallery items of the true landmark)")
     n_hits = hits.sum(axis=1)
     if (n_hits > n_rel).any():
         i = int(np.argmax(n_hits > n_rel))
         raise InputError(f"query {i}: {n_hits[i]} relevant items in the top {k} but n_relevant = {n_rel[i]}")
     precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
-    return (precision * hits).sum(axis=1) / np.minimum(n_rel, k)
+    denominator = np.minimum(n_rel, k).astype(np.float64)
+    denominator[denominator == 0] = np.nan
+    return (precision * hits).sum(axis=1) / denominator
 
 
-def mean_average_precision(ranked: Ranking, truth, n_relevant, k: int = 1000) -> float:
-    """mAP@K: the mean of :func:`average_precision_at_k` over all queries."""
-    return float(average_precision_at_k(ranked, truth, n_relevant, k).mean())
+def mean_average_precision(ranked: Ranking, truth, n_relevant, k: int = MAP_K) -> float:
+    """mAP@K: the mean of :func:`average_precision_at_k` over the queries whose landmark has a gallery
+    item (the reference's rule); NaN when none has (the reference writes 0.0 there)."""
+    ap = average_precision_at_k(ranked, truth, n_relevant, k)
+    return float(np.nanmean(ap)) if not np.isnan(ap).all() else math.nan
 
 
 def _scores(scores, name: str = "scores") -> np.ndarray:

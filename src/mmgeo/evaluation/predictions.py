@@ -25,9 +25,11 @@ import numpy as np
 import pandas as pd
 
 from mmgeo.errors import InputError
+from mmgeo.geo import EARTH_RADIUS_KM
 from mmgeo.evaluation.metrics import (
     DEFAULT_KS,
     DEFAULT_THRESHOLDS_KM,
+    MAP_K,
     geolocation_accuracy,
     mean_average_precision,
     recall_at_k,
@@ -167,17 +169,18 @@ def score_predictions(
     gallery_size: int | None = None,
     percent: float = 1.0,
     n_relevant: int | Mapping[int, int] | None = None,
-    map_k: int = 1000,
+    map_k: int = MAP_K,
+    earth_radius_km: float = EARTH_RADIUS_KM,
 ) -> dict[str, float | int]:
     """Score a frame from :func:`read_predictions`; keys match the results-table columns.
 
     - always ``n_queries``;
     - with ``true_lat``/``true_lon``: ``acc@{t}km``, ``mean_km``, ``median_km``
-      (:func:`~mmgeo.evaluation.metrics.geolocation_accuracy`);
+      (:func:`~mmgeo.evaluation.metrics.geolocation_accuracy` on a sphere of ``earth_radius_km``);
     - with ``landmark_id``/``ranked_landmarks``: ``R@{k}`` for each k; ``R@{percent}%`` when
       ``gallery_size`` (items in the retrieval gallery) is given; ``mAP@{map_k}`` when
       ``n_relevant`` (gallery items per true landmark: one int, or a mapping landmark_id → count)
-      is given.
+      is given (a landmark with 0 gallery items is left out of mAP, as the reference does).
 
     Raises:
         InputError: no rows ("no queries"), nothing to score, or a landmark missing from
@@ -191,7 +194,8 @@ def score_predictions(
         raise InputError("nothing to score: need true_lat/true_lon or landmark_id/ranked_landmarks columns")
     result: dict[str, float | int] = {"n_queries": len(df)}
     if has_geo:
-        geo = geolocation_accuracy(df["pred_lat"], df["pred_lon"], df["true_lat"], df["true_lon"], thresholds_km)
+        geo = geolocation_accuracy(df["pred_lat"], df["pred_lon"], df["true_lat"], df["true_lon"], thresholds_km,
+                                   earth_radius_km=earth_radius_km)
         result.update({k: v for k, v in geo.items() if k not in ("n", "n_missing")})
     if has_retrieval:
         ranked, truth = list(df["ranked_landmarks"]), df["landmark_id"].to_numpy(dtype=np.int64)

@@ -2,18 +2,22 @@
 
 Configuration columns:
 
-- ``method``: the pipeline, e.g. ``geoclip+s4g``;
-- ``mode``: query mode, ``all`` photos, ``one_per_landmark`` or ``per_landmark`` (fused);
-- ``radius_km``: narrowing radius, ``inf`` for no narrowing;
-- ``fallback``: ``fail`` or ``fallback_full``;
+- ``protocol``: ``reference`` (the reference system's rerank-and-score semantics, see
+  :mod:`mmgeo.evaluation.run`), ``ablation`` (one change against a reference row) or empty
+  (a predictions file, scored as given);
+- ``method``: the pipeline, e.g. ``stage1+stage2`` or ``stage1+stage2 +prior``;
+- ``mode``: query mode: ``image`` (each photo) or ``landmark`` (all photos of a landmark fused);
+- ``radius_km``: narrowing radius, ``inf`` for no narrowing, empty for a mass region;
+- ``fallback``: ``fail``, ``full`` (the reference's ``fallback_full``) or ``widen``;
 - ``gallery``: the satellite gallery (the reference's ``index_mode``: ``full`` or ``query``);
 - ``geoclip_gallery``: GeoCLIP's GPS gallery, ``paper`` (holds every true location: an
-  upper bound), ``index`` or ``geoclip`` (the package's ``coordinates_100K.csv``).
+  upper bound), ``index`` or ``geoclip`` (the package's ``coordinates_100K.csv``);
+- ``earth_radius_km``: the sphere of every distance (the reference's 6371.0 or mmgeo's 6371.0088).
 
 Metric columns are those of :func:`~mmgeo.evaluation.predictions.score_predictions` and
-:func:`~mmgeo.evaluation.metrics.narrowing_stats` (shares are fractions in [0, 1]). Against the
-reference table: ``acc@Xkm`` is its ``R@Xkm``, ``mean_km``/``median_km`` its
-``mean_dist_km``/``median_dist_km``, ``mode`` its ``query_mode`` and ``gallery`` its ``index_mode``.
+:func:`~mmgeo.evaluation.metrics.narrowing_stats` (shares are fractions in [0, 1]), plus ``depth``
+(length of the ranked lists) and ``n_landmarks`` (distinct query landmarks).
+:func:`reference_table` turns the table into the reference's ``results_combined.csv`` layout.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -33,10 +37,11 @@ import pandas as pd  # noqa: E402
 
 from mmgeo.errors import InputError  # noqa: E402
 
-CONFIG_COLUMNS: tuple[str, ...] = ("method", "mode", "radius_km", "fallback", "gallery", "geoclip_gallery")
+CONFIG_COLUMNS: tuple[str, ...] = ("protocol", "method", "mode", "radius_km", "fallback", "gallery", "geoclip_gallery",
+                                   "earth_radius_km")
 ACCURACY_COLUMNS: tuple[str, ...] = ("acc@1km", "acc@10km", "acc@25km", "acc@200km", "acc@750km", "acc@2500km")
 METRIC_COLUMNS: tuple[str, ...] = (
-    "n_queries", "R@1", "R@5", "R@10", "R@25", "R@1%", "mAP@1000", *ACCURACY_COLUMNS,
+    "n_queries", "n_landmarks", "depth", "R@1", "R@5", "R@10", "R@25", "R@1%", "mAP@1000", *ACCURACY_COLUMNS,
     "mean_km", "median_km", "empty_rate", "mean_candidates", "median_candidates",
 )
 RESULT_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + METRIC_COLUMNS
@@ -75,20 +80,22 @@ def _cell(value: object, column: str) -> str:
             return ""
         if math.isinf(value):
             return "∞" if value > 0 else "-∞"
-        if column in ("radius_km", "n_queries"):
+        if column in ("radius_km", "n_queries", "n_landmarks", "depth", "earth_radius_km"):
             return f"{value:g}"
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value).replace("|", "\\|")
 
 
-def format_markdown(table: pd.DataFrame) -> str:
+def format_markdown(table: pd.DataFrame, notes: Sequence[str] = ()) -> str:
     """A GitHub Markdown table: NaN as an empty cell, inf as ∞, values under 10 to 4 decimals,
-    larger ones (distances, counts) to 1 decimal."""
+    larger ones (distances, counts) to 1 decimal; ``notes`` follow it as a list."""
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += [
         "| " + " | ".join(_cell(v, c) for v, c in zip(row, table.columns, strict=True)) + " |"
         for row in table.itertuples(index=False)
     ]
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
 
 
@@ -152,23 +159,73 @@ def _save(fig, ax, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def write_results(table: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "results") -> dict[str, Path]:
-    """Write ``{stem}.csv``, ``{stem}.md``, ``{stem}.json`` and the two plots into ``out_dir``.
+def write_results(table: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "results",
+                  notes: Sequence[str] = ()) -> dict[str, Path]:
+    """Write ``{stem}.csv``, ``{stem}.md``, ``{stem}.json``, ``{stem}_reference.csv`` and the plots into ``out_dir``.
 
     CSV writes no narrowing as ``inf`` and missing metrics as empty cells; JSON is a list of
     row objects (strict JSON: missing metrics are ``null``, no narrowing is the string
-    ``"inf"``). Plots: ``{stem}_accuracy.png`` (:func:`plot_accuracy_vs_threshold`) and,
+    ``"inf"``); the Markdown table is followed by ``notes``. ``{stem}_reference.csv`` is
+    :func:`reference_table`. Plots: ``{stem}_accuracy.png`` (:func:`plot_accuracy_vs_threshold`) and,
     when the table has R@1 values, ``{stem}_recall_radius.png`` (:func:`plot_recall_vs_radius`).
     Returns the written paths by kind.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
+    paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "json": out / f"{stem}.json",
+             "reference_csv": out / f"{stem}_reference.csv"}
     table.to_csv(paths["csv"], index=False)
-    paths["md"].write_text(format_markdown(table), encoding="utf-8")
+    reference_table(table).to_csv(paths["reference_csv"], index=False)
+    paths["md"].write_text(format_markdown(table, notes), encoding="utf-8")
     records = [{k: _json_value(v) for k, v in zip(table.columns, row, strict=True)} for row in table.itertuples(index=False)]
     paths["json"].write_text(json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["accuracy_png"] = plot_accuracy_vs_threshold(table, out / f"{stem}_accuracy.png")
     if table["R@1"].notna().any():
         paths["recall_radius_png"] = plot_recall_vs_radius(table, out / f"{stem}_recall_radius.png")
     return paths
+
+
+REFERENCE_TABLE_COLUMNS: tuple[str, ...] = (
+    "pipeline", "pipeline_label", "geoclip_variant", "s4g_ckpt", "s4g_multiimage", "radius_km", "fallback",
+    "index_mode", "query_mode", "n_landmarks", "mAP@1000", "mean_dist_km", "median_dist_km",
+    "R@1km", "R@10km", "R@25km", "R@200km", "R@750km", "R@2500km",
+)
+"""The reference's ``results_combined.csv`` header (its ``R@Xkm`` is geolocation accuracy at X km)."""
+
+
+def _slug(text: str) -> str:
+    return "_".join("".join(ch if ch.isalnum() else " " for ch in text.lower()).split())
+
+
+def reference_table(table: pd.DataFrame, *, s4g_ckpt: str = "", index_mode: str | None = None) -> pd.DataFrame:
+    """The results in the reference's ``results_combined.csv`` layout (:data:`REFERENCE_TABLE_COLUMNS`).
+
+    ``pipeline`` is ``mmgeo_`` + the protocol and method as a slug, ``pipeline_label`` the same in
+    words; ``geoclip_variant`` is the stage-1 source (``geoclip_gallery``); ``s4g_multiimage`` is
+    True for ``landmark`` mode (all photos of a landmark as one query; ``query_mode`` is then
+    ``all``, as in the reference's multi-image row); ``fallback`` ``full`` is written
+    ``fallback_full``; ``index_mode`` is the ``gallery`` column unless given; ``R@Xkm`` is
+    ``acc@Xkm`` and ``mean_dist_km``/``median_dist_km`` are ``mean_km``/``median_km``.
+    Radii are written as the reference writes them (``25``, ``inf``).
+    """
+    def column(name: str) -> pd.Series:
+        return table[name] if name in table else pd.Series([math.nan] * len(table), index=table.index)
+
+    label = (table["protocol"].fillna("").astype(str) + " " + table["method"].astype(str)).str.strip()
+    out = pd.DataFrame({
+        "pipeline": ["mmgeo_" + _slug(v) for v in label],
+        "pipeline_label": "mmgeo " + label,
+        "geoclip_variant": table["geoclip_gallery"],
+        "s4g_ckpt": s4g_ckpt,
+        "s4g_multiimage": table["mode"].astype(str).str.startswith("landmark"),
+        "radius_km": [("" if math.isnan(r) else "inf" if math.isinf(r) else f"{r:g}") for r in table["radius_km"]],
+        "fallback": table["fallback"].replace({"full": "fallback_full"}),
+        "index_mode": table["gallery"] if index_mode is None else index_mode,
+        "query_mode": ["one_per_landmark" if m == "one_per_landmark" else "all" for m in table["mode"].astype(str)],
+        "n_landmarks": column("n_landmarks"),
+        "mAP@1000": column("mAP@1000"),
+        "mean_dist_km": column("mean_km"),
+        "median_dist_km": column("median_km"),
+        **{f"R@{c[len('acc@'):]}": column(c) for c in ACCURACY_COLUMNS},
+    })
+    return out[list(REFERENCE_TABLE_COLUMNS)]

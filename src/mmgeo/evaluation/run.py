@@ -1,15 +1,34 @@
-"""Run the search pipeline over a query split and score it: sweeps and stage ablations.
+"""Run the search pipeline over a query split and score it: the reference's protocol and mmgeo's ablations.
 
 Every query's per-photo work (decoding, encoding, stage 1) is done once
 (:meth:`Geolocator.prepare`); each configuration then only re-runs stage 2 and the
 rerank (:meth:`Geolocator.rank`), so a sweep of many radii costs little more than one.
 
-Rows follow :data:`mmgeo.evaluation.report.RESULT_COLUMNS`:
-* ``method``: ``stage1`` (the stage-1 estimate alone), ``stage1+stage2`` (image similarity
-  and prior, no text), ``stage1+stage2+text`` (the text rerank on);
-* ``mode``: ``image`` (each photo a query) or ``landmark`` (all photos of a landmark as one query);
-* a query whose region is empty with ``fallback=fail`` has no ranking (a retrieval miss) and is
-  located at its stage-1 estimate, as REFERENCE.md describes for mmgeo.
+**The reference protocol** (``protocol = "reference"`` rows) reproduces the reference system's
+rerank-and-score (``_rerank_and_score`` of its ``inference.py``):
+
+* the narrowed tiles are ranked by image cosine alone (no stage-1 prior, no text), **tile by tile**;
+* a tile is relevant when it belongs to the query's landmark, and each relevant tile counts;
+* lists go :func:`ranked_depth` deep: max(largest K, K of R@1 %, min(1000, gallery size));
+* AP@1000 is normalised by min(tiles of the true landmark, 1000), and queries whose landmark has
+  no tile are left out of mAP (they still count, as misses, in R@K);
+* the predicted location is the top-1 tile's; distances (and the narrowing disk) are on the
+  sphere of ``earth_radius_km`` (the reference's 6371.0 km by default under this protocol).
+
+One documented difference: with ``fallback = fail`` the reference takes top-K over a row whose
+masked tiles all hold the same minimum score, so tiles *outside* the region fill the list when the
+region holds fewer than K tiles (an empty region gets an arbitrary list and location). Here the
+list holds only the region's tiles (ranks past its end are misses) and an empty region is located
+at its stage-1 estimate (:data:`FAIL_NOTE`).
+
+**Ablations** (``protocol = "ablation"`` rows) change one thing against the reference row at the
+same radius and fallback: ``+prior`` (stage-1 prior in the score), ``+text`` (the text rerank),
+``mass`` (stage-1 mass region instead of a disk), ``landmark max``/``landmark mean`` (each
+landmark ranked once, by its best/mean tile; then a landmark is the relevant item, one per query),
+and ``search defaults`` (what ``mmgeo-search`` does with its default settings).
+
+Rows follow :data:`mmgeo.evaluation.report.RESULT_COLUMNS`; ``mode`` is ``image`` (each photo a
+query) or ``landmark`` (all photos of a landmark as one query, their embeddings averaged).
 """
 
 from __future__ import annotations
@@ -22,19 +41,33 @@ from typing import Any
 
 from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import (
+    DEFAULT_KS,
+    MAP_K,
+    REFERENCE_EARTH_RADIUS_KM,
     geolocation_accuracy,
+    k_for_percent,
     mean_average_precision,
     narrowing_stats,
     recall_at_k,
     recall_at_percent,
 )
+from mmgeo.geo import EARTH_RADIUS_KM
 from mmgeo.ingest.mmlandmarks import MMLandmarks
 from mmgeo.qdrant.base import SearchFilter
 from mmgeo.search.geolocator import Geolocator, PreparedQuery, SearchSettings
 
 RADII_KM = (5.0, 25.0, 100.0, 500.0, 2000.0, math.inf)
 FALLBACKS = ("fail", "full")
-REGIONS = ("radius", "mass")
+ABLATION_RADII_KM = (25.0, math.inf)
+PROTOCOLS = ("reference", "ablations", "all")
+"""``reference``: stage 1 and the reference sweep; ``ablations``: the reference rows at
+:data:`ABLATION_RADII_KM` and one row per ablation; ``all``: both."""
+LEVELS = ("tile", "landmark")
+
+FAIL_NOTE = ("fallback fail: a region with fewer tiles than the list depth gives a shorter list (ranks past its end "
+             "are misses) and an empty region is located at its stage-1 estimate. The reference instead fills the "
+             "list with arbitrary tiles from outside the region (all masked to the same score), so its R@K and mAP "
+             "for small regions are partly arbitrary; mmgeo's rule is the deterministic one.")
 
 
 @dataclass(frozen=True)
@@ -49,10 +82,81 @@ class Query:
 
 @dataclass(frozen=True)
 class Config:
-    """One row of the results table: a label and the search settings (None: stage 1 alone)."""
+    """One row of the results table.
+
+    Attributes:
+        method: the row's label (``stage1``, ``stage1+stage2``, ``stage1+stage2 +prior``, ...).
+        settings: the search settings; None: the stage-1 estimate alone.
+        protocol: ``reference`` (the reference's semantics) or ``ablation`` (one change against it).
+        level: what is ranked and counted as relevant: each ``tile``, or each ``landmark`` once.
+    """
 
     method: str
     settings: SearchSettings | None
+    protocol: str = "reference"
+    level: str = "tile"
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+
+
+def ranked_depth(gallery_size: int, ks: Sequence[int] = DEFAULT_KS, map_k: int = MAP_K) -> int:
+    """How deep every ranked list goes: max(largest K, K of R@1 %, min(map_k, gallery size)).
+
+    The reference ranks max(K, min(1000, N)) tiles; R@1 % needs 1 % of the gallery
+    (1,005 of MMLandmarks' 100,539 tiles), so that K is included too.
+    """
+    return max(max(ks), k_for_percent(gallery_size), min(map_k, gallery_size))
+
+
+def reference_settings(depth: int, radius_km: float, fallback: str) -> SearchSettings:
+    """The reference's stage 2: image cosine only, every tile its own candidate, ``depth`` deep."""
+    base = SearchSettings(top_n=depth, candidates=depth, aggregate="tile", w_image=1.0, w_text=0.0, w_prior=0.0,
+                          fallback=fallback)
+    return replace(base, region="none") if math.isinf(radius_km) else replace(base, radius_km=radius_km)
+
+
+def reference_sweep(depth: int, radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = FALLBACKS) -> list[Config]:
+    """Stage 1 alone, then the reference's radius × fallback grid (both fallbacks at r = ∞, as it reports them)."""
+    return [Config("stage1", None)] + [Config("stage1+stage2", reference_settings(depth, r, fb))
+                                       for r in radii for fb in fallbacks]
+
+
+def ablations(depth: int, radii: Sequence[float] = ABLATION_RADII_KM, *, fallback: str = "full",
+              text: bool = False, defaults: SearchSettings = SearchSettings()) -> list[Config]:
+    """Each mmgeo signal as its own row against the reference row at the same radius and ``fallback``.
+
+    Per radius: the reference row, ``+prior`` (weight ``defaults.w_prior``), ``+text`` (weight
+    ``defaults.w_text``, when ``text``), ``landmark max`` and ``landmark mean``. Once: ``mass``
+    (the stage-1 mass region) and ``search defaults`` (``defaults``, landmarks ranked as
+    ``mmgeo-search`` ranks them, ``depth`` deep).
+    """
+    configs = []
+    for r in radii:
+        ref = reference_settings(depth, r, fallback)
+        configs.append(Config("stage1+stage2", ref))
+        configs.append(Config("stage1+stage2 +prior", replace(ref, w_prior=defaults.w_prior), "ablation"))
+        if text:
+            configs.append(Config("stage1+stage2 +text", replace(ref, w_text=defaults.w_text), "ablation"))
+        for how in ("max", "mean"):
+            configs.append(Config(f"stage1+stage2 landmark {how}", replace(ref, aggregate=how), "ablation", "landmark"))
+    ref = reference_settings(depth, 25.0, fallback)
+    configs.append(Config(f"stage1+stage2 mass {ref.mass:.0%}", replace(ref, region="mass"), "ablation"))
+    configs.append(Config("search defaults", replace(defaults, top_n=depth, candidates=depth,
+                                                     w_text=defaults.w_text if text else 0.0), "ablation", "landmark"))
+    return configs
+
+
+def plan(protocol: str, depth: int, radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = FALLBACKS, *,
+         text: bool = False) -> list[Config]:
+    """The configurations of a :data:`PROTOCOLS` run (duplicates dropped, first kept)."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    configs = reference_sweep(depth, radii, fallbacks) if protocol in ("reference", "all") else [Config("stage1", None)]
+    if protocol in ("ablations", "all"):
+        configs += ablations(depth, text=text)
+    return list(dict.fromkeys(configs))
 
 
 def load_queries(root: str | Path, split: str = "query", per: str = "image") -> list[Query]:
@@ -72,25 +176,6 @@ def load_queries(root: str | Path, split: str = "query", per: str = "image") -> 
     return queries
 
 
-def sweep(radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = FALLBACKS, regions: Sequence[str] = REGIONS,
-          *, text: bool = False, base: SearchSettings = SearchSettings(top_n=100, candidates=1000)) -> list[Config]:
-    """The configurations of a sweep: stage 1 alone, each region × radius × fallback, and the text ablation."""
-    plain = replace(base, w_text=0.0)
-    configs = [Config("stage1", None)]
-    for region in regions:
-        for fallback in fallbacks:
-            if region == "mass":
-                configs.append(Config("stage1+stage2", replace(plain, region="mass", fallback=fallback)))
-                continue
-            for r in radii:
-                settings = replace(plain, region="none") if math.isinf(r) else replace(plain, radius_km=r, fallback=fallback)
-                if not (math.isinf(r) and fallback != fallbacks[0]):  # no radius: fallback is moot, one row
-                    configs.append(Config("stage1+stage2", settings))
-    if text:
-        configs.append(Config("stage1+stage2+text", replace(base, radius_km=25.0, fallback="full")))
-    return configs
-
-
 class _Ids:
     """Integer codes for ranked items: numeric landmark ids as themselves, anything else above them."""
 
@@ -103,27 +188,41 @@ class _Ids:
         return self.other.setdefault(str(key), 10**12 + len(self.other))
 
 
+def _engine_settings(s: SearchSettings, earth_radius_km: float) -> SearchSettings:
+    """``s`` with its disk on the engine's sphere: the engine measures on :data:`~mmgeo.geo.EARTH_RADIUS_KM`,
+    so a disk of r km on a sphere of ``earth_radius_km`` is one of r·EARTH_RADIUS_KM/earth_radius_km there."""
+    if earth_radius_km == EARTH_RADIUS_KM:
+        return s
+    return replace(s, radius_km=s.radius_km * EARTH_RADIUS_KM / earth_radius_km)
+
+
 def evaluate(geolocator: Geolocator, queries: Sequence[Query], configs: Sequence[Config], *, mode: str = "image",
+             earth_radius_km: float = REFERENCE_EARTH_RADIUS_KM,
              on_query: Callable[[], None] | None = None) -> list[dict[str, Any]]:
-    """Score every configuration on ``queries``; one results-table row per configuration."""
+    """Score every configuration on ``queries``; one results-table row per configuration.
+
+    ``earth_radius_km`` is the sphere of the narrowing disk and of every distance (the
+    reference's 6371.0 km by default; mmgeo's own is :data:`~mmgeo.geo.EARTH_RADIUS_KM`).
+    """
     if not queries:
         raise InputError("no queries to evaluate: the query set is empty")
     store, coll = geolocator.store, geolocator.collection
     gallery = store.count(coll)
-    relevant = {lid: store.count(coll, SearchFilter(equals={"landmark_id": [lid]})) for lid in {q.landmark_id for q in queries}}
+    tiles = {lid: store.count(coll, SearchFilter(equals={"landmark_id": [lid]})) for lid in {q.landmark_id for q in queries}}
     code = _Ids()
+    engine = [None if c.settings is None else _engine_settings(c.settings, earth_radius_km) for c in configs]
     per_config: list[dict[str, list]] = [{"lat": [], "lon": [], "ranked": [], "counts": []} for _ in configs]
     stage1_source = None
     for q in queries:
         prepared: PreparedQuery = geolocator.prepare([str(p) for p in q.photos])
         stage1_source = prepared.hypotheses.source
         est = prepared.hypotheses.top
-        for acc, config in zip(per_config, configs):
-            if config.settings is None:
+        for acc, settings in zip(per_config, engine):
+            if settings is None:
                 acc["lat"].append(est[0])
                 acc["lon"].append(est[1])
                 continue
-            result = geolocator.rank(prepared, config.settings)
+            result = geolocator.rank(prepared, settings)
             best = result.candidates[0] if result.candidates else None
             acc["lat"].append(best.lat if best else est[0])
             acc["lon"].append(best.lon if best else est[1])
@@ -133,26 +232,28 @@ def evaluate(geolocator: Geolocator, queries: Sequence[Query], configs: Sequence
             on_query()
     truth_lat, truth_lon = [q.lat for q in queries], [q.lon for q in queries]
     truth = [code(q.landmark_id) for q in queries]
-    n_rel = [max(1, relevant[q.landmark_id]) for q in queries]
+    relevant = {"tile": [tiles[q.landmark_id] for q in queries],
+                "landmark": [min(1, tiles[q.landmark_id]) for q in queries]}
     rows = []
     for acc, config in zip(per_config, configs):
         s = config.settings
         row: dict[str, Any] = {
-            "method": config.method, "mode": mode, "fallback": s.fallback if s and s.region != "none" else "",
-            "radius_km": None if s is None or s.region == "none" else (s.radius_km if s.region == "radius" else None),
-            "gallery": f"{gallery} tiles", "geoclip_gallery": stage1_source or "",
-            **geolocation_accuracy(acc["lat"], acc["lon"], truth_lat, truth_lon),
+            "protocol": config.protocol, "method": config.method, "mode": mode,
+            "radius_km": None if s is None or s.region == "none" else (s.radius_km if s.region == "radius" else math.nan),
+            "fallback": s.fallback if s else "", "gallery": f"{gallery} tiles", "geoclip_gallery": stage1_source or "",
+            "earth_radius_km": earth_radius_km,
+            **geolocation_accuracy(acc["lat"], acc["lon"], truth_lat, truth_lon, earth_radius_km=earth_radius_km),
         }
         if s is not None:
-            if s.region == "mass":
-                row["mode"] = f"{mode}, mass {s.mass:.0%}"
             ranked = acc["ranked"]  # an empty ranking (fail, empty region) is a retrieval miss
             row.update(recall_at_k(ranked, truth))
             row["R@1%"] = recall_at_percent(ranked, truth, gallery)
-            row["mAP@1000"] = mean_average_precision(ranked, truth, n_rel, k=1000)
+            row["mAP@1000"] = mean_average_precision(ranked, truth, relevant[config.level], k=MAP_K)
+            row["depth"] = s.top_n
             row.update(narrowing_stats(acc["counts"]))
         row.pop("n", None)
         row.pop("n_missing", None)
         row["n_queries"] = len(queries)
+        row["n_landmarks"] = len(tiles)
         rows.append(row)
     return rows

@@ -26,6 +26,9 @@ from mmgeo.search.result import Candidate, SearchResult
 from mmgeo.search.stage1 import Hypotheses, Stage1
 
 FALLBACKS = ("fail", "widen", "full")
+AGGREGATES = ("max", "mean", "tile")
+"""How tile hits become candidates: one per landmark (its best or mean tile score), or every tile on its own
+(``tile``: the reference system's ranking, where each relevant tile counts)."""
 HIT_FIELDS = ("key", "landmark_id", "name", "location", "source")
 """Payload fields stage 2 reads from its hits (the rest stays in the engine)."""
 
@@ -55,7 +58,7 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         checks = {"region": (self.region, MODES), "fallback": (self.fallback, FALLBACKS),
-                  "aggregate": (self.aggregate, ("max", "mean")), "fusion": (self.fusion, ("mean", "score"))}
+                  "aggregate": (self.aggregate, AGGREGATES), "fusion": (self.fusion, ("mean", "score"))}
         for name, (value, valid) in checks.items():
             if value not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
@@ -75,7 +78,11 @@ def fuse_hypotheses(hyps: Sequence[Hypotheses]) -> Hypotheses:
 
 
 def aggregate_hits(hits: Sequence[Hit], how: str = "max") -> list[tuple[str, float, list[Hit]]]:
-    """Group tile hits by landmark (unlabelled tiles stand alone); score = max or mean of its hits."""
+    """Group tile hits by landmark (unlabelled tiles stand alone); score = max or mean of its hits.
+
+    ``tile`` keeps every hit as its own candidate, keyed by the tile's key."""
+    if how == "tile":
+        return sorted(((str(h.payload.get("key") or h.id), h.score, [h]) for h in hits), key=lambda t: (-t[1], t[0]))
     groups: dict[str, list[Hit]] = defaultdict(list)
     for h in hits:
         groups[str(h.payload.get("landmark_id") or h.payload.get("key") or h.id)].append(h)
@@ -238,13 +245,14 @@ class Geolocator:
 
         t3 = time.perf_counter()
         groups = aggregate_hits(hits, s.aggregate)[: max(s.top_n * 4, s.top_n)]
-        lids = [g[0] for g in groups if g[2][0].payload.get("landmark_id")]
+        lids = sorted({str(g[2][0].payload["landmark_id"]) for g in groups if g[2][0].payload.get("landmark_id")})
         text = self._text_scores(q.text_vector, lids)
         est_lat, est_lon = hyp.top if len(hyp.prob) else (float("nan"), float("nan"))
         rows = []
         for key, img_score, group in groups:
             loc = group[0].payload["location"]
-            rows.append((key, img_score, text.get(key), hyp.prior_at(loc["lat"], loc["lon"]) if len(hyp.prob) else 0.0, group))
+            rows.append((key, img_score, text.get(str(group[0].payload.get("landmark_id"))),
+                         hyp.prior_at(loc["lat"], loc["lon"]) if len(hyp.prob) else 0.0, group))
         if s.rrf and rows:
             final = rrf_scores([[r[1] for r in rows], [r[2] if r[2] is not None else -1.0 for r in rows],
                                 [r[3] for r in rows]], s.rrf_k)
