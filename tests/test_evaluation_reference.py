@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from known_world import LA, NYC, add_tile
+from known_world import LA, NYC
 from mmgeo.evaluation.metrics import REFERENCE_EARTH_RADIUS_KM
 from mmgeo.evaluation.report import REFERENCE_TABLE_COLUMNS, reference_table, results_table
 from mmgeo.evaluation.run import Config, Query, ablations, evaluate, plan, ranked_depth, reference_settings
 from mmgeo.geo import EARTH_RADIUS_KM, destination
-from mmgeo.qdrant.schema import VectorIdentity, ensure_collection
+from mmgeo.qdrant import StoredPoint
+from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, point_id
 from mmgeo.search.geolocator import Geolocator
 from mmgeo.search.stage1 import Hypotheses
 
@@ -59,31 +60,38 @@ class PointStage1:
         return out
 
 
-def _tile(store, key, lat, lon, query_axis, cosine, landmark_id=None):
+def _tile(points, key, lat, lon, query_axis, cosine, landmark_id=None):
     vec = cosine * np.eye(DIM)[query_axis] + math.sqrt(1 - cosine**2) * np.eye(DIM)[SPARE]
-    add_tile(store, key, lat, lon, vec, landmark_id)
+    payload = build_payload(key=key, modality="satellite", lat=lat, lon=lon, landmark_id=landmark_id)
+    points.append(StoredPoint(point_id("mmgeo_satellite", key), payload, {"image": vec}))
+
+
+def _collection(store, points):
+    ensure_collection(store, "satellite", VectorIdentity("image", BasisEncoder.name, BasisEncoder.weights_id, DIM))
+    store.upsert("mmgeo_satellite", points)
+    return store
 
 
 def build(store):
     """Query 0 (landmark 1, NYC): its 3 tiles at cosines 0.9, 0.7, 0.5 between unlabelled tiles at 0.8, 0.6.
     Query 1 (landmark 2, Chicago): its one tile at 0.3, below 149 unlabelled Chicago tiles (rank 150).
-    Query 2 (landmark 3): no tile at all (an unlabelled tile 300 km away matches it). Query 3 (landmark 4, LA): its tile in the disk at 0.4 below an
-    unlabelled one at 0.6, its better tile (0.95) 40 km away. Query 4 (landmark 5): estimate in Kansas,
+    Query 2 (landmark 3): no tile at all (an unlabelled tile 300 km away matches it). Query 3 (landmark 4,
+    LA): its tile in the disk at 0.4 below an unlabelled one at 0.6, its better tile (0.95) 40 km away. Query 4 (landmark 5): estimate in Kansas,
     no tile within 25 km; its tile (NYC) at 0.99."""
-    ensure_collection(store, "satellite", VectorIdentity("image", BasisEncoder.name, BasisEncoder.weights_id, DIM))
+    p: list[StoredPoint] = []
     for i, c in enumerate((0.9, 0.7, 0.5)):
-        _tile(store, f"l1-{i}", *destination(*NYC, 90 * i, 2), 0, c, "1")
+        _tile(p, f"l1-{i}", *destination(*NYC, 90 * i, 2), 0, c, "1")
     for i, c in enumerate((0.8, 0.6)):
-        _tile(store, f"x1-{i}", *destination(*NYC, 45 + 90 * i, 3), 0, c)
-    _tile(store, "l2", *CHICAGO, 1, 0.3, "2")
+        _tile(p, f"x1-{i}", *destination(*NYC, 45 + 90 * i, 3), 0, c)
+    _tile(p, "l2", *CHICAGO, 1, 0.3, "2")
     for i, c in enumerate(np.linspace(0.95, 0.31, 149)):
-        _tile(store, f"x2-{i:03d}", *destination(*CHICAGO, i * 2.4, 1 + i % 10), 1, float(c))
-    _tile(store, "x3", *destination(*KANSAS, 270, 300), 2, 0.5)  # query 2's best match: no tie for its top-1
-    _tile(store, "l4-in", *LA, 3, 0.4, "4")
-    _tile(store, "x4", *destination(*LA, 0, 5), 3, 0.6)
-    _tile(store, "l4-out", *destination(*LA, 90, 40), 3, 0.95, "4")
-    _tile(store, "l5", *NYC, 4, 0.99, "5")
-    return store
+        _tile(p, f"x2-{i:03d}", *destination(*CHICAGO, i * 2.4, 1 + i % 10), 1, float(c))
+    _tile(p, "x3", *destination(*KANSAS, 270, 300), 2, 0.5)  # query 2's best match: no tie for its top-1
+    _tile(p, "l4-in", *LA, 3, 0.4, "4")
+    _tile(p, "x4", *destination(*LA, 0, 5), 3, 0.6)
+    _tile(p, "l4-out", *destination(*LA, 90, 40), 3, 0.95, "4")
+    _tile(p, "l5", *NYC, 4, 0.99, "5")
+    return _collection(store, p)
 
 
 TRUTH = {0: ("1", *NYC), 1: ("2", *CHICAGO), 2: ("3", *KANSAS), 3: ("4", *LA), 4: ("5", *NYC)}
@@ -106,7 +114,7 @@ def _queries(tmp_path, codes):
 
 
 def _row(geo, queries, radius=math.inf, fallback="full", **kw):
-    config = Config("stage1+stage2", reference_settings(DEPTH, radius, fallback))
+    config = Config("stage1+stage2", reference_settings(DEPTH, radius, fallback), "reference")
     return evaluate(geo, queries, [config], **kw)[0]
 
 
@@ -160,9 +168,9 @@ def test_an_empty_region_under_fail_is_a_miss_located_at_stage1(geo, tmp_path):
 
 def test_earth_radius_sets_the_disk_and_the_distances(store, tmp_path):
     """A tile 25.00002 km away on mmgeo's sphere is 24.99998 km on the reference's: inside its 25 km disk only."""
-    ensure_collection(store, "satellite", VectorIdentity("image", BasisEncoder.name, BasisEncoder.weights_id, DIM))
-    _tile(store, "edge", *destination(*NYC, 30, 25.00002), 0, 0.9, "1")
-    geo = Geolocator(store, BasisEncoder(), PointStage1({0: NYC}))
+    p: list[StoredPoint] = []
+    _tile(p, "edge", *destination(*NYC, 30, 25.00002), 0, 0.9, "1")
+    geo = Geolocator(_collection(store, p), BasisEncoder(), PointStage1({0: NYC}))
     q = [Query((tmp_path / "q.png",), "1", *NYC)]
     Image.new("RGB", (4, 4), (0, 0, 0)).save(q[0].photos[0])
     ref = _row(geo, q, radius=25.0, fallback="fail", earth_radius_km=REFERENCE_EARTH_RADIUS_KM)
@@ -194,6 +202,15 @@ def test_reference_rows_equal_the_independent_recomputation(geo, tmp_path, mode)
         got["depth"] = DEPTH  # the check lists max(K, min(1000, N)) = N = 161 deep; mmgeo was asked for 200
         expected[(mode, r["method"], radius, r["fallback"])] = got
     assert reference_check.compare(rows, expected, 1e-9) == []
+
+
+def test_a_row_labelled_reference_must_have_the_references_settings():
+    ref = reference_settings(DEPTH, 25.0, "full")
+    with pytest.raises(ValueError, match="not the reference's"):
+        Config("stage1+stage2", replace(ref, w_prior=0.2), "reference")
+    with pytest.raises(ValueError, match="not the reference's"):
+        Config("stage1+stage2", replace(ref, aggregate="max"), "reference")
+    assert Config("stage1+stage2 +prior", replace(ref, w_prior=0.2)).protocol == "ablation"
 
 
 def test_ranked_depth():

@@ -45,23 +45,29 @@ def test_table_rejects_unknown_and_missing_columns():
 
 def test_markdown_formatting():
     md = format_markdown(results_table(ROWS)).splitlines()
-    assert md[0].startswith("| method | mode | radius_km | fallback | gallery | geoclip_gallery | n_queries | R@1 |")
+    assert md[0].startswith("| protocol | method | mode | radius_km | fallback | gallery | geoclip_gallery | "
+                            "earth_radius_km | n_queries | n_landmarks | depth | R@1 |")
     assert md[1] == "|" + "---|" * len(RESULT_COLUMNS)
     row0 = md[2].split(" | ")
-    assert row0[2] == "25" and row0[7] == "0.2500" and row0[3] == "fail"
+    assert row0[3] == "25" and row0[11] == "0.2500" and row0[4] == "fail"
     assert "| ∞ |" in md[4] and "| 1234.6 |" in md[3]
     assert "|  |" in md[4]  # missing metric -> empty cell
 
 
 def test_write_results(tmp_path):
     paths = write_results(results_table(ROWS), tmp_path / "out")
-    assert set(paths) == {"csv", "md", "json", "accuracy_png", "recall_radius_png"}
+    assert set(paths) == {"csv", "md", "json", "reference_csv", "accuracy_png", "recall_radius_png"}
     back = pd.read_csv(paths["csv"])
     assert tuple(back.columns) == RESULT_COLUMNS and back["radius_km"].tolist() == [25.0, 100.0, math.inf]
     records = json.loads(paths["json"].read_text())
     assert records[2]["radius_km"] == "inf" and records[2]["mAP@1000"] is None and records[0]["n_queries"] == 4
     for kind in ("accuracy_png", "recall_radius_png"):
         assert paths[kind].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_markdown_notes_follow_the_table():
+    md = format_markdown(results_table(ROWS), ["R = 6371.0 km"])
+    assert md.endswith("\n\n- R = 6371.0 km\n")
 
 
 def test_no_recall_means_no_radius_plot(tmp_path):

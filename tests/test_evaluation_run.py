@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from known_world import LA, NYC, CodeEncoder, FixedStage1, photo
-from mmgeo.evaluation.run import Config, Query, evaluate, sweep
+from mmgeo.evaluation.run import Config, Query, evaluate, plan
 from mmgeo.geo import destination
 from mmgeo.search.geolocator import Geolocator, SearchSettings
 
@@ -16,12 +16,12 @@ def _query(tmp_path, code, landmark_id, lat, lon):
     return Query((path,), landmark_id, lat, lon)
 
 
-def test_sweep_has_the_reference_grid():
-    configs = sweep(text=True)
+def test_reference_plan_has_the_reference_grid():
+    configs = plan("reference", 1000)
     radii = {c.settings.radius_km for c in configs if c.settings and c.settings.region == "radius"}
     assert radii == {5.0, 25.0, 100.0, 500.0, 2000.0}
-    assert sum(1 for c in configs if c.settings and c.settings.region == "none") == 1
-    assert [c.method for c in configs][0] == "stage1" and configs[-1].method == "stage1+stage2+text"
+    assert sum(1 for c in configs if c.settings and c.settings.region == "none") == 2  # fail and full, as reported
+    assert [c.method for c in configs][0] == "stage1" and {c.protocol for c in configs} == {"reference"}
 
 
 def test_evaluate_scores_known_answers(world, tmp_path):
@@ -45,4 +45,4 @@ def test_empty_query_set_is_a_clear_error(world):
     from mmgeo.errors import InputError
 
     with pytest.raises(InputError, match="empty"):
-        evaluate(Geolocator(world, CodeEncoder(), FixedStage1([(*NYC, 1.0)])), [], sweep())
+        evaluate(Geolocator(world, CodeEncoder(), FixedStage1([(*NYC, 1.0)])), [], plan("all", 10))

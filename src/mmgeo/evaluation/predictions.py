@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from mmgeo.errors import InputError
-from mmgeo.geo import EARTH_RADIUS_KM
 from mmgeo.evaluation.metrics import (
     DEFAULT_KS,
     DEFAULT_THRESHOLDS_KM,
@@ -35,6 +34,7 @@ from mmgeo.evaluation.metrics import (
     recall_at_k,
     recall_at_percent,
 )
+from mmgeo.geo import EARTH_RADIUS_KM
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "pred_lat", "pred_lon")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("true_lat", "true_lon", "landmark_id", "ranked_landmarks")

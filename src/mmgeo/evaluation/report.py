@@ -50,8 +50,9 @@ RESULT_COLUMNS: tuple[str, ...] = CONFIG_COLUMNS + METRIC_COLUMNS
 def results_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     """The results table: one row per mapping, columns in :data:`RESULT_COLUMNS` order.
 
-    Each mapping holds every configuration column and any metric columns (absent ones are
-    NaN). ``radius_km`` of ``None`` means no narrowing and becomes ``inf``.
+    Each mapping holds every configuration column (``protocol`` may be absent: empty; and
+    ``earth_radius_km``: NaN) and any metric columns (absent ones are NaN). ``radius_km`` of
+    ``None`` means no narrowing and becomes ``inf``.
 
     Raises:
         InputError: no rows, a configuration column missing, or an unknown column (the
@@ -64,7 +65,8 @@ def results_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
         unknown = sorted(set(row) - set(RESULT_COLUMNS))
         if unknown:
             raise InputError(f"result row {i}: unknown column(s) {unknown}; valid columns: {list(RESULT_COLUMNS)}")
-        missing = [c for c in CONFIG_COLUMNS if c not in row]
+        row.setdefault("protocol", "")
+        missing = [c for c in CONFIG_COLUMNS if c not in row and c != "earth_radius_km"]
         if missing:
             raise InputError(f"result row {i}: missing configuration column(s) {missing}")
         if row["radius_km"] is None:

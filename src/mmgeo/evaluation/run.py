@@ -87,18 +87,27 @@ class Config:
     Attributes:
         method: the row's label (``stage1``, ``stage1+stage2``, ``stage1+stage2 +prior``, ...).
         settings: the search settings; None: the stage-1 estimate alone.
-        protocol: ``reference`` (the reference's semantics) or ``ablation`` (one change against it).
+        protocol: ``reference`` (the reference's semantics, checked: cosine only, tile by tile, a disk or
+            no narrowing, fallback fail or full) or ``ablation`` (anything else).
         level: what is ranked and counted as relevant: each ``tile``, or each ``landmark`` once.
     """
 
     method: str
     settings: SearchSettings | None
-    protocol: str = "reference"
+    protocol: str = "ablation"
     level: str = "tile"
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.protocol not in ("reference", "ablation"):
+            raise ValueError(f"protocol must be 'reference' or 'ablation', got {self.protocol!r}")
+        s = self.settings
+        if self.protocol == "reference" and s is not None and not (
+                s.w_prior == 0 and s.w_text == 0 and not s.rrf and s.aggregate == "tile" and self.level == "tile"
+                and s.region in ("radius", "none") and s.fallback in FALLBACKS and s.top_n <= s.candidates):
+            raise ValueError(f"{self.method!r} is labelled protocol 'reference' but its settings are not the "
+                             f"reference's (cosine only, tile by tile, a disk, fail/full): {s}")
 
 
 def ranked_depth(gallery_size: int, ks: Sequence[int] = DEFAULT_KS, map_k: int = MAP_K) -> int:
@@ -119,8 +128,8 @@ def reference_settings(depth: int, radius_km: float, fallback: str) -> SearchSet
 
 def reference_sweep(depth: int, radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = FALLBACKS) -> list[Config]:
     """Stage 1 alone, then the reference's radius × fallback grid (both fallbacks at r = ∞, as it reports them)."""
-    return [Config("stage1", None)] + [Config("stage1+stage2", reference_settings(depth, r, fb))
-                                       for r in radii for fb in fallbacks]
+    return [Config("stage1", None, "reference")] + [Config("stage1+stage2", reference_settings(depth, r, fb), "reference")
+                                                    for r in radii for fb in fallbacks]
 
 
 def ablations(depth: int, radii: Sequence[float] = ABLATION_RADII_KM, *, fallback: str = "full",
@@ -135,7 +144,7 @@ def ablations(depth: int, radii: Sequence[float] = ABLATION_RADII_KM, *, fallbac
     configs = []
     for r in radii:
         ref = reference_settings(depth, r, fallback)
-        configs.append(Config("stage1+stage2", ref))
+        configs.append(Config("stage1+stage2", ref, "reference"))
         configs.append(Config("stage1+stage2 +prior", replace(ref, w_prior=defaults.w_prior), "ablation"))
         if text:
             configs.append(Config("stage1+stage2 +text", replace(ref, w_text=defaults.w_text), "ablation"))
@@ -153,7 +162,8 @@ def plan(protocol: str, depth: int, radii: Sequence[float] = RADII_KM, fallbacks
     """The configurations of a :data:`PROTOCOLS` run (duplicates dropped, first kept)."""
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    configs = reference_sweep(depth, radii, fallbacks) if protocol in ("reference", "all") else [Config("stage1", None)]
+    configs = reference_sweep(depth, radii, fallbacks) if protocol in ("reference", "all") else \
+        [Config("stage1", None, "reference")]
     if protocol in ("ablations", "all"):
         configs += ablations(depth, text=text)
     return list(dict.fromkeys(configs))
