@@ -50,7 +50,7 @@ class FixedStage1:
     def __init__(self, points):
         self.points = points  # [(lat, lon, prob)]
 
-    def estimate(self, images, *, top_k=100):
+    def estimate(self, images, *, top_k=100, features=None):
         lat, lon, prob = (np.array(c, dtype=float) for c in zip(*self.points))
         return [Hypotheses(lat, lon, prob, self.name) for _ in images]
 

@@ -61,12 +61,20 @@ class ProjectedImageEncoder:
 
     def encode_images(self, images, *, batch_size: int = 32, num_workers: int = 0, normalize: bool = True) -> np.ndarray:
         """Base features projected into the text space (rows L2-normalised if ``normalize``)."""
-        z = self.base.encode_images(images, batch_size=batch_size, num_workers=num_workers) @ self.matrix
+        return self.project(self.base.encode_images(images, batch_size=batch_size, num_workers=num_workers), normalize=normalize)
+
+    def project(self, features: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+        """The base encoder's (unit) features, already computed, mapped into the text space."""
+        z = np.asarray(features) @ self.matrix
         return (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32) if normalize else z.astype(np.float32)
 
 
-def load_projection(path: str | os.PathLike) -> ProjectedImageEncoder:
-    """Load a projection and its base image encoder (checked against the one it was fitted on)."""
+def load_projection(path: str | os.PathLike, base: Any | None = None) -> ProjectedImageEncoder:
+    """Load a projection and its base image encoder (checked against the one it was fitted on).
+
+    ``base``: an image encoder already loaded (e.g. stage 2's); it is reused, not loaded twice,
+    when it is the encoder the projection was fitted on.
+    """
     from safetensors import safe_open
 
     from mmgeo.encoders.registry import create_encoder
@@ -78,7 +86,8 @@ def load_projection(path: str | os.PathLike) -> ProjectedImageEncoder:
         meta = fh.metadata() or {}
     if "base_encoder" not in meta or "text_space" not in meta:
         raise InputError(f"{path}: not an mmgeo text projection (no base_encoder/text_space metadata)")
-    base = create_encoder(meta["base_encoder"])
+    if base is None or base.name != meta["base_encoder"] or base.weights_id != meta["base_weights_id"]:
+        base = create_encoder(meta["base_encoder"])
     if base.weights_id != meta["base_weights_id"]:
         raise InputError(f"{path}: fitted on {meta['base_encoder']} weights {meta['base_weights_id']}, "
                          f"but those weights are now {base.weights_id}; fit it again")

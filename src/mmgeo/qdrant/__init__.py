@@ -4,26 +4,32 @@
 * :class:`ClientStore` — a Qdrant server or cluster via ``qdrant-client`` (URL + API key),
   or qdrant-client's local mode.
 
-:func:`open_store` picks the backend from a location string.
+:func:`open_store` picks the backend from a location string. ``qdrant-client`` (seconds to import)
+is imported only when a server or local-mode store is asked for.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from mmgeo.qdrant.base import GeoRadius, Hit, SearchFilter, Store, StoredPoint, VectorIndex, VectorSpec
-from mmgeo.qdrant.client import ClientStore
+from mmgeo.qdrant.base import EXACT, GeoRadius, Hit, SearchFilter, SearchParams, Store, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.edge import EdgeStore
 
+if TYPE_CHECKING:
+    from mmgeo.qdrant.client import ClientStore
+
 __all__ = [
+    "EXACT",
     "ClientStore",
     "EdgeStore",
     "GeoRadius",
     "Hit",
     "SearchFilter",
+    "SearchParams",
     "Store",
     "StoredPoint",
     "VectorIndex",
@@ -31,6 +37,14 @@ __all__ = [
     "default_store_path",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ClientStore":
+        from mmgeo.qdrant.client import ClientStore
+
+        return ClientStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_store_path() -> Path:
@@ -59,10 +73,12 @@ def open_store(
     if location is not None and url is not None:
         raise ValueError("give either a store path or a server URL, not both")
     loc = str(url or location or os.environ.get("QDRANT_URL") or default_store_path())
+    if not loc.startswith(("http://", "https://", "qdrant-local:")) and loc != ":memory:":
+        return EdgeStore(loc)
+    from mmgeo.qdrant.client import ClientStore
+
     if loc.startswith(("http://", "https://")):
         return ClientStore(url=loc, api_key=api_key or os.environ.get("QDRANT_API_KEY"), timeout=timeout)
     if loc == ":memory:":
         return ClientStore(path=":memory:")
-    if loc.startswith("qdrant-local:"):
-        return ClientStore(path=loc.removeprefix("qdrant-local:"))
-    return EdgeStore(loc)
+    return ClientStore(path=loc.removeprefix("qdrant-local:"))

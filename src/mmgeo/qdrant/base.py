@@ -45,6 +45,30 @@ class VectorIndex:
 
 
 @dataclass(frozen=True)
+class SearchParams:
+    """How the engine answers one search: an exhaustive scan, or its index with these knobs.
+
+    Attributes:
+        exact: score every candidate with the original vectors (no HNSW, no quantization).
+        hnsw_ef: HNSW beam width (None: the engine's default, ``ef_construct``).
+        rescore: on a quantized collection, rescore the best quantized hits with the original vectors.
+        oversampling: on a quantized collection, fetch ``limit * oversampling`` quantized hits to rescore.
+        acorn: filtered HNSW search also explores neighbours' neighbours (Qdrant's ACORN), so a
+            selective filter does not cut the graph into islands.
+    """
+
+    exact: bool = False
+    hnsw_ef: int | None = None
+    rescore: bool = True
+    oversampling: float | None = None
+    acorn: bool = False
+
+
+EXACT = SearchParams(exact=True)
+"""Exhaustive search: exactly the ``limit`` most similar points."""
+
+
+@dataclass(frozen=True)
 class StoredPoint:
     """A point as written to or read from a store. ``vectors`` is empty when not requested."""
 
@@ -140,8 +164,9 @@ class Store(Protocol):
     def retrieve(self, name: str, ids: Sequence[str], *, with_vectors: bool = False) -> list[StoredPoint]:
         """Points with these ids (missing ids are left out)."""
 
-    def count(self, name: str, flt: SearchFilter | None = None) -> int:
-        """Exact number of points matching ``flt`` (all points if None)."""
+    def count(self, name: str, flt: SearchFilter | None = None, *, exact: bool = True) -> int:
+        """Number of points matching ``flt`` (all points if None); ``exact=False``: the engine's cheap
+        estimate from its payload indexes."""
 
     def scroll(
         self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
@@ -156,12 +181,13 @@ class Store(Protocol):
         using: str,
         limit: int,
         flt: SearchFilter | None = None,
-        exact: bool = False,
+        params: SearchParams | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[Hit]:
         """The ``limit`` points most similar to ``vector`` (cosine) among those matching ``flt``.
 
-        ``fields`` limits the payload returned (None: all of it); fewer fields, less conversion."""
+        ``params``: how to search (None: the collection's index, rescoring quantized hits; :data:`EXACT`:
+        exhaustively). ``fields`` limits the payload returned (None: all of it); fewer fields, less conversion."""
 
     def search_batch(
         self,
@@ -171,7 +197,7 @@ class Store(Protocol):
         using: str,
         limit: int,
         filters: Sequence[SearchFilter | None],
-        exact: bool = False,
+        params: SearchParams | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search` for many queries at once, one filter per query."""

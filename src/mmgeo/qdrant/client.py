@@ -27,7 +27,7 @@ from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
-from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, SearchParams, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.sharding import METADATA_KEY as SHARDING_KEY
 from mmgeo.qdrant.sharding import ShardingSpec
 from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
@@ -254,9 +254,9 @@ class ClientStore:
         records = self.client.retrieve(name, ids=list(ids), with_payload=True, with_vectors=with_vectors)
         return [to_stored_point(r) for r in records]
 
-    def count(self, name: str, flt: SearchFilter | None = None) -> int:
+    def count(self, name: str, flt: SearchFilter | None = None, *, exact: bool = True) -> int:
         self._require(name)
-        return self.client.count(name, count_filter=to_qdrant_filter(flt, models), exact=True).count
+        return self.client.count(name, count_filter=to_qdrant_filter(flt, models), exact=exact).count
 
     def scroll(
         self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
@@ -279,10 +279,10 @@ class ClientStore:
 
     def search(
         self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None,
-        exact: bool = False, fields: Sequence[str] | None = None,
+        params: SearchParams | None = None, fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        return self.search_batch(name, np.asarray(vector)[None, :], using=using, limit=limit, filters=[flt], exact=exact,
-                                 fields=fields)[0]
+        return self.search_batch(name, np.asarray(vector)[None, :], using=using, limit=limit, filters=[flt],
+                                 params=params, fields=fields)[0]
 
     def search_batch(
         self,
@@ -292,10 +292,11 @@ class ClientStore:
         using: str,
         limit: int,
         filters: Sequence[SearchFilter | None],
-        exact: bool = False,
+        params: SearchParams | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         self._require(name)
+        engine_params = self._params(params or SearchParams())
         if len(vectors) != len(filters):
             raise ValueError(f"{len(vectors)} query vectors but {len(filters)} filters")
         routes = [self.route(name, f) for f in filters]
@@ -307,10 +308,7 @@ class ClientStore:
                 limit=limit,
                 filter=to_qdrant_filter(filters[i], models),
                 with_payload=list(fields) if fields is not None else True,
-                params=models.SearchParams(
-                    exact=exact,
-                    quantization=None if exact or self.is_local else models.QuantizationSearchParams(rescore=True),
-                ),
+                params=engine_params,
                 shard_key=routes[i],
             )
             for i in asked
@@ -320,6 +318,15 @@ class ClientStore:
         for i, r in zip(asked, responses, strict=True):
             results[i] = [Hit(str(p.id), float(p.score), p.payload or {}) for p in r.points]
         return results
+
+    def _params(self, p: SearchParams) -> models.SearchParams:
+        """Server search parameters (local mode always searches exactly and takes only ``exact``)."""
+        if p.exact or self.is_local:
+            return models.SearchParams(exact=p.exact)
+        return models.SearchParams(
+            hnsw_ef=p.hnsw_ef, quantization=models.QuantizationSearchParams(rescore=p.rescore, oversampling=p.oversampling),
+            acorn=models.AcornSearchParams(enable=True) if p.acorn else None,
+        )
 
     def optimize(self, name: str, *, timeout: float = 3600.0) -> None:
         """Wait until the server's optimizers are idle (status green); nothing to do in local mode."""

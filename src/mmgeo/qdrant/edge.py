@@ -25,7 +25,7 @@ import numpy as np
 import qdrant_edge as qe
 
 from mmgeo.errors import CollectionNotFoundError, StoreError, StoreLockedError
-from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, SearchParams, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 
 _SCHEMA = {
@@ -54,6 +54,16 @@ def _edge_index(index: VectorIndex | None) -> dict[str, Any]:
     if index.int8:
         kwargs["quantization_config"] = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, always_ram=True)
     return kwargs
+
+
+def _edge_params(p: SearchParams) -> qe.SearchParams:
+    """Engine search parameters (Edge does not rescore quantized hits unless asked)."""
+    if p.exact:
+        return qe.SearchParams(exact=True)
+    return qe.SearchParams(
+        hnsw_ef=p.hnsw_ef, quantization=qe.QuantizationSearchParams(rescore=p.rescore, oversampling=p.oversampling),
+        acorn=qe.AcornSearchParams(enable=True) if p.acorn else None,
+    )
 
 
 class EdgeStore:
@@ -205,8 +215,8 @@ class EdgeStore:
         records = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
         return [to_stored_point(r) for r in records]
 
-    def count(self, name: str, flt: SearchFilter | None = None) -> int:
-        return self._shard(name).count(qe.CountRequest(exact=True, filter=to_qdrant_filter(flt, qe)))
+    def count(self, name: str, flt: SearchFilter | None = None, *, exact: bool = True) -> int:
+        return self._shard(name).count(qe.CountRequest(exact=exact, filter=to_qdrant_filter(flt, qe)))
 
     def scroll(
         self, name: str, *, flt: SearchFilter | None = None, batch_size: int = 256, with_vectors: bool = False
@@ -223,22 +233,21 @@ class EdgeStore:
             if offset is None:
                 return
 
-    def _request(self, vector: np.ndarray, using: str, limit: int, flt: SearchFilter | None, exact: bool,
-                 fields: Sequence[str] | None) -> qe.QueryRequest:
+    def _request(self, vector: np.ndarray, using: str, limit: int, flt: SearchFilter | None,
+                 params: SearchParams | None, fields: Sequence[str] | None) -> qe.QueryRequest:
         return qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=using),
             filter=to_qdrant_filter(flt, qe),
             with_payload=list(fields) if fields is not None else True,
-            # Rescoring only matters for quantized collections (Edge does not rescore by default).
-            params=qe.SearchParams(exact=exact, quantization=None if exact else qe.QuantizationSearchParams(rescore=True)),
+            params=_edge_params(params or SearchParams()),
         )
 
     def search(
         self, name: str, vector: np.ndarray, *, using: str, limit: int, flt: SearchFilter | None = None,
-        exact: bool = False, fields: Sequence[str] | None = None,
+        params: SearchParams | None = None, fields: Sequence[str] | None = None,
     ) -> list[Hit]:
-        found = self._shard(name).query(self._request(vector, using, limit, flt, exact, fields))
+        found = self._shard(name).query(self._request(vector, using, limit, flt, params, fields))
         return [Hit(str(p.id), float(p.score), p.payload or {}) for p in found]
 
     def search_batch(
@@ -249,10 +258,10 @@ class EdgeStore:
         using: str,
         limit: int,
         filters: Sequence[SearchFilter | None],
-        exact: bool = False,
+        params: SearchParams | None = None,
         fields: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
-        requests = [self._request(v, using, limit, f, exact, fields) for v, f in zip(vectors, filters, strict=True)]
+        requests = [self._request(v, using, limit, f, params, fields) for v, f in zip(vectors, filters, strict=True)]
         results = self._shard(name).query_batch(qe.QueryBatchRequest(requests))
         return [[Hit(str(p.id), float(p.score), p.payload or {}) for p in found] for found in results]
 

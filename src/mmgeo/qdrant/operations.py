@@ -46,7 +46,7 @@ from mmgeo.errors import (
     SnapshotError,
     StoreError,
 )
-from mmgeo.qdrant.base import Store, StoredPoint, VectorSpec
+from mmgeo.qdrant.base import SearchParams, Store, StoredPoint, VectorSpec
 from mmgeo.qdrant.client import ClientStore
 from mmgeo.qdrant.edge import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity, check_vector_identity
@@ -1028,4 +1028,4 @@ def _query_ids(
             for v in vectors
         ]
         return [[str(p.id) for p in r.points] for r in store.client.query_batch_points(name, requests=requests)]
-    return [[h.id for h in store.search(name, v, using=using, limit=limit, exact=exact)] for v in vectors]
+    return [[h.id for h in store.search(name, v, using=using, limit=limit, params=SearchParams(exact=exact))] for v in vectors]

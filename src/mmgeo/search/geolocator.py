@@ -1,13 +1,14 @@
 """The two-stage search: photo(s) → stage-1 hypotheses → region → filtered vector search → rerank.
 
-Each step is a small function over dataclasses; :class:`Geolocator` wires them and
-times each stage. The CLI (``mmgeo-search``) is a thin shell over :meth:`Geolocator.locate`.
+:class:`Geolocator` wires the steps (:mod:`~mmgeo.search.stage1`, :mod:`~mmgeo.search.region`,
+:mod:`~mmgeo.search.stage2`, :mod:`~mmgeo.search.rerank`) and times each stage. ``mmgeo-search``
+calls :meth:`Geolocator.locate`; ``mmgeo-eval`` and ``mmgeo-bench`` call :meth:`Geolocator.rank_many`,
+which returns exactly what :meth:`Geolocator.rank` returns for each query, in one engine pass for all.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -16,26 +17,30 @@ import numpy as np
 from PIL import Image
 
 from mmgeo.errors import CollectionNotFoundError, ImageError, InputError
-from mmgeo.geo import haversine_km
 from mmgeo.images import load_image
 from mmgeo.places import place_names
-from mmgeo.qdrant.base import Hit, SearchFilter, Store
+from mmgeo.qdrant.base import SearchFilter, Store
 from mmgeo.qdrant.schema import VectorIdentity, check_not_dropping, check_vector_identity, collection_name
+from mmgeo.search.features import PhotoFeatures, encoder_identity
 from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_region
+from mmgeo.search.rerank import Group, Weights, confidence, rank_groups, text_scores, top_groups
 from mmgeo.search.result import Candidate, SearchResult
 from mmgeo.search.stage1 import Hypotheses, Stage1
+from mmgeo.search.stage2 import INDEX_MODES, Found, Stage2, engine_params, groups_needed
 
 FALLBACKS = ("fail", "widen", "full")
-AGGREGATES = ("max", "mean", "tile")
-"""How tile hits become candidates: one per landmark (its best or mean tile score), or every tile on its own
-(``tile``: the reference system's ranking, where each relevant tile counts)."""
-HIT_FIELDS = ("key", "landmark_id", "name", "location", "source")
-"""Payload fields stage 2 reads from its hits (the rest stays in the engine)."""
+COUNTS = ("estimate", "exact")
 
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """Knobs of one search; defaults follow the reference protocol (R = 25 km) where it has one."""
+    """Knobs of one search; defaults follow the reference protocol (R = 25 km) where it has one.
+
+    ``index``/``hnsw_ef``/``oversampling``: how the engine searches (``auto``: the collection's own
+    index, from its metadata; see :func:`~mmgeo.search.stage2.engine_params`). ``count``: how
+    ``candidates_in_region`` is found for a region holding more points than the hits read
+    (``estimate``: the payload index's cardinality estimate; ``exact``: a count pass, as evaluation needs).
+    """
 
     region: str = "radius"
     radius_km: float = 25.0
@@ -55,15 +60,26 @@ class SearchSettings:
     rrf: bool = False
     rrf_k: int = 60
     min_confidence: float = 0.0
+    index: str = "auto"
+    hnsw_ef: int | None = None
+    oversampling: float | None = None
+    count: str = "estimate"
 
     def __post_init__(self) -> None:
         checks = {"region": (self.region, MODES), "fallback": (self.fallback, FALLBACKS),
-                  "aggregate": (self.aggregate, AGGREGATES), "fusion": (self.fusion, ("mean", "score"))}
+                  "aggregate": (self.aggregate, ("max", "mean")), "fusion": (self.fusion, ("mean", "score")),
+                  "index": (self.index, INDEX_MODES), "count": (self.count, COUNTS)}
         for name, (value, valid) in checks.items():
             if value not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
         if self.radius_km <= 0:
             raise ValueError(f"radius_km must be > 0, got {self.radius_km}")
+        if self.top_n < 1 or self.candidates < 1:
+            raise ValueError(f"top_n and candidates must be >= 1, got {self.top_n} and {self.candidates}")
+
+    @property
+    def weights(self) -> Weights:
+        return Weights(self.w_image, self.w_text, self.w_prior, self.rrf, self.rrf_k)
 
 
 def fuse_hypotheses(hyps: Sequence[Hypotheses]) -> Hypotheses:
@@ -77,38 +93,21 @@ def fuse_hypotheses(hyps: Sequence[Hypotheses]) -> Hypotheses:
     return Hypotheses(lat, lon, prob[order], hyps[0].source)
 
 
-def aggregate_hits(hits: Sequence[Hit], how: str = "max") -> list[tuple[str, float, list[Hit]]]:
-    """Group tile hits by landmark (unlabelled tiles stand alone); score = max or mean of its hits.
-
-    ``tile`` keeps every hit as its own candidate, keyed by the tile's key."""
-    if how == "tile":
-        return sorted(((str(h.payload.get("key") or h.id), h.score, [h]) for h in hits), key=lambda t: (-t[1], t[0]))
-    groups: dict[str, list[Hit]] = defaultdict(list)
-    for h in hits:
-        groups[str(h.payload.get("landmark_id") or h.payload.get("key") or h.id)].append(h)
-    scored = [(k, max(x.score for x in g) if how == "max" else float(np.mean([x.score for x in g])), g)
-              for k, g in groups.items()]
-    return sorted(scored, key=lambda t: (-t[1], t[0]))
+def region_for(hyp: Hypotheses, s: SearchSettings, radius_km: float | None = None) -> Region:
+    """The stage-2 region of one query (``radius_km``: a widened radius instead of the setting's)."""
+    if s.region == "none" or len(hyp.prob) == 0:
+        return full_region()
+    if s.region == "mass" and radius_km is None:
+        return mass_region(hyp, s.mass, s.mass_resolution)
+    return radius_region(*hyp.top, radius_km or s.radius_km)
 
 
-def rrf_scores(rankings: Sequence[Sequence[float]], k: int = 60) -> np.ndarray:
-    """Reciprocal-rank fusion: sum over signals of 1 / (k + rank), rank 1 = highest value."""
-    total = np.zeros(len(rankings[0]))
-    for values in rankings:
-        ranks = np.empty(len(values))
-        ranks[np.argsort(-np.asarray(values), kind="stable")] = np.arange(1, len(values) + 1)
-        total += 1.0 / (k + ranks)
-    return total
-
-
-def confidence(hyp: Hypotheses, scores: Sequence[float], radius_km: float) -> float:
-    """In [0, 1]: half the stage-1 mass near its top estimate, half the winner's margin over the runner-up
-    (gap/0.1, capped; 0 with a single candidate)."""
-    if len(hyp.prob) == 0 or not len(scores):
-        return 0.0
-    mass = hyp.mass_within(*hyp.top, radius_km)
-    gap = (scores[0] - scores[1]) if len(scores) > 1 else 0.0  # a lone candidate beat nobody: no margin
-    return float(0.5 * mass + 0.5 * min(1.0, max(0.0, gap) / 0.1))
+def _name_places(hyps: Sequence[Hypotheses], candidates: Sequence[Sequence[Candidate]]) -> list[list[dict[str, Any] | None]]:
+    """Place names of each query's estimate and candidates, in one lookup for the whole batch."""
+    points = [[hyp.top if len(hyp.prob) else (float("nan"), float("nan"))] + [(c.lat, c.lon) for c in cs]
+              for hyp, cs in zip(hyps, candidates)]
+    flat = iter(place_names([p for ps in points for p in ps]))
+    return [[next(flat) for _ in ps] for ps in points]
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,8 @@ class Geolocator:
                 f"collection {self.collection!r} is missing or empty in {self.store.location}; build it with "
                 f"`mmgeo-ingest DATASET --modalities satellite --encoder {self.encoder.name}`")
         check_not_dropping(self.store, self.collection)
-        check_vector_identity(self.collection, self.store.get_metadata(self.collection),
+        self.metadata = self.store.get_metadata(self.collection)
+        check_vector_identity(self.collection, self.metadata,
                               VectorIdentity("image", self.encoder.name, self.encoder.weights_id, self.encoder.dim))
         self.text_space = self._text_space()
 
@@ -164,39 +164,16 @@ class Geolocator:
                               VectorIdentity("text", space["encoder"], space["weights_id"], space["dim"]))
         return self.text_encoder.name
 
-    def _region(self, hyp: Hypotheses, s: SearchSettings, radius_km: float | None = None) -> Region:
-        if s.region == "none" or len(hyp.prob) == 0:
-            return full_region()
-        if s.region == "mass" and radius_km is None:
-            return mass_region(hyp, s.mass, s.mass_resolution)
-        return radius_region(*hyp.top, radius_km or s.radius_km)
-
-    def _search(self, qvecs: np.ndarray, region: Region, s: SearchSettings) -> list[Hit]:
-        if s.fusion == "mean" or len(qvecs) == 1:
-            q = qvecs.mean(axis=0)
-            return self.store.search(self.collection, q / np.linalg.norm(q), using="image",
-                                     limit=s.candidates, flt=region.flt, exact=True, fields=HIT_FIELDS)
-        per_photo = self.store.search_batch(self.collection, qvecs, using="image", limit=s.candidates,
-                                            filters=[region.flt] * len(qvecs), exact=True, fields=HIT_FIELDS)
-        pooled: dict[str, list[Hit]] = defaultdict(list)
-        for hits in per_photo:
-            for h in hits:
-                pooled[h.id].append(h)
-        return [Hit(i, float(sum(h.score for h in hs) / len(qvecs)), hs[0].payload) for i, hs in pooled.items()]
-
-    def _text_scores(self, photo: np.ndarray | None, landmark_ids: list[str]) -> dict[str, float]:
-        """Best cosine between the photo (in the text space) and each landmark's text points."""
-        if photo is None or not landmark_ids:
-            return {}
-        flt = SearchFilter(equals={"landmark_id": landmark_ids})
-        out: dict[str, float] = {}
-        for p in self.store.scroll(self.text_collection, flt=flt, with_vectors=True):
-            lid = str(p.payload.get("landmark_id"))
-            out[lid] = max(out.get(lid, -1.0), float(p.vectors["text"] @ photo))
-        return out
+    def stage2(self, s: SearchSettings) -> Stage2:
+        """The batched stage-2 search these settings ask for, on the collection's own index."""
+        return Stage2(self.store, self.collection, engine_params(self.metadata, s.index, s.hnsw_ef, s.oversampling))
 
     def prepare(self, photos: Sequence[str | Image.Image], top_k: int = 100) -> PreparedQuery:
-        """Decode and encode the photos and run stage 1: the per-query work every setting shares."""
+        """Decode and encode the photos and run stage 1: the per-query work every setting shares.
+
+        Each photo goes through a given image encoder once: stage 2's query vectors, a kNN stage 1
+        on the same encoder and a text projection fitted on it read the same features.
+        """
         t0 = time.perf_counter()
         images, names, problems = [], [], []
         for p in photos:
@@ -207,16 +184,23 @@ class Geolocator:
                 problems.append(str(exc))
         if not images:
             raise InputError("no usable photo: " + "; ".join(problems))
-        qvecs = self.encoder.encode_images(images)
+        features = PhotoFeatures(images)
+        qvecs = features.of(self.encoder)
         t1 = time.perf_counter()
-        hyp = fuse_hypotheses(self.stage1.estimate(images, top_k=top_k))
+        hyp = fuse_hypotheses(self.stage1.estimate(images, top_k=top_k, features=features))
         t2 = time.perf_counter()
         text_vector = None
         if self.text_space is not None:
-            mean = self.text_encoder.encode_images(images).mean(axis=0)
+            mean = self._photo_text_vectors(features).mean(axis=0)
             text_vector = mean / np.linalg.norm(mean)
         return PreparedQuery(images, names, problems, qvecs, hyp, text_vector,
                              {"encode": t1 - t0 + time.perf_counter() - t2, "stage1": t2 - t1})
+
+    def _photo_text_vectors(self, features: PhotoFeatures) -> np.ndarray:
+        base = getattr(self.text_encoder, "base", None)
+        if base is not None and encoder_identity(base) == encoder_identity(self.encoder):
+            return self.text_encoder.project(features.of(base))
+        return features.of(self.text_encoder)
 
     def locate(self, photos: Sequence[str | Image.Image], settings: SearchSettings | None = None) -> SearchResult:
         """Where were these photos (of one place) taken? Bad photos are skipped and listed in ``problems``."""
@@ -224,67 +208,87 @@ class Geolocator:
         return self.rank(self.prepare(photos, s.top_k_hypotheses), s)
 
     def rank(self, q: PreparedQuery, settings: SearchSettings | None = None) -> SearchResult:
-        """Stage 2 and the rerank for a prepared query (cheap: sweeps call this once per setting)."""
-        s = settings or SearchSettings()
-        t = dict(q.seconds)
-        hyp, qvecs = q.hypotheses, q.vectors
-        t2 = time.perf_counter()
-        region = self._region(hyp, s)
-        n_region = self.store.count(self.collection, region.flt)  # narrowing statistic, before any fallback
-        first_region = region
-        hits = self._search(qvecs, region, s) if n_region else []
-        radius = s.radius_km
-        while not hits and s.fallback == "widen" and region.mode != "none" and radius < s.widen_cap_km:
-            radius = min(radius * s.widen_factor, s.widen_cap_km)
-            region = self._region(hyp, s, radius)
-            hits = self._search(qvecs, region, s)
-        if not hits and s.fallback == "full" and region.mode != "none":
-            region = full_region()
-            hits = self._search(qvecs, region, s)
-        t["stage2"] = time.perf_counter() - t2
+        """Stage 2 and the rerank for a prepared query (sweeps call :meth:`rank_many` instead)."""
+        return self.rank_many([q], settings)[0]
 
-        t3 = time.perf_counter()
-        groups = aggregate_hits(hits, s.aggregate)[: max(s.top_n * 4, s.top_n)]
-        lids = sorted({str(g[2][0].payload["landmark_id"]) for g in groups if g[2][0].payload.get("landmark_id")})
-        text = self._text_scores(q.text_vector, lids)
+    def rank_many(self, queries: Sequence[PreparedQuery], settings: SearchSettings | None = None) -> list[SearchResult]:
+        """Stage 2 and the rerank for many prepared queries at once: the same results as :meth:`rank`
+        on each, with one batched engine pass per step (search, fallback, count, text scores).
+
+        Each result's ``timings_ms`` holds its share of the batch's stage-2 and rerank time.
+        """
+        s = settings or SearchSettings()
+        if not queries:
+            return []
+        t0 = time.perf_counter()
+        engine = self.stage2(s)
+        hyps = [q.hypotheses for q in queries]
+        regions = [region_for(h, s) for h in hyps]
+        first = list(regions)
+        search = {"candidates": s.candidates, "per_photo": s.fusion == "score",
+                  "groups": groups_needed(s.top_n) if s.aggregate == "max" else None}
+        found = engine.search([q.vectors for q in queries], [r.flt for r in regions], **search)
+        sizes = [engine.region_size(f, r.flt, exact=s.count == "exact") for f, r in zip(found, regions)]
+        self._fall_back(engine, queries, regions, found, s, search)
+        t1 = time.perf_counter()
+        groups = [top_groups(f.hits, s.aggregate, s.top_n) for f in found]
+        text = self._text_scores(queries, groups)
+        candidates = [rank_groups(g, q.hypotheses, top_n=s.top_n, weights=s.weights, text_score=tx,
+                                  collection=self.collection) for q, g, tx in zip(queries, groups, text)]
+        places = _name_places(hyps, candidates)
+        candidates = [[replace(c, place=p) for c, p in zip(cs, ps[1:])] for cs, ps in zip(candidates, places)]
+        t2 = time.perf_counter()
+        n, settings_dict = len(queries), asdict(s)
+        share = {"stage2": (t1 - t0) / n, "rerank": (t2 - t1) / n}
+        return [self._result(q, s, r0, r, size, c, ps[0], share, settings_dict)
+                for q, r0, r, size, c, ps in zip(queries, first, regions, sizes, candidates, places)]
+
+    def _fall_back(self, engine: Stage2, queries: Sequence[PreparedQuery], regions: list[Region], found: list[Found],
+                   s: SearchSettings, search: dict[str, Any]) -> None:
+        """Widen (or drop) the region of every query whose region held no candidates, in batches."""
+        empty = [i for i, f in enumerate(found) if not f.hits and regions[i].mode != "none"]
+        radius = s.radius_km
+        while empty and s.fallback == "widen" and radius < s.widen_cap_km:
+            radius = min(radius * s.widen_factor, s.widen_cap_km)
+            for i in empty:
+                regions[i] = region_for(queries[i].hypotheses, s, radius)
+            again = engine.search([queries[i].vectors for i in empty], [regions[i].flt for i in empty], **search)
+            for i, f in zip(empty, again):
+                found[i] = f
+            empty = [i for i in empty if not found[i].hits]
+        if empty and s.fallback == "full":
+            for i in empty:
+                regions[i] = full_region()
+            for i, f in zip(empty, engine.search([queries[i].vectors for i in empty], [None] * len(empty), **search)):
+                found[i] = f
+
+    def _text_scores(self, queries: Sequence[PreparedQuery], groups: Sequence[Sequence[Group]]) -> list[dict[str, float]]:
+        """Photo↔text scores of each query's top landmarks, from one read of all their text points."""
+        wanted = [[] if q.text_vector is None else [g[0] for g in gs if g[2][0].payload.get("landmark_id")]
+                  for q, gs in zip(queries, groups)]
+        ids = sorted({lid for w in wanted for lid in w})
+        if not ids:
+            return [{} for _ in queries]
+        rows: dict[str, list[np.ndarray]] = {}
+        for p in self.store.scroll(self.text_collection, flt=SearchFilter(equals={"landmark_id": ids}), with_vectors=True):
+            rows.setdefault(str(p.payload.get("landmark_id")), []).append(p.vectors["text"])
+        texts = {lid: np.stack(v) for lid, v in rows.items()}
+        return [text_scores(q.text_vector, w, texts) for q, w in zip(queries, wanted)]
+
+    def _result(self, q: PreparedQuery, s: SearchSettings, first: Region, region: Region, size: int, candidates: list,
+                place: dict[str, Any] | None, share: dict[str, float], settings_dict: dict[str, Any]) -> SearchResult:
+        hyp = q.hypotheses
         est_lat, est_lon = hyp.top if len(hyp.prob) else (float("nan"), float("nan"))
-        rows = []
-        for key, img_score, group in groups:
-            loc = group[0].payload["location"]
-            rows.append((key, img_score, text.get(str(group[0].payload.get("landmark_id"))),
-                         hyp.prior_at(loc["lat"], loc["lon"]) if len(hyp.prob) else 0.0, group))
-        if s.rrf and rows:
-            final = rrf_scores([[r[1] for r in rows], [r[2] if r[2] is not None else -1.0 for r in rows],
-                                [r[3] for r in rows]], s.rrf_k)
-        else:
-            final = np.array([s.w_image * r[1] + s.w_text * (r[2] or 0.0) + s.w_prior * r[3] for r in rows])
-        order = np.argsort(-final, kind="stable")[: s.top_n]
-        candidates = []
-        for rank, i in enumerate(order, start=1):
-            key, img_score, text_score, prior, group = rows[i]
-            best = max(group, key=lambda h: h.score)
-            loc = best.payload["location"]
-            candidates.append(Candidate(
-                rank=rank, key=key, landmark_id=best.payload.get("landmark_id"), name=best.payload.get("name"),
-                lat=loc["lat"], lon=loc["lon"],
-                distance_km=float(haversine_km(est_lat, est_lon, loc["lat"], loc["lon"])) if len(hyp.prob) else float("nan"),
-                score=float(final[i]), image_score=float(img_score), text_score=text_score, prior=float(prior),
-                evidence=[{"collection": self.collection, "key": h.payload.get("key"), "source": h.payload.get("source"),
-                           "score": round(h.score, 4)} for h in sorted(group, key=lambda h: -h.score)[:3]],
-            ))
-        places = place_names([(est_lat, est_lon)] + [(c.lat, c.lon) for c in candidates])
-        candidates = [replace(c, place=p) for c, p in zip(candidates, places[1:])]
-        t["rerank"] = time.perf_counter() - t3
         conf = confidence(hyp, [c.score for c in candidates], s.radius_km)
+        timings = {k: round(v * 1000, 2) for k, v in {**q.seconds, **share}.items()}
         return SearchResult(
             photos=q.names,
-            estimate={"lat": est_lat, "lon": est_lon, "source": hyp.source, "place": places[0],
+            estimate={"lat": est_lat, "lon": est_lon, "source": hyp.source, "place": place,
                       "hypotheses": [{"lat": float(a), "lon": float(b), "prob": float(c)}
                                      for a, b, c in zip(hyp.lat[:10], hyp.lon[:10], hyp.prob[:10])]},
             region={"mode": region.mode, "description": region.description, "radius_km": region.radius_km,
-                    "candidates_in_region": int(n_region), "fallback_used": region is not first_region,
+                    "candidates_in_region": int(size), "fallback_used": region is not first,
                     "geometry": region.geometry()},
             candidates=candidates, confidence=conf, abstained=conf < s.min_confidence,
-            text_space=self.text_space, timings_ms={k: round(v * 1000, 2) for k, v in t.items()},
-            settings=asdict(s), problems=q.problems,
+            text_space=self.text_space, timings_ms=timings, settings=dict(settings_dict), problems=q.problems,
         )

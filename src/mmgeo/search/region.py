@@ -1,7 +1,9 @@
 """Stage 2's search region: where candidates may lie, as a Qdrant filter plus a shape to show.
 
-* ``radius`` — every point within R km of the top-1 estimate: an H3 grid-disk cover (fast
-  keyword prefilter on the payload index) AND the exact ``geo_radius`` condition.
+* ``radius`` — every point within R km of the top-1 estimate: the exact ``geo_radius`` condition,
+  answered by the engine's geo index. (An H3 grid-disk cover AND-ed to it made Qdrant Edge slower,
+  1.45 vs 0.82 µs per candidate at 101K tiles, and cost 0.03 ms per query to build:
+  benchmarks/results/NOTES.md; sharded servers route a radius by itself.)
 * ``mass`` — the smallest set of H3 cells holding p of the stage-1 posterior mass, so
   two distant plausible regions are both searched.
 * ``none`` — no geo filter (the no-geo baseline and the ``full`` fallback).
@@ -10,13 +12,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import h3
 
-from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, cover_disk, h3_field
+from mmgeo.geo import h3_field
 from mmgeo.qdrant.base import GeoRadius, SearchFilter
 from mmgeo.search.stage1 import Hypotheses
 
@@ -41,13 +42,10 @@ class Region:
         return h3.cells_to_geo(list(self.cells))
 
 
-def radius_region(lat: float, lon: float, radius_km: float,
-                  resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS) -> Region:
+def radius_region(lat: float, lon: float, radius_km: float) -> Region:
     """All points within ``radius_km`` of (lat, lon), exactly."""
-    res, cells = cover_disk(lat, lon, radius_km, resolutions)
-    flt = SearchFilter(cells={h3_field(res): cells}, radius=GeoRadius(lat, lon, radius_km))
-    return Region("radius", flt, f"within {radius_km:g} km of ({lat:.4f}, {lon:.4f}); H3 r{res} cover of {len(cells)} cells",
-                  (lat, lon), radius_km)
+    return Region("radius", SearchFilter(radius=GeoRadius(lat, lon, radius_km)),
+                  f"within {radius_km:g} km of ({lat:.4f}, {lon:.4f})", (lat, lon), radius_km)
 
 
 def mass_region(hyp: Hypotheses, mass: float = 0.9, resolution: int = 5, ring: int = 1) -> Region:

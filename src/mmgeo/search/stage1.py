@@ -20,6 +20,7 @@ from mmgeo.errors import CollectionNotFoundError
 from mmgeo.geo import haversine_km
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import VectorIdentity, check_vector_identity
+from mmgeo.search.features import PhotoFeatures
 
 
 @dataclass(frozen=True)
@@ -41,19 +42,27 @@ class Hypotheses:
         total = float(self.prob.sum())
         return float(self.prob[d <= radius_km].sum() / total) if total > 0 else 0.0
 
-    def prior_at(self, lat: float, lon: float, bandwidth_km: float = 25.0) -> float:
-        """Stage-1 belief at a location: Gaussian kernel density of the hypotheses, scaled to [0, 1]."""
-        d = haversine_km(self.lat, self.lon, lat, lon)
+    def prior_at(self, lat: np.ndarray, lon: np.ndarray, bandwidth_km: float = 25.0) -> np.ndarray:
+        """Stage-1 belief at each location: Gaussian kernel density of the hypotheses, scaled to [0, 1]
+        (one distance matrix for all the locations)."""
         total = float(self.prob.sum())
-        return float((self.prob * np.exp(-0.5 * (np.asarray(d) / bandwidth_km) ** 2)).sum() / total) if total > 0 else 0.0
+        if total <= 0:
+            return np.zeros(len(lat))
+        d = haversine_km(self.lat[None, :], self.lon[None, :], np.asarray(lat)[:, None], np.asarray(lon)[:, None])
+        return (np.exp(-0.5 * (np.asarray(d) / bandwidth_km) ** 2) @ self.prob) / total
 
 
 class Stage1(Protocol):
-    """Turns photos (decoded, upright RGB) into one :class:`Hypotheses` per photo."""
+    """Turns photos (decoded, upright RGB) into one :class:`Hypotheses` per photo.
+
+    ``features`` holds the photos' features already computed for this query (stage 2 encodes
+    first): an estimator that runs the same encoder reads them instead of encoding again.
+    """
 
     name: str
 
-    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100) -> list[Hypotheses]: ...
+    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100,
+                 features: PhotoFeatures | None = None) -> list[Hypotheses]: ...
 
 
 def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
@@ -79,8 +88,9 @@ class KnnStage1:
         self.store, self.encoder, self.collection, self.using, self.temperature = store, encoder, collection, using, temperature
         self.name = f"knn:{collection}"
 
-    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100) -> list[Hypotheses]:
-        query_vectors = self.encoder.encode_images(list(images))
+    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100,
+                 features: PhotoFeatures | None = None) -> list[Hypotheses]:
+        query_vectors = (features or PhotoFeatures(images)).of(self.encoder)
         results = self.store.search_batch(self.collection, query_vectors, using=self.using, limit=top_k,
                                           filters=[None] * len(query_vectors))
         out = []
@@ -106,6 +116,8 @@ class GeoCLIPStage1:
         self.geoclip, self.gallery = geoclip, gallery
         self.name = f"geoclip:{(gallery or geoclip.gallery).name}"
 
-    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100) -> list[Hypotheses]:
+    def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100,
+                 features: PhotoFeatures | None = None) -> list[Hypotheses]:
+        # GeoCLIP's own CLIP backbone: nothing another encoder computed helps here.
         preds = self.geoclip.predict(list(images), top_k=top_k, gallery=self.gallery)
         return [Hypotheses(np.asarray(p.lat), np.asarray(p.lon), np.asarray(p.prob), self.name) for p in preds]

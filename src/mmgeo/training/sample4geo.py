@@ -33,6 +33,7 @@ from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import rank_by_score, recall_at_k
 from mmgeo.images import load_image
 from mmgeo.ingest.records import Problem
+from mmgeo.qdrant.base import EXACT
 from mmgeo.training.data import LandmarkPairs, gps_neighbours, load_pairs, neighbour_batches
 from mmgeo.training.objectives import LogitScale, multi_positive_infonce, warmup_cosine
 from mmgeo.training.runlog import RunLog
@@ -191,7 +192,7 @@ def dss_neighbours(towers: _Towers, pairs: LandmarkPairs, images: _Images, devic
     with tempfile.TemporaryDirectory(prefix="mmgeo-dss-") as tmp, EdgeStore(tmp) as store:
         store.create_collection("dss", [VectorSpec("image", sat.shape[1])], {"purpose": "mmgeo-train DSS"}, {})
         store.upsert("dss", [StoredPoint(point_id("dss", str(i)), {"i": i}, {"image": v}) for i, v in enumerate(sat)])
-        hits = store.search_batch("dss", ground, using="image", limit=limit, filters=[None] * len(ground), exact=True)
+        hits = store.search_batch("dss", ground, using="image", limit=limit, filters=[None] * len(ground), params=EXACT)
     out = np.empty((len(pairs), limit - 1), dtype=np.int64)
     for i, row in enumerate(hits):
         others = [int(h.payload["i"]) for h in sorted(row, key=lambda h: (-h.score, h.payload["i"])) if int(h.payload["i"]) != i]
