@@ -7,7 +7,7 @@ import pytest
 
 from mmgeo.errors import CollectionMismatchError, CollectionNotFoundError, StoreLockedError
 from mmgeo.geo import cover_disk, destination, h3_field
-from mmgeo.qdrant import EdgeStore, GeoRadius, SearchFilter, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant import EXACT, EdgeStore, GeoRadius, SearchFilter, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, payload_indexes, point_id
 
 DIM = 8
@@ -110,7 +110,7 @@ def test_nearest_neighbour_order_and_scores(store):
     vecs = _unit(rng, 50)
     store.upsert(name, [_point(f"p{i}", 30.0, -90.0 + i * 0.001, vecs[i]) for i in range(50)])
     q = _unit(rng)[0]
-    hits = store.search(name, q, using="image", limit=5, exact=True)
+    hits = store.search(name, q, using="image", limit=5, params=EXACT)
     expected = np.argsort(-(vecs @ q))[:5]
     assert [h.payload["key"] for h in hits] == [f"p{i}" for i in expected]
     np.testing.assert_allclose([h.score for h in hits], (vecs @ q)[expected], atol=1e-5)
@@ -173,7 +173,7 @@ def test_vector_index_options_keep_search_results(store, index):
     store.optimize(name)
     flt = _region(40.2, -74.0, 15.0)
     for q in _unit(rng, 5):
-        exact = [h.id for h in store.search(name, q, using="image", limit=5, flt=flt, exact=True)]
+        exact = [h.id for h in store.search(name, q, using="image", limit=5, flt=flt, params=EXACT)]
         approx = store.search(name, q, using="image", limit=5, flt=flt)
         assert [h.id for h in approx] == exact
         best = float(vecs[[p.id for p in pts].index(exact[0])] @ q)

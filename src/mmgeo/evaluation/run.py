@@ -222,24 +222,24 @@ def evaluate(geolocator: Geolocator, queries: Sequence[Query], configs: Sequence
     code = _Ids()
     engine = [None if c.settings is None else _engine_settings(c.settings, earth_radius_km) for c in configs]
     per_config: list[dict[str, list]] = [{"lat": [], "lon": [], "ranked": [], "counts": []} for _ in configs]
-    stage1_source = None
+    prepared: list[PreparedQuery] = []
     for q in queries:
-        prepared: PreparedQuery = geolocator.prepare([str(p) for p in q.photos])
-        stage1_source = prepared.hypotheses.source
-        est = prepared.hypotheses.top
-        for acc, settings in zip(per_config, engine):
-            if settings is None:
-                acc["lat"].append(est[0])
-                acc["lon"].append(est[1])
-                continue
-            result = geolocator.rank(prepared, settings)
+        prepared.append(geolocator.prepare([str(p) for p in q.photos]))
+        if on_query:
+            on_query()
+    stage1_source = prepared[-1].hypotheses.source
+    estimates = [p.hypotheses.top for p in prepared]
+    for acc, settings in zip(per_config, engine):
+        if settings is None:
+            acc["lat"], acc["lon"] = [e[0] for e in estimates], [e[1] for e in estimates]
+            continue
+        # one batched stage 2 per configuration; an exact region count for the narrowing statistics
+        for est, result in zip(estimates, geolocator.rank_many(prepared, replace(settings, count="exact"))):
             best = result.candidates[0] if result.candidates else None
             acc["lat"].append(best.lat if best else est[0])
             acc["lon"].append(best.lon if best else est[1])
             acc["ranked"].append([code(c.landmark_id or c.key) for c in result.candidates])
             acc["counts"].append(result.region["candidates_in_region"])
-        if on_query:
-            on_query()
     truth_lat, truth_lon = [q.lat for q in queries], [q.lon for q in queries]
     truth = [code(q.landmark_id) for q in queries]
     relevant = {"tile": [tiles[q.landmark_id] for q in queries],

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from mmgeo.qdrant.base import EXACT, GeoRadius, Hit, SearchFilter, SearchParams, Store, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.base import (
+    EXACT,
+    GeoRadius,
+    Hit,
+    SearchFilter,
+    SearchParams,
+    Store,
+    StoredPoint,
+    VectorIndex,
+    VectorSpec,
+)
 from mmgeo.qdrant.edge import EdgeStore
 
 if TYPE_CHECKING:

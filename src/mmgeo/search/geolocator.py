@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -102,9 +102,9 @@ def region_for(hyp: Hypotheses, s: SearchSettings, radius_km: float | None = Non
     return radius_region(*hyp.top, radius_km or s.radius_km)
 
 
-def _name_places(hyps: Sequence[Hypotheses], candidates: Sequence[Sequence[Candidate]]) -> list[list[dict[str, Any] | None]]:
+def _name_places(hyps: Sequence[Hypotheses], candidates: Sequence[Sequence[dict[str, Any]]]) -> list[list[dict[str, Any] | None]]:
     """Place names of each query's estimate and candidates, in one lookup for the whole batch."""
-    points = [[hyp.top if len(hyp.prob) else (float("nan"), float("nan"))] + [(c.lat, c.lon) for c in cs]
+    points = [[hyp.top if len(hyp.prob) else (float("nan"), float("nan"))] + [(c["lat"], c["lon"]) for c in cs]
               for hyp, cs in zip(hyps, candidates)]
     flat = iter(place_names([p for ps in points for p in ps]))
     return [[next(flat) for _ in ps] for ps in points]
@@ -112,9 +112,8 @@ def _name_places(hyps: Sequence[Hypotheses], candidates: Sequence[Sequence[Candi
 
 @dataclass(frozen=True)
 class PreparedQuery:
-    """A query after the per-photo work: decoded images, stage-2 query vectors, stage-1 hypotheses."""
+    """A query after the per-photo work: stage-2 query vectors, stage-1 hypotheses, the photo in the text space."""
 
-    images: list[Image.Image]
     names: list[str]
     problems: list[str]
     vectors: np.ndarray
@@ -193,7 +192,7 @@ class Geolocator:
         if self.text_space is not None:
             mean = self._photo_text_vectors(features).mean(axis=0)
             text_vector = mean / np.linalg.norm(mean)
-        return PreparedQuery(images, names, problems, qvecs, hyp, text_vector,
+        return PreparedQuery(names, problems, qvecs, hyp, text_vector,
                              {"encode": t1 - t0 + time.perf_counter() - t2, "stage1": t2 - t1})
 
     def _photo_text_vectors(self, features: PhotoFeatures) -> np.ndarray:
@@ -236,7 +235,7 @@ class Geolocator:
         candidates = [rank_groups(g, q.hypotheses, top_n=s.top_n, weights=s.weights, text_score=tx,
                                   collection=self.collection) for q, g, tx in zip(queries, groups, text)]
         places = _name_places(hyps, candidates)
-        candidates = [[replace(c, place=p) for c, p in zip(cs, ps[1:])] for cs, ps in zip(candidates, places)]
+        candidates = [[Candidate(**c, place=p) for c, p in zip(cs, ps[1:])] for cs, ps in zip(candidates, places)]
         t2 = time.perf_counter()
         n, settings_dict = len(queries), asdict(s)
         share = {"stage2": (t1 - t0) / n, "rerank": (t2 - t1) / n}
@@ -284,8 +283,8 @@ class Geolocator:
         return SearchResult(
             photos=q.names,
             estimate={"lat": est_lat, "lon": est_lon, "source": hyp.source, "place": place,
-                      "hypotheses": [{"lat": float(a), "lon": float(b), "prob": float(c)}
-                                     for a, b, c in zip(hyp.lat[:10], hyp.lon[:10], hyp.prob[:10])]},
+                      "hypotheses": [{"lat": a, "lon": b, "prob": c} for a, b, c in
+                                     zip(hyp.lat[:10].tolist(), hyp.lon[:10].tolist(), hyp.prob[:10].tolist())]},
             region={"mode": region.mode, "description": region.description, "radius_km": region.radius_km,
                     "candidates_in_region": int(size), "fallback_used": region is not first,
                     "geometry": region.geometry()},

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from mmgeo.geo import haversine_km
 from mmgeo.qdrant.base import Hit
-from mmgeo.search.result import Candidate
 from mmgeo.search.stage1 import Hypotheses
 from mmgeo.search.stage2 import group_key, groups_needed
 
@@ -78,33 +78,35 @@ def top_groups(hits: Sequence[Hit], how: str, top_n: int) -> list[Group]:
 
 
 def rank_groups(groups: Sequence[Group], hyp: Hypotheses, *, top_n: int, weights: Weights,
-                text_score: Mapping[str, float], collection: str) -> list[Candidate]:
-    """The ``top_n`` candidates among a query's top groups, fused from image, text and prior scores."""
+                text_score: Mapping[str, float], collection: str) -> list[dict[str, Any]]:
+    """The ``top_n`` candidates among a query's top groups, fused from image, text and prior scores,
+    as :class:`~mmgeo.search.result.Candidate` fields (the caller adds place names for the batch)."""
     if not groups:
         return []
-    known = len(hyp.prob) > 0
-    lat = np.array([g[2][0].payload["location"]["lat"] for g in groups])
-    lon = np.array([g[2][0].payload["location"]["lon"] for g in groups])
+    best = [g[2][0] for g in groups]  # hits arrive best first, so a group's first hit is its best
+    lat = np.array([h.payload["location"]["lat"] for h in best])
+    lon = np.array([h.payload["location"]["lon"] for h in best])
     image = np.array([g[1] for g in groups])
     text = [text_score.get(g[0]) for g in groups]
-    prior = hyp.prior_at(lat, lon) if known else np.zeros(len(groups))
+    if len(hyp.prob):
+        d = haversine_km(hyp.lat[None, :], hyp.lon[None, :], lat[:, None], lon[:, None])
+        prior = hyp.prior_from_distances(d)
+        distance = d[:, 0]  # the top hypothesis is the estimate
+    else:
+        prior, distance = np.zeros(len(groups)), np.full(len(groups), np.nan)
     if weights.rrf:
         final = rrf_scores([image, [t if t is not None else -1.0 for t in text], prior], weights.rrf_k)
     else:
         final = weights.image * image + weights.text * np.array([t or 0.0 for t in text]) + weights.prior * prior
-    order = np.argsort(-final, kind="stable")[:top_n]
-    best = [max(groups[i][2], key=lambda h: h.score) for i in order]
-    b_lat = np.array([h.payload["location"]["lat"] for h in best])
-    b_lon = np.array([h.payload["location"]["lon"] for h in best])
-    dist = haversine_km(*hyp.top, b_lat, b_lon) if known else np.full(len(best), np.nan)
+    order = np.argsort(-final, kind="stable")[:top_n].tolist()
     out = []
-    for rank, (i, h, d) in enumerate(zip(order, best, np.atleast_1d(dist)), start=1):
-        key, img_score, group = groups[i]
-        out.append(Candidate(
-            rank=rank, key=key, landmark_id=h.payload.get("landmark_id"), name=h.payload.get("name"),
-            lat=h.payload["location"]["lat"], lon=h.payload["location"]["lon"], distance_km=float(d),
-            score=float(final[i]), image_score=float(img_score), text_score=text[i], prior=float(prior[i]),
-            evidence=[{"collection": collection, "source": e.payload.get("source"), "score": round(e.score, 4)}
-                      for e in sorted(group, key=lambda e: -e.score)[:3]],
-        ))
+    for rank, i in enumerate(order, start=1):
+        h, (key, img_score, group) = best[i], groups[i]
+        out.append({
+            "rank": rank, "key": key, "landmark_id": h.payload.get("landmark_id"), "name": h.payload.get("name"),
+            "lat": h.payload["location"]["lat"], "lon": h.payload["location"]["lon"], "distance_km": float(distance[i]),
+            "score": float(final[i]), "image_score": float(img_score), "text_score": text[i], "prior": float(prior[i]),
+            "evidence": [{"collection": collection, "source": e.payload.get("source"), "score": round(e.score, 4)}
+                         for e in group[:3]],
+        })
     return out

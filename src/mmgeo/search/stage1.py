@@ -42,14 +42,13 @@ class Hypotheses:
         total = float(self.prob.sum())
         return float(self.prob[d <= radius_km].sum() / total) if total > 0 else 0.0
 
-    def prior_at(self, lat: np.ndarray, lon: np.ndarray, bandwidth_km: float = 25.0) -> np.ndarray:
-        """Stage-1 belief at each location: Gaussian kernel density of the hypotheses, scaled to [0, 1]
-        (one distance matrix for all the locations)."""
+    def prior_from_distances(self, distance_km: np.ndarray, bandwidth_km: float = 25.0) -> np.ndarray:
+        """Stage-1 belief at each location: Gaussian kernel density of the hypotheses, scaled to [0, 1],
+        from the (locations, hypotheses) distance matrix in km."""
         total = float(self.prob.sum())
         if total <= 0:
-            return np.zeros(len(lat))
-        d = haversine_km(self.lat[None, :], self.lon[None, :], np.asarray(lat)[:, None], np.asarray(lon)[:, None])
-        return (np.exp(-0.5 * (np.asarray(d) / bandwidth_km) ** 2) @ self.prob) / total
+            return np.zeros(len(distance_km))
+        return (np.exp(-0.5 * (np.asarray(distance_km) / bandwidth_km) ** 2) @ self.prob) / total
 
 
 class Stage1(Protocol):
