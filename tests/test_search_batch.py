@@ -46,6 +46,7 @@ SETTINGS = [
     SearchSettings(region="none", top_n=2, candidates=3),
     SearchSettings(aggregate="mean", w_text=2.0, rrf=True),
     SearchSettings(fusion="score", count="exact", top_n=1, candidates=1),
+    SearchSettings(aggregate="tile", w_text=1.0, top_n=3, candidates=3, fallback="full"),
 ]
 
 

@@ -29,6 +29,9 @@ from mmgeo.search.stage1 import Hypotheses, Stage1
 from mmgeo.search.stage2 import INDEX_MODES, Found, Stage2, engine_params, groups_needed
 
 FALLBACKS = ("fail", "widen", "full")
+AGGREGATES = ("max", "mean", "tile")
+"""How tile hits become candidates: one per landmark (its best or mean tile score), or every tile on its own
+(``tile``: the reference system's ranking, where each relevant tile counts)."""
 COUNTS = ("estimate", "exact")
 
 
@@ -67,7 +70,7 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         checks = {"region": (self.region, MODES), "fallback": (self.fallback, FALLBACKS),
-                  "aggregate": (self.aggregate, ("max", "mean")), "fusion": (self.fusion, ("mean", "score")),
+                  "aggregate": (self.aggregate, AGGREGATES), "fusion": (self.fusion, ("mean", "score")),
                   "index": (self.index, INDEX_MODES), "count": (self.count, COUNTS)}
         for name, (value, valid) in checks.items():
             if value not in valid:
@@ -91,6 +94,16 @@ def fuse_hypotheses(hyps: Sequence[Hypotheses]) -> Hypotheses:
     lat = np.concatenate([h.lat for h in hyps])[order]
     lon = np.concatenate([h.lon for h in hyps])[order]
     return Hypotheses(lat, lon, prob[order], hyps[0].source)
+
+
+def _hits_wanted(s: SearchSettings) -> dict[str, Any]:
+    """What stage 2 must read for the ranking: the landmarks it ranks (``max``), the tiles it ranks (``tile``),
+    or the whole ``candidates`` pool (``mean``, and per-photo score fusion)."""
+    if s.fusion == "score" or s.aggregate == "mean":
+        return {"candidates": s.candidates, "groups": None, "per_photo": s.fusion == "score"}
+    if s.aggregate == "tile":
+        return {"candidates": min(s.candidates, groups_needed(s.top_n)), "groups": None, "per_photo": False}
+    return {"candidates": s.candidates, "groups": groups_needed(s.top_n), "per_photo": False}
 
 
 def region_for(hyp: Hypotheses, s: SearchSettings, radius_km: float | None = None) -> Region:
@@ -224,8 +237,7 @@ class Geolocator:
         hyps = [q.hypotheses for q in queries]
         regions = [region_for(h, s) for h in hyps]
         first = list(regions)
-        search = {"candidates": s.candidates, "per_photo": s.fusion == "score",
-                  "groups": groups_needed(s.top_n) if s.aggregate == "max" else None}
+        search = _hits_wanted(s)
         found = engine.search([q.vectors for q in queries], [r.flt for r in regions], **search)
         sizes = [engine.region_size(f, r.flt, exact=s.count == "exact") for f, r in zip(found, regions)]
         self._fall_back(engine, queries, regions, found, s, search)
@@ -263,7 +275,8 @@ class Geolocator:
 
     def _text_scores(self, queries: Sequence[PreparedQuery], groups: Sequence[Sequence[Group]]) -> list[dict[str, float]]:
         """Photo↔text scores of each query's top landmarks, from one read of all their text points."""
-        wanted = [[] if q.text_vector is None else [g[0] for g in gs if g[2][0].payload.get("landmark_id")]
+        wanted = [[] if q.text_vector is None else sorted({str(g[2][0].payload["landmark_id"]) for g in gs
+                                                            if g[2][0].payload.get("landmark_id")})
                   for q, gs in zip(queries, groups)]
         ids = sorted({lid for w in wanted for lid in w})
         if not ids:

@@ -31,7 +31,11 @@ class Weights:
 
 
 def aggregate_hits(hits: Sequence[Hit], how: str = "max") -> list[tuple[str, float, list[Hit]]]:
-    """Group tile hits by landmark (unlabelled tiles stand alone); score = max or mean of its hits."""
+    """Group tile hits by landmark (unlabelled tiles stand alone); score = max or mean of its hits.
+
+    ``tile`` keeps every hit as its own candidate, keyed by the tile's key."""
+    if how == "tile":
+        return sorted(((str(h.payload.get("key") or h.id), h.score, [h]) for h in hits), key=lambda t: (-t[1], t[0]))
     groups: dict[str, list[Hit]] = defaultdict(list)
     for h in hits:
         groups[group_key(h)].append(h)
@@ -62,7 +66,8 @@ def confidence(hyp: Hypotheses, scores: Sequence[float], radius_km: float) -> fl
 
 def text_scores(photo: np.ndarray | None, landmark_ids: Sequence[str],
                 texts: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Best cosine between the photo (in the text space) and each landmark's text vectors (rows of ``texts``)."""
+    """Best cosine between the photo (in the text space) and each landmark's text vectors (rows of ``texts``),
+    keyed by landmark id."""
     if photo is None:
         return {}
     return {lid: float((texts[lid] @ photo).max()) for lid in landmark_ids if lid in texts}
@@ -87,7 +92,7 @@ def rank_groups(groups: Sequence[Group], hyp: Hypotheses, *, top_n: int, weights
     lat = np.array([h.payload["location"]["lat"] for h in best])
     lon = np.array([h.payload["location"]["lon"] for h in best])
     image = np.array([g[1] for g in groups])
-    text = [text_score.get(g[0]) for g in groups]
+    text = [text_score.get(str(h.payload.get("landmark_id"))) for h in best]
     if len(hyp.prob):
         d = haversine_km(hyp.lat[None, :], hyp.lon[None, :], lat[:, None], lon[:, None])
         prior = hyp.prior_from_distances(d)
