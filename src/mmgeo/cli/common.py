@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from mmgeo.errors import MmgeoError
-from mmgeo.qdrant import Store, open_store
+from mmgeo.qdrant import ShardingSpec, Store, open_store
 
 console = Console(stderr=True)
 
@@ -29,11 +29,12 @@ def store_options(func: Callable) -> Callable:
     )(func)
 
 
-def open_store_from(store_path: str | None, qdrant_url: str | None, api_key: str | None) -> Store:
+def open_store_from(store_path: str | None, qdrant_url: str | None, api_key: str | None,
+                    sharding: ShardingSpec | None = None) -> Store:
     """The store named by the CLI options (a server URL wins over the default path)."""
     if store_path and qdrant_url:
         raise click.UsageError("give --store or --qdrant-url, not both")
-    return open_store(store_path, url=qdrant_url, api_key=api_key)
+    return open_store(store_path, url=qdrant_url, api_key=api_key, sharding=sharding)
 
 
 def friendly_errors(func: Callable) -> Callable:

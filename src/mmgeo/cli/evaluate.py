@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
 from mmgeo.cli.params import encoder_option
@@ -22,6 +22,10 @@ Examples:
   # score predictions made elsewhere
   mmgeo-eval predictions.csv --method hybrid --radius 25 --fallback full --geoclip-gallery index
 """
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _floats(value: str) -> list[float]:
@@ -74,54 +78,34 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
     landmark_id, ranked_landmarks]). Writes results.csv/.md/.json, results_reference.csv (the
     reference's results_combined.csv layout) and PNG plots to --out.
     """
-    from mmgeo.evaluation.metrics import REFERENCE_EARTH_RADIUS_KM
+    from mmgeo.evaluation.job import evaluate_dataset, evaluate_predictions
     from mmgeo.evaluation.report import format_markdown, results_table, write_results
-    from mmgeo.geo import EARTH_RADIUS_KM
 
     notes: list[str] = []
     if source.is_dir():
-        from mmgeo.evaluation.run import FAIL_NOTE
+        store = open_store_from(store_path, qdrant_url, api_key)
+        try:
+            with Progress(TextColumn("[bold]{task.description} queries[/]"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=console) as bar:
+                tasks: dict[str, TaskID] = {}
 
-        earth = earth_radius_km or REFERENCE_EARTH_RADIUS_KM
-        rows, depth = _run_dataset(source, split, per, _floats(radii), [f.strip() for f in fallbacks.split(",")],
-                                   protocol, earth, limit, encoder, weights, dict(encoder_options), stage1,
-                                   geoclip_weights, gps_gallery, text_encoder, store_path, qdrant_url, api_key)
-        notes = [f"protocol reference: cosine-only rerank of the narrowed tiles, tile-level relevance, lists {depth} "
-                 f"deep, mAP over landmarks with a tile; distances on a {earth:g} km sphere.", FAIL_NOTE]
+                def on_query(query_mode: str, total: int) -> None:
+                    if query_mode not in tasks:
+                        tasks[query_mode] = bar.add_task(query_mode, total=total)
+                    bar.advance(tasks[query_mode])
+
+                rows, notes = evaluate_dataset(
+                    source, store, split=split, per=per, radii=_floats(radii), fallbacks=_csv(fallbacks),
+                    protocol=protocol, earth_radius_km=earth_radius_km, limit=limit, on_query=on_query,
+                    encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1,
+                    geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
+        finally:
+            store.close()
     else:
-        from mmgeo.evaluation.predictions import read_predictions, score_predictions
-
-        earth = earth_radius_km or EARTH_RADIUS_KM
-        metrics = score_predictions(read_predictions(source), gallery_size=gallery_size, n_relevant=n_relevant,
-                                    earth_radius_km=earth)
-        rows = [{"protocol": "", "method": method, "mode": mode, "radius_km": radius_km, "fallback": fallback,
-                 "gallery": gallery, "geoclip_gallery": geoclip_gallery, "earth_radius_km": earth, **metrics}]
+        rows = evaluate_predictions(source, method=method, mode=mode, radius_km=radius_km, fallback=fallback,
+                                    gallery=gallery, geoclip_gallery=geoclip_gallery, gallery_size=gallery_size,
+                                    n_relevant=n_relevant, earth_radius_km=earth_radius_km)
     table = results_table(rows)
     paths = write_results(table, out, notes=notes)
     click.echo(format_markdown(table, notes))
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
-
-
-def _run_dataset(root, split, per, radii, fallbacks, protocol, earth_radius_km, limit, encoder, weights,
-                 encoder_options, stage1, geoclip_weights, gps_gallery, text_encoder, store_path, qdrant_url,
-                 api_key) -> tuple[list[dict], int]:
-    from mmgeo.cli.search import build_geolocator
-    from mmgeo.evaluation.run import evaluate, load_queries, plan, ranked_depth
-
-    store = open_store_from(store_path, qdrant_url, api_key)
-    try:
-        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery,
-                                     encoder_options)
-        depth = ranked_depth(store.count(geolocator.collection))
-        configs = plan(protocol, depth, radii, fallbacks, text=geolocator.text_space is not None)
-        rows = []
-        for mode in (["image", "landmark"] if per == "both" else [per]):
-            queries = load_queries(root, split, mode)[:limit]
-            with Progress(TextColumn(f"[bold]{mode} queries[/]"), BarColumn(), MofNCompleteColumn(),
-                          TimeRemainingColumn(), console=console) as bar:
-                task = bar.add_task(mode, total=len(queries))
-                rows += evaluate(geolocator, queries, configs, mode=mode, earth_radius_km=earth_radius_km,
-                                 on_query=lambda task=task: bar.advance(task))
-        return rows, depth
-    finally:
-        store.close()

@@ -5,34 +5,18 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Iterator
-from itertools import chain
 from pathlib import Path
 
 import click
-import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
 from mmgeo.cli.params import encoder_option
-from mmgeo.errors import InputError
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
-from mmgeo.ingest.embeddings import load_embeddings
-from mmgeo.ingest.manifest import Manifest
-from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
-from mmgeo.ingest.pipeline import (
-    DEFAULT_MAX_BATCH_BYTES,
-    VECTOR_NAMES,
-    ImageEmbedder,
-    IngestReport,
-    PrecomputedEmbedder,
-    RecordVectorEmbedder,
-    TextEmbedder,
-    run_ingest,
-)
-from mmgeo.ingest.records import Problem, Record
+from mmgeo.ingest.job import IngestSpec, ingest_dataset
+from mmgeo.ingest.mmlandmarks import SPLITS
+from mmgeo.ingest.pipeline import DEFAULT_MAX_BATCH_BYTES, IngestReport
 from mmgeo.qdrant import ClientStore
-from mmgeo.qdrant.schema import VectorIdentity
 from mmgeo.qdrant.sharding import ShardingSpec
 
 EXAMPLES = """
@@ -118,8 +102,6 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
     safe: stored items are skipped, so an interrupted ingest resumes.
     Exit status: 0 all stored, 3 some items skipped (see --errors), 2 fatal error.
     """
-    mods = _csv(modalities)
-    resolutions = [int(r) for r in _csv(h3_resolutions)]
     split_list = _csv(splits)
     if bad := [s for s in split_list if s not in SPLITS]:
         raise click.BadParameter(f"unknown split(s) {', '.join(bad)}; valid: {', '.join(SPLITS)}", param_hint="--splits")
@@ -132,82 +114,35 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
         raise click.UsageError("--writers needs --qdrant-url: the embedded store is locked by one process (the driver writes)")
     if shard_resolution is not None and not qdrant_url:
         raise click.UsageError("--shard-resolution needs --qdrant-url: custom sharding exists only on a Qdrant server/cluster")
-    precomputed = load_embeddings(embeddings, ids) if embeddings else None
-    if shard_resolution is not None:
-        if store_path:
-            raise click.UsageError("give --store or --qdrant-url, not both")
-        sharding = ShardingSpec(shard_resolution, shards_per_key, replication_factor)
-        store = ClientStore(url=qdrant_url, api_key=api_key, sharding=sharding)
-    else:
-        store = open_store_from(store_path, qdrant_url, api_key)
-    reports: list[IngestReport] = []
+    ray = {"address": ray_address, "actors": actors, "writers": writers, "parquet_out": parquet_out}
+    spec = IngestSpec(modalities=tuple(_csv(modalities)), splits=tuple(split_list), root=root, encoder=encoder,
+                      weights=weights, encoder_options=tuple(encoder_options), trust_checkpoint=trust_checkpoint,
+                      embeddings=embeddings, ids=ids, embedding_model=embedding_model, recreate=recreate,
+                      batch_size=batch_size, max_batch_bytes=max_batch_mb * 2**20,
+                      h3_resolutions=tuple(int(r) for r in _csv(h3_resolutions)), engine=engine,
+                      ray={k: v for k, v in ray.items() if v is not None})
+    sharding = ShardingSpec(shard_resolution, shards_per_key, replication_factor) if shard_resolution is not None else None
+    store = open_store_from(store_path, qdrant_url, api_key, sharding=sharding)
+    store_builder = functools.partial(ClientStore, url=qdrant_url, api_key=api_key) if writers else None
     try:
-        for modality in mods:
-            problems: list[Problem] = []
-            if source.is_dir():
-                reader = MMLandmarks(source, splits=[s for s in split_list if s != "index" or modality == "satellite"],
-                                     modalities=[modality])
-            else:
-                reader = Manifest(source, root=root, modalities=[modality])
-            records = reader.iter_records(problems)
-            if encoder is None and precomputed is None:
-                records, dim = _peek_vector_dim(records, source)
-                precomputed_dim = dim
-            else:
-                precomputed_dim = 0
-            builder = functools.partial(_embedder, modality, encoder, weights, dict(encoder_options), trust_checkpoint, precomputed, embedding_model,
-                                        precomputed_dim, max_batch_mb * 2**20)
-            embedder = builder() if engine == "local" else None  # the Ray engine builds one per actor
-            with Progress(TextColumn(f"[bold]{modality}[/]"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
-                          disable=as_json) as bar:
-                task = bar.add_task(modality, total=None, rate="")
+        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=as_json) as bar:
+            tasks: dict[str, TaskID] = {}
 
-                def advance(n: int, task=task) -> None:
-                    bar.advance(task, n)
-                    elapsed = bar.tasks[task].elapsed or 0.0
-                    bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.0f} items/s" if elapsed else "")
+            def advance(modality: str, n: int) -> None:
+                if modality not in tasks:
+                    tasks[modality] = bar.add_task(modality, total=None, rate="")
+                task = tasks[modality]
+                bar.advance(task, n)
+                elapsed = bar.tasks[task].elapsed or 0.0
+                bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.0f} items/s" if elapsed else "")
 
-                if engine == "local":
-                    reports.append(run_ingest(store, modality, records, embedder, problems=problems, resolutions=resolutions,
-                                              recreate=recreate, batch_size=batch_size, on_batch=advance))
-                    continue
-                from mmgeo.ingest.ray_engine import RayOptions, run_ray_ingest
-
-                options = RayOptions(address=ray_address, actors=actors or 1, batch_size=batch_size, writers=writers or 0,
-                                     parquet_out=parquet_out)
-                store_builder = functools.partial(ClientStore, url=qdrant_url, api_key=api_key) if writers else None
-                reports.append(run_ray_ingest(store, modality, records, builder, options=options, store_builder=store_builder,
-                                              problems=problems, resolutions=resolutions, recreate=recreate, on_batch=advance))
+            reports = ingest_dataset(source, store, spec, store_builder=store_builder, on_batch=advance)
     finally:
         store.close()
     _summarise(reports, errors_path, as_json, store.location)
     if any(r.problems for r in reports):
         sys.exit(3)
-
-
-def _peek_vector_dim(records: Iterator[Record], source: Path) -> tuple[Iterator[Record], int]:
-    """The dimension of a manifest's ``vector`` column, from its first record."""
-    first = next(records, None)
-    if first is None or first.vector is None:
-        raise InputError(f"{source}: no --encoder or --embeddings given and the manifest has no 'vector' column")
-    return chain([first], records), int(np.asarray(first.vector).shape[-1])
-
-
-def _embedder(modality, encoder, weights, encoder_options, trust_checkpoint, precomputed, embedding_model, record_dim, max_batch_bytes):
-    if precomputed is not None:
-        ids, matrix = precomputed
-        identity = VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", int(matrix.shape[1]))
-        return PrecomputedEmbedder(ids, matrix, identity)
-    if encoder is None:
-        return RecordVectorEmbedder(VectorIdentity(VECTOR_NAMES[modality], embedding_model, "precomputed", record_dim))
-    from mmgeo.encoders import create_encoder  # heavy (torch): imported only when a model is used
-
-    kwargs = {**encoder_options, **({"trust_checkpoint": True} if trust_checkpoint else {})}
-    model = create_encoder(encoder, weights=weights, **kwargs)
-    if modality == "text":
-        return TextEmbedder(model)
-    return ImageEmbedder(model, max_batch_bytes=max_batch_bytes)
 
 
 def _summarise(reports: list[IngestReport], errors_path: Path, as_json: bool, location: str) -> None:

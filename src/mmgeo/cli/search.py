@@ -10,9 +10,7 @@ from rich.table import Table
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
 from mmgeo.cli.params import encoder_option
-from mmgeo.errors import CollectionNotFoundError
-from mmgeo.qdrant.schema import collection_name
-from mmgeo.search.geolocator import FALLBACKS, Geolocator, SearchSettings
+from mmgeo.search.geolocator import FALLBACKS, SearchSettings
 from mmgeo.search.region import MODES
 
 EXAMPLES = """
@@ -30,61 +28,6 @@ Examples:
   # against a Qdrant server
   mmgeo-search photo.jpg --qdrant-url http://localhost:6333
 """
-
-
-def _encoder_from_metadata(store, name: str | None, weights: str | None, options: dict | None = None):
-    from mmgeo.encoders import create_encoder
-
-    if name is None:
-        coll = collection_name("satellite")
-        if not store.has_collection(coll):
-            raise CollectionNotFoundError(f"collection {coll!r} does not exist in {store.location}; "
-                                          "build it with `mmgeo-ingest DATASET --modalities satellite --encoder NAME`")
-        name = store.get_metadata(coll)["vectors"]["image"]["encoder"]
-    return create_encoder(name, weights=weights, **(options or {}))
-
-
-def load_gps_gallery(path: Path):
-    """A GPS gallery from a CSV/Parquet with ``lat`` and ``lon`` columns (e.g. the index tiles' CSV)."""
-    import pandas as pd
-
-    from mmgeo.encoders import GpsGallery
-    from mmgeo.errors import InputError
-
-    df = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
-    if not {"lat", "lon"} <= set(df.columns):
-        raise InputError(f"{path}: a GPS gallery needs 'lat' and 'lon' columns (has {', '.join(map(str, df.columns))})")
-    coords = df[["lat", "lon"]].apply(pd.to_numeric, errors="coerce").dropna().to_numpy()
-    if not len(coords):
-        raise InputError(f"{path}: no valid coordinates")
-    return GpsGallery.from_coordinates(path.stem, coords, may_leak=False, source=str(path))
-
-
-def build_geolocator(store, encoder: str | None, weights: str | None, stage1: str, geoclip_weights: str | None,
-                     text_encoder: str | None, gps_gallery: Path | None = None, encoder_options: dict | None = None) -> Geolocator:
-    """The :class:`Geolocator` that the search options describe (shared with ``mmgeo-eval``)."""
-    from mmgeo.encoders import create_encoder
-    from mmgeo.search.stage1 import GeoCLIPStage1, KnnStage1
-
-    image_encoder = _encoder_from_metadata(store, encoder, weights, encoder_options)
-    if stage1 == "knn":
-        estimator = KnnStage1(store, image_encoder)
-    else:
-        gallery = load_gps_gallery(gps_gallery) if gps_gallery else None
-        estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights), gallery)
-    texts = _text_encoder(text_encoder) if text_encoder else None
-    return Geolocator(store, image_encoder, estimator, text_encoder=texts)
-
-
-def _text_encoder(value: str):
-    """A fitted projection file (``*.safetensors``) or a registered image+text encoder name."""
-    if value.endswith(".safetensors") or Path(value).is_file():
-        from mmgeo.encoders.projection import load_projection
-
-        return load_projection(value)
-    from mmgeo.encoders import create_encoder
-
-    return create_encoder(value)
 
 
 @click.command("search", epilog=EXAMPLES)
@@ -131,11 +74,12 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
     settings = SearchSettings(region=region, radius_km=radius_km, mass=mass, fallback=fallback, top_n=top_n,
                               aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior,
                               rrf=rrf, min_confidence=min_confidence)
+    from mmgeo.search.factory import locate
+
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery,
-                                     dict(encoder_options))
-        result = geolocator.locate([str(p) for p in photos], settings)
+        result = locate(photos, store, settings, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
+                        stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
         if html_path:
             from mmgeo.search.evidence import gather_evidence
             from mmgeo.search.html import embedded_thumbnails, render_html

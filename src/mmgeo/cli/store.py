@@ -249,9 +249,9 @@ Examples:
 def gallery_command(gps_gallery: Path | None, recreate: bool, store_path: str | None, qdrant_url: str | None,
                     api_key: str | None) -> None:
     """Store a GeoCLIP GPS gallery with its location embeddings as the mmgeo_gallery collection."""
-    from mmgeo.cli.search import load_gps_gallery
     from mmgeo.encoders import GpsGallery, create_encoder
     from mmgeo.qdrant.gallery import store_gps_gallery
+    from mmgeo.search.factory import load_gps_gallery
 
     gallery = load_gps_gallery(gps_gallery) if gps_gallery else GpsGallery.geoclip_100k()
     geoclip = create_encoder("geoclip-location")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
+from mmgeo.errors import StoreError
 from mmgeo.qdrant.base import (
     EXACT,
     GeoRadius,
@@ -28,6 +29,7 @@ from mmgeo.qdrant.base import (
     VectorSpec,
 )
 from mmgeo.qdrant.edge import EdgeStore
+from mmgeo.qdrant.sharding import ShardingSpec
 
 if TYPE_CHECKING:
     from mmgeo.qdrant.client import ClientStore
@@ -40,6 +42,7 @@ __all__ = [
     "Hit",
     "SearchFilter",
     "SearchParams",
+    "ShardingSpec",
     "Store",
     "StoredPoint",
     "VectorIndex",
@@ -69,6 +72,7 @@ def open_store(
     url: str | None = None,
     api_key: str | None = None,
     timeout: float = 5.0,
+    sharding: ShardingSpec | None = None,
 ) -> Store:
     """Open a store.
 
@@ -79,16 +83,21 @@ def open_store(
         url: a server URL (same as an ``http(s)://`` location).
         api_key: server API key (default ``$QDRANT_API_KEY``).
         timeout: seconds to wait for a server before failing with its URL in the message.
+        sharding: new collections on a server are sharded by H3 region (custom shard keys); servers only.
     """
     if location is not None and url is not None:
         raise ValueError("give either a store path or a server URL, not both")
     loc = str(url or location or os.environ.get("QDRANT_URL") or default_store_path())
-    if not loc.startswith(("http://", "https://", "qdrant-local:")) and loc != ":memory:":
+    server = loc.startswith(("http://", "https://"))
+    if sharding is not None and not server:
+        raise StoreError(f"{loc}: custom sharding exists only on a Qdrant server or cluster (give a server URL)")
+    if not server and not loc.startswith("qdrant-local:") and loc != ":memory:":
         return EdgeStore(loc)
     from mmgeo.qdrant.client import ClientStore
 
-    if loc.startswith(("http://", "https://")):
-        return ClientStore(url=loc, api_key=api_key or os.environ.get("QDRANT_API_KEY"), timeout=timeout)
+    if server:
+        return ClientStore(url=loc, api_key=api_key or os.environ.get("QDRANT_API_KEY"), timeout=timeout,
+                           sharding=sharding)
     if loc == ":memory:":
         return ClientStore(path=":memory:")
     return ClientStore(path=loc.removeprefix("qdrant-local:"))

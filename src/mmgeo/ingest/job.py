@@ -1,0 +1,187 @@
+"""The ingest job as one library call: ``ingest_dataset(source, store, IngestSpec(...))`` is ``mmgeo-ingest``.
+
+It picks the reader for the source (an MMLandmarks folder or a manifest file), applies the dataset rules
+(the ``index`` split holds satellite tiles only), builds the embedder each worker needs from a small
+picklable :class:`EmbedderSpec`, and runs the local or the Ray engine for each modality.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmgeo.errors import InputError
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
+from mmgeo.ingest.embeddings import load_embeddings
+from mmgeo.ingest.manifest import Manifest
+from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
+from mmgeo.ingest.pipeline import (
+    DEFAULT_MAX_BATCH_BYTES,
+    VECTOR_NAMES,
+    Embedder,
+    ImageEmbedder,
+    IngestReport,
+    PrecomputedEmbedder,
+    RecordVectorEmbedder,
+    TextEmbedder,
+    run_ingest,
+)
+from mmgeo.ingest.records import Problem, Record
+from mmgeo.qdrant.base import Store
+from mmgeo.qdrant.schema import VectorIdentity
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    """What a worker needs to build its embedder: small and picklable (Ray actors build their own model).
+
+    Exactly one source of vectors: ``encoder`` (a registered encoder name), ``precomputed`` (ids and a
+    matrix), or neither (the records carry their own ``vector``, of ``record_dim`` dimensions).
+    """
+
+    modality: str
+    encoder: str | None = None
+    weights: str | None = None
+    encoder_options: tuple[tuple[str, Any], ...] = ()
+    trust_checkpoint: bool = False
+    precomputed: tuple[list[str], np.ndarray] | None = None
+    embedding_model: str = "precomputed"
+    record_dim: int = 0
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+
+    def __call__(self) -> Embedder:
+        """Build the embedder (and load its model): called once per worker."""
+        vector_name = VECTOR_NAMES[self.modality]
+        if self.precomputed is not None:
+            ids, matrix = self.precomputed
+            return PrecomputedEmbedder(ids, matrix, VectorIdentity(vector_name, self.embedding_model, "precomputed",
+                                                                   int(matrix.shape[1])))
+        if self.encoder is None:
+            return RecordVectorEmbedder(VectorIdentity(vector_name, self.embedding_model, "precomputed", self.record_dim))
+        from mmgeo.encoders import create_encoder  # heavy (torch): imported only when a model is used
+
+        options = dict(self.encoder_options)
+        if self.trust_checkpoint:
+            options["trust_checkpoint"] = True
+        model = create_encoder(self.encoder, weights=self.weights, **options)
+        if self.modality == "text":
+            return TextEmbedder(model)
+        return ImageEmbedder(model, max_batch_bytes=self.max_batch_bytes)
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """What to ingest and how: the options of ``mmgeo-ingest`` (defaults equal).
+
+    Attributes:
+        modalities: ``satellite``, ``ground``, ``text``; one collection each.
+        splits: MMLandmarks splits to read (``index`` holds satellite tiles only, so other modalities skip it).
+        root: manifest only: the folder that image paths are relative to (default: the manifest's folder).
+        encoder, weights, encoder_options, trust_checkpoint: the model that embeds the items.
+        embeddings, ids: precomputed embeddings instead of a model (``.npy`` needs ``ids``).
+        embedding_model: the encoder name recorded for precomputed vectors.
+        recreate: drop the target collections first.
+        batch_size: records per batch; max_batch_bytes: decoded-image memory budget per batch.
+        h3_resolutions: H3 resolutions stored in each payload.
+        engine: ``local`` (this process) or ``ray``; ray: :class:`~mmgeo.ingest.ray_engine.RayOptions` fields.
+    """
+
+    modalities: tuple[str, ...] = ("satellite",)
+    splits: tuple[str, ...] = SPLITS
+    root: Path | None = None
+    encoder: str | None = None
+    weights: str | None = None
+    encoder_options: tuple[tuple[str, Any], ...] = ()
+    trust_checkpoint: bool = False
+    embeddings: Path | None = None
+    ids: Path | None = None
+    embedding_model: str = "precomputed"
+    recreate: bool = False
+    batch_size: int = 64
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    h3_resolutions: tuple[int, ...] = tuple(DEFAULT_H3_RESOLUTIONS)
+    engine: str = "local"
+    ray: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, source: Path) -> None:
+        """Refuse a spec that cannot run, before anything is read or written."""
+        if bad := [s for s in self.splits if s not in SPLITS]:
+            raise InputError(f"unknown split(s) {', '.join(bad)}; valid: {', '.join(SPLITS)}")
+        if bad := [m for m in self.modalities if m not in VECTOR_NAMES]:
+            raise InputError(f"unknown modality(ies) {', '.join(bad)}; valid: {', '.join(VECTOR_NAMES)}")
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
+        if self.engine == "local" and self.ray:
+            raise InputError(f"Ray options ({', '.join(self.ray)}) need engine='ray'")
+        if self.encoder is not None and self.embeddings is not None:
+            raise InputError("give an encoder (embed here) or precomputed embeddings, not both")
+        if self.encoder is None and self.embeddings is None and source.is_dir():
+            raise InputError(f"{source}: give an encoder (embed here) or precomputed embeddings")
+
+
+def _peek_vector_dim(records: Iterator[Record], source: Path) -> tuple[Iterator[Record], int]:
+    """The dimension of a manifest's ``vector`` column, from its first record."""
+    first = next(records, None)
+    if first is None or first.vector is None:
+        raise InputError(f"{source}: no encoder or embeddings given and the manifest has no 'vector' column")
+    return chain([first], records), int(np.asarray(first.vector).shape[-1])
+
+
+def _reader(source: Path, spec: IngestSpec, modality: str) -> MMLandmarks | Manifest:
+    if source.is_dir():
+        splits = [s for s in spec.splits if s != "index" or modality == "satellite"]  # index: satellite tiles only
+        return MMLandmarks(source, splits=splits, modalities=[modality])
+    return Manifest(source, root=spec.root, modalities=[modality])
+
+
+def ingest_dataset(
+    source: str | Path,
+    store: Store,
+    spec: IngestSpec = IngestSpec(),
+    *,
+    store_builder: Callable[[], Store] | None = None,
+    on_batch: Callable[[str, int], None] | None = None,
+) -> list[IngestReport]:
+    """Embed ``source`` (an MMLandmarks folder or a manifest) into ``store``; one report per modality.
+
+    Re-running is safe: stored items are skipped, so an interrupted ingest resumes. Items that cannot be
+    read or embedded are skipped and listed in the reports' ``problems``.
+
+    Args:
+        store_builder: Ray writer actors open the store with it (servers only; ``ray["writers"] > 0``).
+        on_batch: ``on_batch(modality, n)`` after each batch of ``n`` records (progress bars).
+    """
+    source = Path(source)
+    spec.check(source)
+    if spec.ray.get("writers") and store_builder is None:
+        raise InputError("Ray writer actors need a store_builder that opens a Qdrant server "
+                         "(the embedded store is locked by one process: the driver writes)")
+    precomputed = load_embeddings(spec.embeddings, spec.ids) if spec.embeddings else None
+    reports: list[IngestReport] = []
+    for modality in spec.modalities:
+        problems: list[Problem] = []
+        records = _reader(source, spec, modality).iter_records(problems)
+        record_dim = 0
+        if spec.encoder is None and precomputed is None:
+            records, record_dim = _peek_vector_dim(records, source)
+        embedder = EmbedderSpec(modality, spec.encoder, spec.weights, tuple(spec.encoder_options), spec.trust_checkpoint,
+                                precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes)
+        advance = (lambda n, m=modality: on_batch(m, n)) if on_batch else None
+        common = {"problems": problems, "resolutions": list(spec.h3_resolutions), "recreate": spec.recreate,
+                  "on_batch": advance}
+        if spec.engine == "local":
+            reports.append(run_ingest(store, modality, records, embedder(), batch_size=spec.batch_size, **common))
+            continue
+        from mmgeo.ingest.ray_engine import RayOptions, run_ray_ingest
+
+        options = RayOptions(batch_size=spec.batch_size, **spec.ray)
+        reports.append(run_ray_ingest(store, modality, records, embedder, options=options, store_builder=store_builder,
+                                      **common))
+    return reports
