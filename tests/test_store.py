@@ -188,3 +188,49 @@ def test_search_returns_only_the_asked_payload_fields(store):
     assert hit.payload == {"key": "p0", "location": {"lat": 10.0, "lon": 10.0}}
     [[hit]] = store.search_batch(name, _unit(rng), using="image", limit=1, filters=[None], fields=["landmark_id"])
     assert hit.payload == {"landmark_id": "p0"}
+
+
+def test_every_method_raises_collection_not_found_for_a_missing_collection(store):
+    """The same exception on both backends, whatever the method (not a backend's ValueError or StoreError)."""
+    rng = np.random.default_rng(0)
+    p = _point("a", 0.0, 0.0, _unit(rng)[0])
+    calls = {
+        "get_metadata": lambda: store.get_metadata("nope"),
+        "set_metadata": lambda: store.set_metadata("nope", {}),
+        "payload_indexes": lambda: store.payload_indexes("nope"),
+        "upsert": lambda: store.upsert("nope", [p]),
+        "delete": lambda: store.delete("nope", [p.id]),
+        "retrieve": lambda: store.retrieve("nope", [p.id]),
+        "count": lambda: store.count("nope"),
+        "scroll": lambda: list(store.scroll("nope")),
+        "search": lambda: store.search("nope", _unit(rng)[0], using="image", limit=1),
+        "engine_info": lambda: store.engine_info("nope"),
+    }
+    for method, call in calls.items():
+        with pytest.raises(CollectionNotFoundError, match="nope"):
+            call()
+            pytest.fail(f"{method} did not raise")
+
+
+def test_listing_holds_only_collections_mmgeo_wrote(store, tmp_path):
+    ensure_collection(store, "satellite", IDENT)
+    if isinstance(store, EdgeStore):
+        (tmp_path / "edge" / "foreign").mkdir()  # a folder that is no mmgeo collection
+    else:
+        from qdrant_client import models
+
+        store.client.create_collection("foreign", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
+    assert store.list_collections() == ["mmgeo_satellite"]
+
+
+def test_engine_info_and_backend(store):
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(1)
+    store.upsert(name, [_point(str(i), 0.0, float(i) / 100, v) for i, v in enumerate(_unit(rng, 20))])
+    info = store.engine_info(name)
+    assert store.backend in ("edge", "qdrant-local")
+    assert [(v["name"], v["dim"]) for v in info.vectors] == [("image", DIM)]
+    assert info.quantization is None
+    assert (info.disk_bytes is not None) == (store.backend == "edge")
+    ids = store.approximate_ids(name, _unit(rng, 3), using="image", limit=5, exact=True, ignore_quantization=True)
+    assert [len(found) for found in ids] == [5, 5, 5]

@@ -20,7 +20,7 @@ from mmgeo.errors import (
     StoreError,
 )
 from mmgeo.qdrant import ClientStore, EdgeStore, Store, StoredPoint
-from mmgeo.qdrant import operations as ops
+from mmgeo.qdrant import admin as ops
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, point_id
 
 DIM = 16

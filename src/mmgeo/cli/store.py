@@ -1,6 +1,6 @@
 """``mmgeo store …``: inspect, push/pull, snapshot/restore, quantize/optimize a store.
 
-Thin commands over :mod:`mmgeo.qdrant.operations`; every option maps to a library parameter.
+Thin commands over :mod:`mmgeo.qdrant.admin`; every option maps to a library parameter.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
-from mmgeo.qdrant import Store, default_store_path, open_store
-from mmgeo.qdrant import operations as ops
+from mmgeo.qdrant import Store, admin, default_store_path, open_store
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -44,18 +43,18 @@ def _indexes(indexes: dict[str, str]) -> str:
     return "\n".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(kinds.items())) or "none"
 
 
-def _progress_for(progress: Progress) -> Callable[[str], ops.Progress]:
-    def for_collection(name: str) -> ops.Progress:
+def _progress_for(progress: Progress) -> Callable[[str], admin.Progress]:
+    def for_collection(name: str) -> admin.Progress:
         task = progress.add_task(name, total=None)
         return lambda done, total: progress.update(task, completed=done, total=total)
 
     return for_collection
 
 
-def _copy(src: Store, dst: Store, collections: list[str] | None, batch_size: int) -> list[ops.CopyReport]:
+def _copy(src: Store, dst: Store, collections: list[str] | None, batch_size: int) -> list[admin.CopyReport]:
     with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
-        reports = ops.copy_store(src, dst, collections, batch_size=batch_size, progress=_progress_for(progress))
+        reports = admin.copy_store(src, dst, collections, batch_size=batch_size, progress=_progress_for(progress))
     for r in reports:
         console.print(
             f"{r.collection}: {r.copied} points → {r.target} ({'created' if r.created else 'updated by id'}); "
@@ -80,7 +79,7 @@ def info_command(store_path: str | None, qdrant_url: str | None, api_key: str | 
                  as_json: bool) -> None:
     """Every collection: points, vectors, payload indexes, quantization, disk/RAM, metadata, a sample payload."""
     with open_store_from(store_path, qdrant_url, api_key) as store:
-        info = ops.store_info(store, _csv(collections))
+        info = admin.store_info(store, _csv(collections))
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -150,7 +149,7 @@ def snapshot_command(path: Path, store_path: str | None, qdrant_url: str | None,
                      collections: str | None) -> None:
     """Write a consistent, checksummed snapshot (.tar.gz) of the store to PATH."""
     with open_store_from(store_path, qdrant_url, api_key) as store:
-        manifest = ops.create_snapshot(store, path, collections=_csv(collections), api_key=api_key)
+        manifest = admin.create_snapshot(store, path, collections=_csv(collections))
     counts = ", ".join(f"{n} ({c['points']} points)" for n, c in manifest["collections"].items())
     console.print(f"snapshot {path} ({_size(path.stat().st_size)}, {manifest['kind']}): {counts}", highlight=False)
 
@@ -165,7 +164,7 @@ def restore_command(path: Path, store_path: str | None, qdrant_url: str | None, 
                     collections: str | None, overwrite: bool) -> None:
     """Restore a snapshot into the store (verified before anything is written)."""
     with open_store_from(store_path, qdrant_url, api_key) as store:
-        manifest = ops.restore_snapshot(path, store, collections=_csv(collections), overwrite=overwrite, api_key=api_key)
+        manifest = admin.restore_snapshot(path, store, collections=_csv(collections), overwrite=overwrite)
         names = _csv(collections) or list(manifest["collections"])
         console.print(
             f"restored {', '.join(f'{n} ({store.count(n)} points)' for n in names)} into {store.location} "
@@ -173,7 +172,7 @@ def restore_command(path: Path, store_path: str | None, qdrant_url: str | None, 
         )
 
 
-def _report_table(reports: list[ops.QuantizeReport], title: str) -> Table:
+def _report_table(reports: list[admin.QuantizeReport], title: str) -> Table:
     table = Table(title=title)
     for col in ("collection", "quantization", "RAM est.", "disk", "indexed", "recall@k"):
         table.add_column(col)
@@ -192,7 +191,7 @@ def _report_table(reports: list[ops.QuantizeReport], title: str) -> Table:
     return table
 
 
-def _emit(reports: list[ops.QuantizeReport], as_json: bool, title: str) -> None:
+def _emit(reports: list[admin.QuantizeReport], as_json: bool, title: str) -> None:
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in reports], indent=2))
     else:
@@ -217,7 +216,7 @@ def quantize_command(store_path: str | None, qdrant_url: str | None, api_key: st
     if kind is None:
         raise click.UsageError("give --int8 or --binary")
     with open_store_from(store_path, qdrant_url, api_key) as store:
-        reports = ops.quantize(store, kind, collections=_csv(collections), rescore=rescore, oversampling=oversampling,  # type: ignore[arg-type]
+        reports = admin.quantize(store, kind, collections=_csv(collections), rescore=rescore, oversampling=oversampling,  # type: ignore[arg-type]
                                queries=queries)
     _emit(reports, as_json, f"{kind} quantization (recall: unquantized HNSW → quantized, vs exact search)")
 
@@ -231,7 +230,7 @@ def optimize_command(store_path: str | None, qdrant_url: str | None, api_key: st
                      as_json: bool) -> None:
     """Merge segments and build the HNSW index (unfiltered search), keeping any quantization."""
     with open_store_from(store_path, qdrant_url, api_key) as store:
-        reports = ops.optimize(store, collections=_csv(collections))
+        reports = admin.optimize(store, collections=_csv(collections))
     _emit(reports, as_json, "optimize (recall: HNSW vs exact search)")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -66,6 +67,64 @@ class SearchParams:
 
 EXACT = SearchParams(exact=True)
 """Exhaustive search: exactly the ``limit`` most similar points."""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A new vector index and quantization for an existing collection (:meth:`Store.tune`).
+
+    Attributes:
+        m, ef_construct: HNSW graph degree and build beam width.
+        full_scan_threshold_kb: below it (KB of vectors) a segment is searched exhaustively (Qdrant's default 10000).
+        indexing_threshold_kb: segments bigger than this get an HNSW index when optimized
+            (1 = index everything now, even a small collection).
+        quantization: ``int8`` (scalar) or ``binary``, kept in RAM; None keeps what the collection has.
+        vectors_on_disk: keep the original float vectors on disk; None keeps the current setting.
+    """
+
+    m: int = 16
+    ef_construct: int = 100
+    full_scan_threshold_kb: int = 10_000
+    indexing_threshold_kb: int = 1
+    quantization: Literal["int8", "binary"] | None = None
+    vectors_on_disk: bool | None = None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the engine reports about a collection (:meth:`Store.engine_info`).
+
+    ``vectors``: ``{name, dim, distance, on_disk}`` each; ``quantization``: None or ``{kind, always_ram}``;
+    ``disk_bytes`` allocated on disk and ``disk_apparent_bytes`` (sum of file sizes), None where unknown (a server).
+    """
+
+    vectors: list[dict[str, Any]]
+    quantization: dict[str, Any] | None
+    indexed_vectors: int | None
+    disk_bytes: int | None = None
+    disk_apparent_bytes: int | None = None
+
+
+def quantization_of(raw: Any) -> dict[str, Any] | None:
+    """``{kind, always_ram}`` from an engine quantization config (Edge JSON or a qdrant-client model)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raw = raw.model_dump(exclude_none=True)
+    if "scalar" in raw:
+        cfg = raw["scalar"] or {}
+        kind = str(cfg.get("type", "int8")).lower().removeprefix("scalartype.")
+    elif "binary" in raw:
+        cfg, kind = raw["binary"] or {}, "binary"
+    elif "product" in raw:
+        cfg, kind = raw["product"] or {}, "product"
+    else:
+        cfg, kind = next(iter(raw.values()), {}) or {}, next(iter(raw), "unknown")
+    return {"kind": kind, "always_ram": cfg.get("always_ram")}
+
+
+SnapshotFile = tuple[str, str, Path]
+"""``(collection, path inside the collection's snapshot folder, local file)``."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +200,8 @@ class Store(Protocol):
         (``index``: vector index and quantization; None = the engine's defaults)."""
 
     def optimize(self, name: str) -> None:
-        """Build pending vector indexes and quantized vectors; return when the collection is ready to query."""
+        """Build pending vector indexes and quantized vectors; return when the collection is ready to query
+        (the one "wait until ready" of every backend)."""
 
     def delete_collection(self, name: str) -> None:
         """Delete a collection and all its points (no error if it does not exist)."""
@@ -204,3 +264,29 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the store (files, locks, connections)."""
+
+    # -- administration (``mmgeo store``): each backend implements these or raises NotImplementedError
+    #    with the reason, as qdrant-client's local mode does for what it lacks.
+    backend: str
+    """``edge``, ``qdrant-local`` (qdrant-client local mode) or ``server``."""
+
+    def engine_info(self, name: str) -> EngineInfo:
+        """Vectors, quantization, indexed vectors and disk use as the engine reports them."""
+
+    def tune(self, name: str, tuning: Tuning) -> None:
+        """Apply a new HNSW index / quantization and wait until the collection is ready again."""
+
+    def approximate_ids(self, name: str, vectors: Sequence[np.ndarray], *, using: str, limit: int, exact: bool,
+                        ignore_quantization: bool, rescore: bool = True,
+                        oversampling: float | None = None) -> list[list[str]]:
+        """Ids of the ``limit`` nearest points per query, with the engine's quantization search parameters."""
+
+    def snapshot_files(self, names: Sequence[str], workdir: Path) -> list[SnapshotFile]:
+        """A consistent copy of the collections as files (under ``workdir`` where they must be made)."""
+
+    def staging_dir(self) -> Path:
+        """A fresh folder to extract snapshot files into for :meth:`restore_files`."""
+
+    def restore_files(self, staged: Path, names: Sequence[str]) -> None:
+        """Replace the collections ``names`` with the snapshot files in ``staged/{name}/`` (as
+        :meth:`snapshot_files` laid them out)."""

@@ -28,6 +28,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from mmgeo.errors import CollectionNotFoundError, ServerUnreachableError, StoreError, StoreLockedError
 from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, SearchParams, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.client_admin import ClientAdmin
 from mmgeo.qdrant.sharding import METADATA_KEY as SHARDING_KEY
 from mmgeo.qdrant.sharding import ShardingSpec
 from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
@@ -45,7 +46,7 @@ SHARD_KEYS_REFRESH_S = 5.0
 T = TypeVar("T")
 
 
-class ClientStore:
+class ClientStore(ClientAdmin):
     """Collections on a Qdrant server/cluster, or in qdrant-client's local mode."""
 
     def __init__(
@@ -66,6 +67,8 @@ class ClientStore:
                              "region sharding needs a Qdrant server or cluster (--qdrant-url)")
         self.is_local = path is not None
         self.location = url or f"qdrant-local:{path}"
+        self._headers = {"api-key": api_key} if api_key else {}
+        self._timeout = timeout
         self.sharding = sharding
         self._specs: dict[str, ShardingSpec | None] = {}
         self._keys: dict[str, tuple[float, set[str]]] = {}
@@ -97,7 +100,9 @@ class ClientStore:
 
     # -- collections -----------------------------------------------------------------------
     def list_collections(self) -> list[str]:
-        return sorted(c.name for c in self.client.get_collections().collections)
+        """The collections mmgeo wrote (their metadata has mmgeo's keys); a server's other collections are left out."""
+        names = sorted(c.name for c in self.client.get_collections().collections)
+        return [n for n in names if DECLARED_INDEXES_KEY in (self.client.get_collection(n).config.metadata or {})]
 
     def has_collection(self, name: str) -> bool:
         return self.client.collection_exists(name)
@@ -223,6 +228,7 @@ class ClientStore:
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
+        self._require(name)
         spec = self.sharding_of(name)
         structs = [
             models.PointStruct(
@@ -244,6 +250,7 @@ class ClientStore:
             self.client.upsert(name, points=groups[key], shard_key_selector=key, wait=True)
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
+        self._require(name)
         if ids:
             self.client.delete(name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
@@ -338,10 +345,6 @@ class ClientStore:
             if time.monotonic() > deadline:
                 raise StoreError(f"collection {name!r} at {self.location} still optimizing after {timeout:.0f} s")
             time.sleep(0.2)
-
-    def disk_bytes(self, name: str) -> int | None:
-        """Unknown for a server collection from the client side: None."""
-        return None
 
 
 class _Guarded:

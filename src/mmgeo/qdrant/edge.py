@@ -26,6 +26,7 @@ import qdrant_edge as qe
 
 from mmgeo.errors import CollectionNotFoundError, StoreError, StoreLockedError
 from mmgeo.qdrant.base import Hit, IndexKind, SearchFilter, SearchParams, StoredPoint, VectorIndex, VectorSpec
+from mmgeo.qdrant.edge_admin import META_FILE, SHARD_DIR, EdgeAdmin
 from mmgeo.qdrant.translate import to_qdrant_filter, to_stored_point
 
 _SCHEMA = {
@@ -35,8 +36,6 @@ _SCHEMA = {
     "geo": qe.PayloadSchemaType.Geo,
 }
 _KIND = {v: k for k, v in _SCHEMA.items()}
-_META_FILE = "mmgeo.json"
-_SHARD_DIR = "shard"
 
 
 def _edge_index(index: VectorIndex | None) -> dict[str, Any]:
@@ -66,21 +65,21 @@ def _edge_params(p: SearchParams) -> qe.SearchParams:
     )
 
 
-class EdgeStore:
+class EdgeStore(EdgeAdmin):
     """A store directory of Qdrant Edge shards, one per collection, locked to one process."""
 
-    def __init__(self, root: str | os.PathLike, *, lock: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).expanduser()
         self.location = str(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create store directory {self.root}: {exc.strerror}") from None
-        self._lock_fd: int | None = self._acquire_lock() if lock else None
+        self._lock_fd: int | None = self._acquire_lock()
         self._shards: dict[str, qe.EdgeShard] = {}
-        if lock:  # finish deletes that a crash cut short (renamed away, so never visible as collections)
-            for trash in self.root.glob(".deleted-*"):
-                shutil.rmtree(trash, ignore_errors=True)
+        # finish deletes and restores that a crash cut short (renamed away, so never visible as collections)
+        for trash in [*self.root.glob(".deleted-*"), *self.root.glob(".replaced-*"), *self.root.glob(".restore-*")]:
+            shutil.rmtree(trash, ignore_errors=True)
 
     # -- locking -------------------------------------------------------------------------
     def _acquire_lock(self) -> int:
@@ -126,7 +125,11 @@ class EdgeStore:
 
     def has_collection(self, name: str) -> bool:
         d = self._dir(name)
-        return (d / _META_FILE).is_file() and (d / _SHARD_DIR / "edge_config.json").is_file()
+        return (d / META_FILE).is_file() and (d / SHARD_DIR / "edge_config.json").is_file()
+
+    def _require(self, name: str) -> None:
+        if not self.has_collection(name):
+            raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
 
     def create_collection(
         self,
@@ -147,7 +150,7 @@ class EdgeStore:
             vectors={v.name: qe.EdgeVectorParams(size=v.dim, distance=qe.Distance.Cosine) for v in vectors},
             **_edge_index(index),
         )
-        shard = qe.EdgeShard.create(str(d / _SHARD_DIR), config)
+        shard = qe.EdgeShard.create(str(d / SHARD_DIR), config)
         for field_name, kind in indexes.items():
             shard.update(qe.UpdateOperation.create_field_index(field_name, _SCHEMA[kind]))
         shard.flush()
@@ -171,7 +174,7 @@ class EdgeStore:
             if not self.has_collection(name):
                 raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
             try:
-                shard = qe.EdgeShard.load(str(self._dir(name) / _SHARD_DIR))
+                shard = qe.EdgeShard.load(str(self._dir(name) / SHARD_DIR))
             except Exception as exc:  # the engine reports everything as a bare Exception
                 if "WouldBlock" in str(exc):
                     raise StoreLockedError(f"collection {name!r} in {self.root} is open in another process") from None
@@ -180,13 +183,15 @@ class EdgeStore:
         return shard
 
     def get_metadata(self, name: str) -> dict[str, Any]:
-        path = self._dir(name) / _META_FILE
+        path = self._dir(name) / META_FILE
         if not path.is_file():
             raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
         return json.loads(path.read_text())
 
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
-        path = self._dir(name) / _META_FILE
+        if not self._dir(name).is_dir():
+            raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
+        path = self._dir(name) / META_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(dict(metadata), indent=2, sort_keys=True))
         os.replace(tmp, path)
@@ -206,6 +211,7 @@ class EdgeStore:
         self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
+        self._require(name)
         if ids:
             self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
 
@@ -277,35 +283,3 @@ class EdgeStore:
         shard = self._shard(name)
         shard.optimize()
         shard.flush()
-
-    def disk_bytes(self, name: str) -> int:
-        """Bytes the collection takes on disk (shard files and metadata)."""
-        return sum(f.stat().st_size for f in self._dir(name).rglob("*") if f.is_file())
-
-    # -- engine access for store operations (:mod:`mmgeo.qdrant.operations`) -------------------
-    def shard_dir(self, name: str) -> Path:
-        """Directory of the collection's Edge shard."""
-        return self._dir(name) / _SHARD_DIR
-
-    def shard(self, name: str) -> qe.EdgeShard:
-        """The collection's open Edge shard (loaded on first use)."""
-        return self._shard(name)
-
-    def release(self, name: str) -> None:
-        """Flush and close the collection's shard if open; the next use loads it again."""
-        shard = self._shards.pop(name, None)
-        if shard is not None:
-            shard.flush()
-            shard.close()
-
-    def reload(self, name: str, config: qe.EdgeConfig) -> qe.EdgeShard:
-        """Close the shard and load it again with ``config`` (the engine persists the new config)."""
-        if not self.has_collection(name):
-            raise CollectionNotFoundError(f"collection {name!r} does not exist in store {self.root}")
-        self.release(name)
-        try:
-            shard = qe.EdgeShard.load(str(self.shard_dir(name)), config)
-        except Exception as exc:  # the engine reports everything as a bare Exception
-            raise StoreError(f"cannot reconfigure collection {name!r} in {self.root}: {exc}") from None
-        self._shards[name] = shard
-        return shard
