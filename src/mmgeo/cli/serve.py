@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
-from mmgeo.cli.search import build_geolocator
 
 EXAMPLES = """
 \b
@@ -46,11 +45,13 @@ def serve_command(host, port, encoder, weights, stage1, geoclip_weights, gps_gal
     """Serve searches over HTTP: POST /search, GET /health, /collections, /evidence/…, and a web page at /."""
     import uvicorn
 
+    from mmgeo.search.factory import build_geolocator
     from mmgeo.serve import ServeLimits, create_app
 
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        geolocator = build_geolocator(store, encoder, weights, stage1, geoclip_weights, text_encoder, gps_gallery)
+        geolocator = build_geolocator(store, encoder=encoder, weights=weights, stage1=stage1,
+                                      geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
         limits = ServeLimits(int(max_upload_mb * 2**20), max_files, max_pixels, timeout_s)
         app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
         console.print(f"mmgeo serve: {store.location} on http://{host}:{port}/"
