@@ -89,7 +89,7 @@ def test_multi_image_query_and_bad_photos(world, tmp_path):
 
 def test_outputs_validate(world):
     jsonschema = pytest.importorskip("jsonschema")
-    from mmgeo.search.schema import SEARCH_RESULT_SCHEMA
+    from mmgeo.search.json_schema import SEARCH_RESULT_SCHEMA
 
     geo = Geolocator(world, CodeEncoder(), FixedStage1([(*NYC, 0.7), (*LA, 0.3)]))
     result = geo.locate([photo(10)])

@@ -69,7 +69,7 @@ def client(served):
 
 def test_search_answers_with_the_cli_schema(client):
     jsonschema = pytest.importorskip("jsonschema")
-    from mmgeo.search.schema import SEARCH_RESULT_SCHEMA
+    from mmgeo.search.json_schema import SEARCH_RESULT_SCHEMA
 
     r = client.post("/search?evidence=1", files=[("photos", ("q.png", png(10), "image/png"))], data={"top_n": "3"})
     assert r.status_code == 200, r.text

@@ -18,7 +18,8 @@ from mmgeo.errors import CollectionMismatchError, StoreError
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, h3_cells, h3_field
 from mmgeo.qdrant.base import IndexKind, Store, VectorSpec
 
-MODALITIES = ("satellite", "ground", "text", "gallery")
+COLLECTION_KINDS = ("satellite", "ground", "text", "gallery")
+"""What an mmgeo collection holds: a dataset modality (:data:`mmgeo.ingest.records.MODALITIES`) or the GPS gallery."""
 ID_NAMESPACE = uuid.UUID("6f1c1d2e-4b0a-5c3e-9a57-6d6d67656f00")
 """Namespace of mmgeo point ids: uuid5(ID_NAMESPACE, "{collection}:{source key}")."""
 
@@ -27,8 +28,8 @@ TEXT_PREVIEW_CHARS = 300
 
 def collection_name(modality: str, prefix: str = "mmgeo") -> str:
     """The collection holding ``modality`` points, e.g. ``mmgeo_satellite``."""
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(MODALITIES)}")
+    if modality not in COLLECTION_KINDS:
+        raise ValueError(f"unknown modality {modality!r}; valid: {', '.join(COLLECTION_KINDS)}")
     return f"{prefix}_{modality}"
 
 

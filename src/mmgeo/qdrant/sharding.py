@@ -114,14 +114,6 @@ def _boundary_distance_km(lat: np.ndarray, lon: np.ndarray, cell: str) -> np.nda
     return np.where(on_arc, to_circle, to_ends).min(axis=1) * EARTH_RADIUS_KM
 
 
-def distance_to_cell_km(lat, lon, cell: str) -> np.ndarray:
-    """Great-circle distance (km) from points to the cell ``cell``: 0 inside it, else to its boundary."""
-    lat, lon = np.atleast_1d(np.asarray(lat, np.float64)), np.atleast_1d(np.asarray(lon, np.float64))
-    res = h3.get_resolution(cell)
-    inside = np.array([h3.latlng_to_cell(float(a), float(o), res) == cell for a, o in zip(lat, lon)], dtype=bool)
-    return np.where(inside, 0.0, _boundary_distance_km(lat, lon, cell))
-
-
 def disk_keys(lat: float, lon: float, radius_km: float, resolution: int) -> set[str]:
     """Cells at ``resolution`` that intersect the disk of ``radius_km`` around (lat, lon)."""
     return disks_keys(np.array([lat]), np.array([lon]), np.array([radius_km]), resolution)

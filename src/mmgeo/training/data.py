@@ -8,7 +8,7 @@ left with too few items for one batch raises :class:`~mmgeo.errors.InputError`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,5 +169,3 @@ def neighbour_batches(n: int, batch_size: int, rng: np.random.Generator, neighbo
         batches.append(np.asarray(current))
     return batches
 
-
-ProgressCallback = Callable[[int], None]

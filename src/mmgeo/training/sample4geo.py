@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mmgeo.encoders.base import resolve_device
-from mmgeo.encoders.sample4geo import Sample4GeoModel, Sample4GeoPair, eval_transform, read_checkpoint, save_checkpoint
+from mmgeo.encoders.sample4geo import Sample4GeoModel, Sample4GeoPair, eval_transform, save_checkpoint
 from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import rank_by_score, recall_at_k
 from mmgeo.images import load_image
@@ -337,8 +337,3 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
         after=after, best_epoch=best_epoch, history=history, skipped=skipped, train_seconds=train_seconds,
         samples_per_second=samples / step_seconds if step_seconds > 0 else math.nan,
     )
-
-
-def stored_config(path: Path) -> dict[str, Any]:
-    """The config inside a checkpoint (any format :func:`read_checkpoint` reads)."""
-    return read_checkpoint(path)[1]
