@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
 from mmgeo.errors import MmgeoError
-from mmgeo.qdrant import ShardingSpec, Store, open_store
+
+if TYPE_CHECKING:
+    from mmgeo.qdrant import ShardingSpec, Store
 
 console = Console(stderr=True)
 
@@ -32,6 +34,8 @@ def store_options(func: Callable) -> Callable:
 def open_store_from(store_path: str | None, qdrant_url: str | None, api_key: str | None,
                     sharding: ShardingSpec | None = None) -> Store:
     """The store named by the CLI options (a server URL wins over the default path)."""
+    from mmgeo.qdrant import open_store
+
     if store_path and qdrant_url:
         raise click.UsageError("give --store or --qdrant-url, not both")
     return open_store(store_path, url=qdrant_url, api_key=api_key, sharding=sharding)

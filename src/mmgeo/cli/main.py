@@ -1,24 +1,46 @@
-"""The ``mmgeo`` command group: every tool as a subcommand (``mmgeo ingest`` = ``mmgeo-ingest``)."""
+"""The ``mmgeo`` command group: every tool as a subcommand (``mmgeo ingest`` = ``mmgeo-ingest``).
+
+Subcommands are imported when they are run (or listed by ``--help``), so ``mmgeo --version`` and a
+command's own start do not pay for every other command's libraries.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from mmgeo import __version__
-from mmgeo.cli.bench import bench_command
 from mmgeo.cli.common import friendly_errors
-from mmgeo.cli.evaluate import eval_command
-from mmgeo.cli.ingest import ingest_command
-from mmgeo.cli.models import models_command
-from mmgeo.cli.search import search_command
-from mmgeo.cli.serve import serve_command
-from mmgeo.cli.store import store_group
-from mmgeo.cli.train import train_group
+
+SUBCOMMANDS = {
+    "ingest": "mmgeo.cli.ingest:ingest_command",
+    "search": "mmgeo.cli.search:search_command",
+    "models": "mmgeo.cli.models:models_command",
+    "store": "mmgeo.cli.store:store_group",
+    "eval": "mmgeo.cli.evaluate:eval_command",
+    "bench": "mmgeo.cli.bench:bench_command",
+    "train": "mmgeo.cli.train:train_group",
+    "serve": "mmgeo.cli.serve:serve_command",
+}
+"""Subcommand name -> ``module:attribute`` of its click command."""
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A click group whose :data:`SUBCOMMANDS` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *SUBCOMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in SUBCOMMANDS and name not in self.commands:
+            module, attr = SUBCOMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="mmgeo")
 def cli() -> None:
     """mmgeo: where was this photo taken? GeoCLIP + geo-filtered Qdrant search."""
@@ -40,12 +62,3 @@ def demo_world_command(root: Path, seed: int) -> None:
     make_demo_world(root, seed=seed)
     click.echo(f"demo world written to {root} (photo to try: {root / 'demo-photo.jpg'})")
 
-
-cli.add_command(ingest_command)
-cli.add_command(search_command)
-cli.add_command(models_command)
-cli.add_command(store_group)
-cli.add_command(eval_command)
-cli.add_command(bench_command)
-cli.add_command(train_group)
-cli.add_command(serve_command)

@@ -46,14 +46,15 @@ def load_gps_gallery(path: str | os.PathLike) -> Any:
     return GpsGallery.from_coordinates(path.stem, coords, may_leak=False, source=str(path))
 
 
-def load_text_encoder(value: str | os.PathLike) -> Any:
-    """The photo→text encoder of the rerank: a fitted projection file (``*.safetensors``) or a registered
+def load_text_encoder(value: str | os.PathLike, image_encoder: Any | None = None) -> Any:
+    """The photo→text encoder of the rerank: a fitted projection file (``*.safetensors``; it reuses
+    ``image_encoder`` when fitted on it, so a photo goes through that backbone once) or a registered
     image+text encoder name (a CLIP pair)."""
     value = str(value)
     if value.endswith(".safetensors") or Path(value).is_file():
         from mmgeo.encoders.projection import load_projection
 
-        return load_projection(value)
+        return load_projection(value, base=image_encoder)
     from mmgeo.encoders import create_encoder
 
     return create_encoder(value)
@@ -90,7 +91,7 @@ def build_geolocator(
     else:
         gallery = load_gps_gallery(gps_gallery) if gps_gallery else None
         estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights), gallery)
-    texts = load_text_encoder(text_encoder) if text_encoder else None
+    texts = load_text_encoder(text_encoder, image_encoder) if text_encoder else None
     return Geolocator(store, image_encoder, estimator, text_encoder=texts)
 
 
