@@ -95,7 +95,7 @@ def test_plain_collection_is_searched_exactly(world):
 
 @pytest.mark.parametrize("backend", ["edge"])
 def test_quantized_collection_is_searched_with_rescoring(world):
-    from mmgeo.qdrant.operations import quantize
+    from mmgeo.qdrant.admin.tuning import quantize
 
     report = quantize(world, "int8", collections=["mmgeo_satellite"], oversampling=3.0, queries=4)[0]
     assert report.after.quantization == "int8"
