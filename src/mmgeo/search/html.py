@@ -55,8 +55,8 @@ def render_html(result: SearchResult, evidence: Sequence[dict[str, Any]] = (), *
             continue
     report = {"result": result.to_json(), "evidence": list(evidence), "attribution": ATTRIBUTION}
     body = (f'<h1>Where was it taken?</h1><div id="report"></div>\n'
-            f'<script type="application/geo+json" id="geojson">{script_json(result.to_geojson())}</script>\n'
-            f"<script>(function () {{ var thumbs = {script_json(thumbs or {})};\n"
+            f'<script type="application/geo+json" id="geojson">{script_json(result.to_geojson())}</script>')
+    init = (f"<script>(function () {{ var thumbs = {script_json(thumbs or {})};\n"
             f"mmgeoReport(document.getElementById('report'), {script_json(report)}, {{photos: {script_json(shown)},\n"
             "  thumb: function (ref) { return thumbs[ref.collection + '/' + ref.key] || null; }});\n})();</script>")
-    return page(f"mmgeo: {', '.join(result.photos)}", body, inline=True)
+    return page(f"mmgeo: {', '.join(result.photos)}", body, inline=True, init=init)

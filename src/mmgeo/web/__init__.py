@@ -31,8 +31,9 @@ def _inline_js(text: str) -> str:
     return text.replace("</script", "<\\/script")
 
 
-def page(title: str, body: str, *, inline: bool, scripts: tuple[str, ...] = SCRIPTS) -> str:
-    """A complete HTML page around ``body``: assets inlined (a standalone file) or linked from ``/static/``."""
+def page(title: str, body: str, *, inline: bool, scripts: tuple[str, ...] = SCRIPTS, init: str = "") -> str:
+    """A complete HTML page: ``body``, then the scripts (inlined for a standalone file, or linked from
+    ``/static/``), then ``init`` (the script that calls them)."""
     if inline:
         head = "".join(f"<style>{asset(s)}</style>" for s in STYLES)
         tail = "".join(f"<script>{_inline_js(asset(s))}</script>\n" for s in scripts)
@@ -40,5 +41,5 @@ def page(title: str, body: str, *, inline: bool, scripts: tuple[str, ...] = SCRI
         head = "".join(f'<link rel="stylesheet" href="/static/{s}">' for s in STYLES)
         tail = "".join(f'<script src="/static/{s}"></script>\n' for s in scripts)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)}</title>{head}</head><body>\n{tail}{body}\n</body></html>\n")
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+            f"<title>{html.escape(title)}</title>{head}</head><body>\n{body}\n{tail}{init}\n</body></html>\n")
