@@ -57,12 +57,12 @@ def server(demo):
     """`mmgeo serve`'s app on the demo store, on a free 127.0.0.1 port, in this process."""
     import uvicorn
 
-    from mmgeo.cli.search import build_geolocator
     from mmgeo.qdrant import open_store
+    from mmgeo.search.factory import build_geolocator
     from mmgeo.serve import create_app
 
     store = open_store(str(demo["store"]))
-    geo = build_geolocator(store, None, None, "knn", None, str(demo["proj"]))
+    geo = build_geolocator(store, stage1="knn", text_encoder=demo["proj"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

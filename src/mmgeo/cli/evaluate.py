@@ -48,6 +48,9 @@ def _floats(value: str) -> list[float]:
               help="Sphere radius in km for distances (and the narrowing disk) [default: 6371.0, the reference's, "
                    "for a dataset; 6371.0088 for a predictions file].")
 @click.option("--limit", type=int, default=None, help="Dataset: evaluate the first N queries only.")
+@click.option("--sheets", "sheets_n", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Dataset: picture sheets of the best and worst N queries per configuration (query photo | "
+                   "predicted tile | true tile | distance) as PNG and HTML in OUT/gallery.")
 @click.option("--encoder", default=None, help="Dataset: image encoder [default: the one that built the collection].")
 @click.option("--weights", default=None, help="Dataset: weights for --encoder.")
 @encoder_option
@@ -67,7 +70,7 @@ def _floats(value: str) -> list[float]:
 @store_options
 @friendly_errors
 def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fallbacks: str, protocol: str,
-                 earth_radius_km: float | None, limit: int | None, encoder, weights, encoder_options, stage1,
+                 earth_radius_km: float | None, limit: int | None, sheets_n: int, encoder, weights, encoder_options, stage1,
                  geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
                  radius_km: float | None, fallback: str, gallery: str, geoclip_gallery: str, gallery_size: int | None,
                  n_relevant: int | None, store_path, qdrant_url, api_key) -> None:
@@ -82,7 +85,9 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
     from mmgeo.evaluation.report import format_markdown, results_table, write_results
 
     notes: list[str] = []
+    sheets: dict[str, Path] = {}
     if source.is_dir():
+        details: list[dict] | None = [] if sheets_n else None
         store = open_store_from(store_path, qdrant_url, api_key)
         try:
             with Progress(TextColumn("[bold]{task.description} queries[/]"), BarColumn(), MofNCompleteColumn(),
@@ -96,9 +101,13 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
 
                 rows, notes = evaluate_dataset(
                     source, store, split=split, per=per, radii=_floats(radii), fallbacks=_csv(fallbacks),
-                    protocol=protocol, earth_radius_km=earth_radius_km, limit=limit, on_query=on_query,
+                    protocol=protocol, earth_radius_km=earth_radius_km, limit=limit, on_query=on_query, details=details,
                     encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1,
                     geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
+            if details:
+                from mmgeo.evaluation.gallery import write_gallery
+
+                sheets = write_gallery(store, details, sheets_n, out / "gallery")
         finally:
             store.close()
     else:
@@ -109,3 +118,5 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
     paths = write_results(table, out, notes=notes)
     click.echo(format_markdown(table, notes))
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
+    if sheets:
+        console.print(f"picture sheets: {sheets['html']} and {len(sheets) - 1} PNG in {sheets['html'].parent}", highlight=False)

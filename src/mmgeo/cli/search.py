@@ -81,12 +81,9 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
         result = locate(photos, store, settings, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
                         stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
         if html_path:
-            from mmgeo.search.evidence import gather_evidence
-            from mmgeo.search.html import embedded_thumbnails, render_html
+            from mmgeo.search.html import report_html
 
-            evidence = gather_evidence(store, result)
-            html_path.write_text(render_html(result, evidence, photos=photos, thumbs=embedded_thumbnails(store, evidence)),
-                                 encoding="utf-8")
+            html_path.write_text(report_html(store, result, photos), encoding="utf-8")
     finally:
         store.close()
     for problem in result.problems:

@@ -35,6 +35,7 @@ def evaluate_dataset(
     earth_radius_km: float | None = None,
     limit: int | None = None,
     on_query: Callable[[str, int], None] | None = None,
+    details: list[dict[str, Any]] | None = None,
     **geolocator: Any,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Results-table rows, and the notes that go with them, for the ground photos of ``split`` as queries.
@@ -45,6 +46,7 @@ def evaluate_dataset(
         earth_radius_km: sphere of distances and the narrowing disk (default: the reference's 6371.0 km).
         limit: the first ``limit`` queries of each mode only.
         on_query: ``on_query(mode, n_queries)`` after each query (progress bars).
+        details: receives per-query outcomes for :func:`~mmgeo.evaluation.gallery.write_gallery`.
         geolocator: keyword arguments of :func:`~mmgeo.search.factory.build_geolocator`.
     """
     if per not in PER:
@@ -57,7 +59,7 @@ def evaluate_dataset(
     for mode in (["image", "landmark"] if per == "both" else [per]):
         queries = load_queries(root, split, mode)[:limit]
         tick = functools.partial(on_query, mode, len(queries)) if on_query else None
-        rows += evaluate(located, queries, configs, mode=mode, earth_radius_km=earth, on_query=tick)
+        rows += evaluate(located, queries, configs, mode=mode, earth_radius_km=earth, on_query=tick, details=details)
     notes = [f"protocol reference: cosine-only rerank of the narrowed tiles, tile-level relevance, lists {depth} "
              f"deep, mAP over landmarks with a tile; distances on a {earth:g} km sphere.", FAIL_NOTE]
     return rows, notes

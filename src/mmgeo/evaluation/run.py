@@ -110,6 +110,15 @@ class Config:
                              f"reference's (cosine only, tile by tile, a disk, fail/full): {s}")
 
 
+def config_label(config: Config) -> str:
+    """A configuration in a few words: method, region and fallback."""
+    s = config.settings
+    if s is None:
+        return config.method
+    region = "no narrowing" if s.region == "none" else f"r={s.radius_km:g} km" if s.region == "radius" else f"mass {s.mass:.0%}"
+    return f"{config.method} · {region} · fallback {s.fallback}"
+
+
 def ranked_depth(gallery_size: int, ks: Sequence[int] = DEFAULT_KS, map_k: int = MAP_K) -> int:
     """How deep every ranked list goes: max(largest K, K of R@1 %, min(map_k, gallery size)).
 
@@ -208,11 +217,13 @@ def _engine_settings(s: SearchSettings, earth_radius_km: float) -> SearchSetting
 
 def evaluate(geolocator: Geolocator, queries: Sequence[Query], configs: Sequence[Config], *, mode: str = "image",
              earth_radius_km: float = REFERENCE_EARTH_RADIUS_KM,
-             on_query: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+             on_query: Callable[[], None] | None = None, details: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Score every configuration on ``queries``; one results-table row per configuration.
 
     ``earth_radius_km`` is the sphere of the narrowing disk and of every distance (the
     reference's 6371.0 km by default; mmgeo's own is :data:`~mmgeo.geo.EARTH_RADIUS_KM`).
+    ``details``, if given, receives one dict per (stage-2 configuration, query): its photo, truth,
+    predicted location and top tile key (what :mod:`mmgeo.evaluation.gallery` draws).
     """
     if not queries:
         raise InputError("no queries to evaluate: the query set is empty")
@@ -229,13 +240,19 @@ def evaluate(geolocator: Geolocator, queries: Sequence[Query], configs: Sequence
             on_query()
     stage1_source = prepared[-1].hypotheses.source
     estimates = [p.hypotheses.top for p in prepared]
-    for acc, settings in zip(per_config, engine):
+    for acc, settings, config in zip(per_config, engine, configs):
         if settings is None:
             acc["lat"], acc["lon"] = [e[0] for e in estimates], [e[1] for e in estimates]
             continue
         # one batched stage 2 per configuration; an exact region count for the narrowing statistics
-        for est, result in zip(estimates, geolocator.rank_many(prepared, replace(settings, count="exact"))):
+        for q, est, result in zip(queries, estimates, geolocator.rank_many(prepared, replace(settings, count="exact"))):
             best = result.candidates[0] if result.candidates else None
+            if details is not None:
+                details.append({"config": config_label(config), "mode": mode, "photo": str(q.photos[0]),
+                                "landmark_id": q.landmark_id, "true_lat": q.lat, "true_lon": q.lon,
+                                "pred_lat": best.lat if best else est[0], "pred_lon": best.lon if best else est[1],
+                                "pred_key": best.evidence[0].get("key") if best and best.evidence else None,
+                                "pred_name": best.name if best else None, "earth_radius_km": earth_radius_km})
             acc["lat"].append(best.lat if best else est[0])
             acc["lon"].append(best.lon if best else est[1])
             acc["ranked"].append([code(c.landmark_id or c.key) for c in result.candidates])

@@ -16,7 +16,8 @@ from typing import Any
 
 from mmgeo.errors import MmgeoError
 from mmgeo.places import ATTRIBUTION
-from mmgeo.search.evidence import evidence_file, thumbnail
+from mmgeo.qdrant.base import Store
+from mmgeo.search.evidence import evidence_file, gather_evidence, thumbnail
 from mmgeo.search.result import SearchResult
 from mmgeo.web import page, script_json
 
@@ -25,7 +26,7 @@ def _data_uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 
-def embedded_thumbnails(store: Any, evidence: Sequence[dict[str, Any]]) -> dict[str, str]:
+def embedded_thumbnails(store: Store, evidence: Sequence[dict[str, Any]]) -> dict[str, str]:
     """``"collection/key"`` → JPEG data URI for every stored file the evidence names (missing files are left out)."""
     refs = [t for e in evidence for t in [*e["tiles"][:1], e["ground"]] if t and t.get("key")]
     out: dict[str, str] = {}
@@ -60,3 +61,9 @@ def render_html(result: SearchResult, evidence: Sequence[dict[str, Any]] = (), *
             f"mmgeoReport(document.getElementById('report'), {script_json(report)}, {{photos: {script_json(shown)},\n"
             "  thumb: function (ref) { return thumbs[ref.collection + '/' + ref.key] || null; }});\n})();</script>")
     return page(f"mmgeo: {', '.join(result.photos)}", body, inline=True, init=init)
+
+
+def report_html(store: Store, result: SearchResult, photos: Sequence[str | Path | bytes] = ()) -> str:
+    """``mmgeo-search --html``: the page for ``result`` with its evidence from ``store`` and the query photos."""
+    evidence = gather_evidence(store, result)
+    return render_html(result, evidence, photos=photos, thumbs=embedded_thumbnails(store, evidence))
