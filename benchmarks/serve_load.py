@@ -19,6 +19,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -85,7 +86,8 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = start_server(args.store, args.serve_args, port, args.out / "serve_load.server.log")
+    log = Path(tempfile.mkdtemp(prefix="mmgeo-serve-load-")) / "server.log"
+    proc = start_server(args.store, args.serve_args, port, log)
     try:
         base, photo, rows = f"http://127.0.0.1:{port}", args.photo.read_bytes(), []
         httpx.post(f"{base}/search", files=[("photos", ("warm.jpg", photo, "image/jpeg"))], timeout=120)  # first-call costs

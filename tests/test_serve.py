@@ -137,3 +137,18 @@ def test_cors_is_off_unless_origins_are_given(served):
         assert "access-control-allow-origin" not in c.options("/search", headers=origin).headers
     with TestClient(create_app(served, cors_origins=("https://elsewhere.example",))) as c:
         assert c.options("/search", headers=origin).headers["access-control-allow-origin"] == "https://elsewhere.example"
+
+
+def test_a_search_past_the_time_limit_gets_504_and_the_server_keeps_serving(served):
+    import time
+
+    class SlowStage1(FixedStage1):
+        def estimate(self, images, **kwargs):
+            time.sleep(1.5)
+            return super().estimate(images, **kwargs)
+
+    slow = Geolocator(served.store, CodeEncoder(), SlowStage1([(*NYC, 1.0)]))
+    with TestClient(create_app(slow, limits=ServeLimits(timeout_s=0.3))) as c:
+        r = c.post("/search", files=[("photos", ("q.png", png(10), "image/png"))])
+        assert r.status_code == 504 and r.json()["error"] == "search took longer than 0.3 s"
+        assert c.get("/health").status_code == 200
