@@ -124,7 +124,12 @@ def main() -> None:
           "| good requests | failed | bad uploads | not 4xx | p50 ms | p99 ms | mean ms | req/s (all) | good req/s | load avg |\n"
           "|---|---|---|---|---|---|---|---|---|---|\n"
           f"| {len(good)} | {report['good_failed']} | {len(bad)} | {report['bad_not_4xx']} | {report['p50_ms']} | {report['p99_ms']} "
-          f"| {report['mean_ms']} | {report['throughput_rps']} | {report['good_throughput_rps']} | {report['machine']['load_avg_1m_at_end']} |\n")
+          f"| {report['mean_ms']} | {report['throughput_rps']} | {report['good_throughput_rps']} | {report['machine']['load_avg_1m_at_end']} |\n\n"
+          f"Bad uploads (alternately a text file and a truncated JPEG) got {report['bad_statuses']} in {report['bad_p50_ms']} ms (p50); "
+          f"the server answered /health afterwards: {alive}. Server: `mmgeo serve --store {args.store} {args.serve_args}` "
+          f"on 127.0.0.1, {os.cpu_count()} CPUs (load average {report['machine']['load_avg_1m_at_end']} at the end: other jobs shared "
+          "them). Searches run one at a time on the server's worker, so a request's latency is mostly its wait in the "
+          "queue: about clients / throughput.\n")
     (args.out / "serve_load.md").write_text(md)
     print(md)
     if report["good_failed"] or report["bad_not_4xx"] or not alive:
