@@ -152,3 +152,19 @@ def test_a_search_past_the_time_limit_gets_504_and_the_server_keeps_serving(serv
         r = c.post("/search", files=[("photos", ("q.png", png(10), "image/png"))])
         assert r.status_code == 504 and r.json()["error"] == "search took longer than 0.3 s"
         assert c.get("/health").status_code == 200
+
+
+def test_serve_refuses_a_taken_port_in_one_line_before_loading_anything(tmp_path):
+    from click.testing import CliRunner
+
+    from mmgeo.cli.main import cli
+    from mmgeo.serve import listen
+
+    taken = listen("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        out = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "no-store"), "--port", str(port)])
+    finally:
+        taken.close()
+    assert out.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in out.output and not (tmp_path / "no-store").exists()

@@ -46,8 +46,9 @@ def serve_command(host, port, encoder, weights, stage1, geoclip_weights, gps_gal
     import uvicorn
 
     from mmgeo.search.factory import build_geolocator
-    from mmgeo.serve import ServeLimits, create_app
+    from mmgeo.serve import ServeLimits, create_app, listen
 
+    sock = listen(host, port)
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
         geolocator = build_geolocator(store, encoder=encoder, weights=weights, stage1=stage1,
@@ -56,6 +57,7 @@ def serve_command(host, port, encoder, weights, stage1, geoclip_weights, gps_gal
         app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
         console.print(f"mmgeo serve: {store.location} on http://{host}:{port}/"
                       f"{' (API key required)' if require_key else ''}", highlight=False)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
+        sock.close()
         store.close()

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import math
 import secrets
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,19 @@ def parse_settings(fields: dict[str, str]) -> SearchSettings:
         return SearchSettings(**kwargs)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (bound before any model loads, so a taken port fails first)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def create_app(geolocator: Geolocator, *, limits: ServeLimits | None = None, api_key: str | None = None,
