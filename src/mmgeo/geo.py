@@ -8,7 +8,7 @@ so a Python check and the engine agree at the edge of a search disk.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import h3
 import numpy as np
@@ -62,9 +62,22 @@ def h3_field(resolution: int) -> str:
     return f"h3_r{resolution}"
 
 
-def h3_cells(lat: float, lon: float, resolutions: Iterable[int] = DEFAULT_H3_RESOLUTIONS) -> dict[str, str]:
-    """H3 cell ids of one point at each resolution, keyed by payload field name."""
-    return {h3_field(r): h3.latlng_to_cell(lat, lon, r) for r in resolutions}
+def h3_cells_batch(lat: np.ndarray, lon: np.ndarray,
+                   resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS) -> dict[str, list[str]]:
+    """H3 cell ids of many points at each resolution, column-wise: payload field name -> one id per point.
+
+    Each cell is ``latlng_to_cell`` at its own resolution (H3 is not a strict hierarchy: a point's
+    r5 cell need not be the parent of its r9 cell), computed on integers and turned into hex ids
+    for the whole column at once: about half the time of one string-API call per point and resolution.
+    """
+    to_cell = h3.api.basic_int.latlng_to_cell
+    lat_list, lon_list = np.asarray(lat, np.float64).tolist(), np.asarray(lon, np.float64).tolist()
+    out = {}
+    for r in resolutions:
+        codes = np.fromiter((to_cell(a, o, r) for a, o in zip(lat_list, lon_list)), dtype=">u8", count=len(lat_list))
+        text = codes.tobytes().hex()  # 16 hex digits per cell; the first is always 0 (reserved bit, mode 1)
+        out[h3_field(r)] = [text[i + 1:i + 16] for i in range(0, len(text), 16)]
+    return out
 
 
 def _min_center_spacing_km(resolution: int) -> float:

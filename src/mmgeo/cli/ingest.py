@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
 from mmgeo.cli.params import encoder_option
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
-from mmgeo.ingest.job import IngestSpec, ingest_dataset
+from mmgeo.ingest.job import MODEL_BATCH, PRECOMPUTED_BATCH, IngestSpec, ingest_dataset
 from mmgeo.ingest.mmlandmarks import SPLITS
 from mmgeo.ingest.pipeline import DEFAULT_MAX_BATCH_BYTES, IngestReport
 from mmgeo.qdrant import ClientStore
@@ -66,7 +66,8 @@ def _csv(value: str) -> list[str]:
 @click.option("--embedding-model", default="precomputed", show_default=True,
               help="Name recorded as the encoder of precomputed embeddings.")
 @click.option("--recreate", is_flag=True, help="Drop the target collection(s) and start over.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--batch-size", default=None, type=click.IntRange(1, 100_000),
+              help=f"Items per batch [default: {MODEL_BATCH} with --encoder, {PRECOMPUTED_BATCH} with precomputed vectors].")
 @click.option("--max-batch-mb", default=DEFAULT_MAX_BATCH_BYTES // 2**20, show_default=True, type=click.IntRange(1),
               help="Memory budget for decoded images in flight (MiB); larger batches are encoded in parts. "
                    "Images over MMGEO_MAX_PIXELS pixels are refused.")
@@ -91,7 +92,7 @@ def _csv(value: str) -> list[str]:
 @friendly_errors
 def ingest_command(source: Path, splits: str, modalities: str, root: Path | None, encoder: str | None, weights: str | None,
                    encoder_options: tuple[tuple[str, object], ...], trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
-                   batch_size: int, max_batch_mb: int, h3_resolutions: str, errors_path: Path, as_json: bool, engine: str,
+                   batch_size: int | None, max_batch_mb: int, h3_resolutions: str, errors_path: Path, as_json: bool, engine: str,
                    ray_address: str | None, actors: int | None, writers: int | None, parquet_out: Path | None,
                    shard_resolution: int | None, shards_per_key: int, replication_factor: int, store_path: str | None,
                    qdrant_url: str | None, api_key: str | None) -> None:

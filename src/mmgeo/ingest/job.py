@@ -76,6 +76,11 @@ class EmbedderSpec:
         return ImageEmbedder(model, max_batch_bytes=self.max_batch_bytes)
 
 
+MODEL_BATCH = 64
+PRECOMPUTED_BATCH = 1024
+"""Precomputed vectors need no model memory: larger batches amortise the engine's per-call cost."""
+
+
 @dataclass(frozen=True)
 class IngestSpec:
     """What to ingest and how: the options of ``mmgeo-ingest`` (defaults equal).
@@ -88,7 +93,8 @@ class IngestSpec:
         embeddings, ids: precomputed embeddings instead of a model (``.npy`` needs ``ids``).
         embedding_model: the encoder name recorded for precomputed vectors.
         recreate: drop the target collections first.
-        batch_size: records per batch; max_batch_bytes: decoded-image memory budget per batch.
+        batch_size: records per batch (None: :data:`MODEL_BATCH` with an encoder, :data:`PRECOMPUTED_BATCH`
+            for precomputed vectors); max_batch_bytes: decoded-image memory budget per batch.
         h3_resolutions: H3 resolutions stored in each payload.
         engine: ``local`` (this process) or ``ray``; ray: :class:`~mmgeo.ingest.ray_engine.RayOptions` fields.
     """
@@ -104,7 +110,7 @@ class IngestSpec:
     ids: Path | None = None
     embedding_model: str = "precomputed"
     recreate: bool = False
-    batch_size: int = 64
+    batch_size: int | None = None
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     h3_resolutions: tuple[int, ...] = tuple(DEFAULT_H3_RESOLUTIONS)
     engine: str = "local"
@@ -164,6 +170,7 @@ def ingest_dataset(
         raise InputError("Ray writer actors need a store_builder that opens a Qdrant server "
                          "(the embedded store is locked by one process: the driver writes)")
     precomputed = load_embeddings(spec.embeddings, spec.ids) if spec.embeddings else None
+    batch_size = spec.batch_size or (MODEL_BATCH if spec.encoder else PRECOMPUTED_BATCH)
     reports: list[IngestReport] = []
     for modality in spec.modalities:
         problems: list[Problem] = []
@@ -177,11 +184,11 @@ def ingest_dataset(
         common = {"problems": problems, "resolutions": list(spec.h3_resolutions), "recreate": spec.recreate,
                   "on_batch": advance}
         if spec.engine == "local":
-            reports.append(run_ingest(store, modality, records, embedder(), batch_size=spec.batch_size, **common))
+            reports.append(run_ingest(store, modality, records, embedder(), batch_size=batch_size, **common))
             continue
         from mmgeo.ingest.ray_engine import RayOptions, run_ray_ingest
 
-        options = RayOptions(batch_size=spec.batch_size, **spec.ray)
+        options = RayOptions(batch_size=batch_size, **spec.ray)
         reports.append(run_ray_ingest(store, modality, records, embedder, options=options, store_builder=store_builder,
                                       **common))
     return reports

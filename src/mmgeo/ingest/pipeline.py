@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -22,7 +23,7 @@ from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
 from mmgeo.images import load_image
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant.base import Store, StoredPoint
-from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, build_payload, ensure_collection, point_id
+from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, build_payloads, ensure_collection, point_id
 
 VECTOR_NAMES = {"satellite": "image", "ground": "image", "text": "text"}
 
@@ -131,7 +132,8 @@ class PrecomputedEmbedder:
                 continue
             kept.append(record)
             rows.append(row)
-        return kept, self.matrix[rows].reshape(len(rows), self.matrix.shape[1]), problems  # a batch may find none
+        picked = np.asarray(self.matrix[rows], dtype=np.float32)  # a copy, also of a memory-mapped matrix
+        return kept, picked.reshape(len(rows), self.matrix.shape[1]), problems  # a batch may find none
 
 
 class RecordVectorEmbedder:
@@ -158,7 +160,12 @@ def check_vector(vector: np.ndarray, dim: int) -> str | None:
 
 
 class StoreWriter:
-    """Validates vectors and upserts points with their payloads into one collection."""
+    """Validates vectors and upserts points with their payloads into one collection.
+
+    A batch is handled column-wise: one validity check and one normalisation for the whole
+    matrix, payloads (H3 cells included) built per column; a vector that cannot be stored
+    is reported with the reason :func:`check_vector` gives and the rest of the batch is kept.
+    """
 
     def __init__(self, store: Store, collection: str, identity: VectorIdentity, resolutions: Sequence[int]) -> None:
         self.store, self.collection, self.identity, self.resolutions = store, collection, identity, tuple(resolutions)
@@ -167,22 +174,36 @@ class StoreWriter:
         return point_id(self.collection, record.key)
 
     def __call__(self, records: Sequence[Record], vectors: Sequence[np.ndarray]) -> tuple[int, list[Problem]]:
-        points, problems = [], []
-        for record, raw in zip(records, vectors, strict=True):
-            vector = np.asarray(raw, dtype=np.float32)
-            reason = check_vector(vector, self.identity.dim)
-            if reason:
-                problems.append(Problem(_where(record), reason))
-                continue
-            payload = build_payload(
-                key=record.key, modality=record.modality, lat=record.lat, lon=record.lon, resolutions=self.resolutions,
-                landmark_id=record.landmark_id, name=record.name, split=record.split, source=record.source,
-                category=record.category, title=record.title, text=record.text,
-            )
-            unit = vector / np.linalg.norm(vector)  # what Qdrant stores for cosine distance, made explicit
-            points.append(StoredPoint(self.point_id(record), payload, {self.identity.name: unit}))
-        self.store.upsert(self.collection, points)
-        return len(points), problems
+        matrix, reasons = self._check(vectors, len(records))
+        problems = [Problem(_where(r), why) for r, why in zip(records, reasons, strict=True) if why]
+        kept = [r for r, why in zip(records, reasons, strict=True) if not why]
+        if not kept:
+            return 0, problems
+        units = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)  # what Qdrant stores for cosine, made explicit
+        payloads = build_payloads(
+            key=[r.key for r in kept], modality=[r.modality for r in kept], lat=[r.lat for r in kept], lon=[r.lon for r in kept],
+            resolutions=self.resolutions,
+            **{f: [getattr(r, f) for r in kept] for f in ("landmark_id", "name", "split", "source", "category", "title", "text")},
+        )
+        name = self.identity.name
+        self.store.upsert(self.collection, [StoredPoint(self.point_id(r), payload, {name: unit})
+                                            for r, payload, unit in zip(kept, payloads, units)])
+        return len(kept), problems
+
+    def _check(self, vectors: Sequence[np.ndarray], n: int) -> tuple[np.ndarray, list[str | None]]:
+        """The storable vectors as one float32 matrix, and per input row why it cannot be stored (or None)."""
+        dim = self.identity.dim
+        if isinstance(vectors, np.ndarray) and vectors.ndim == 2 and vectors.shape[1] == dim:
+            matrix = np.asarray(vectors, dtype=np.float32)
+            ok = np.isfinite(matrix).all(axis=1) & matrix.any(axis=1)
+            if ok.all():
+                return matrix, [None] * n
+            reasons = [None if good else check_vector(row, dim) for good, row in zip(ok.tolist(), matrix)]
+            return matrix[ok], reasons
+        rows = [np.asarray(v, dtype=np.float32) for v in vectors]  # ragged input: row by row
+        reasons = [check_vector(row, dim) for row in rows]
+        good = [row for row, why in zip(rows, reasons) if not why]
+        return (np.stack(good) if good else np.zeros((0, dim), np.float32)), reasons
 
 
 @dataclass
@@ -193,7 +214,10 @@ class IngestReport:
     ingested: int = 0
     already_stored: int = 0
     problems: list[Problem] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "embed": 0.0, "write": 0.0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "embed": 0.0, "write": 0.0, "optimize": 0.0})
+    elapsed_s: float | None = None
+    """Wall time from start to ready to query; stages may overlap (writes run beside reading), so it can be
+    less than the sum of ``seconds``."""
 
     @property
     def skipped(self) -> int:
@@ -201,8 +225,8 @@ class IngestReport:
 
     @property
     def rate(self) -> float:
-        """Items stored per second of pipeline time."""
-        total = sum(self.seconds.values())
+        """Items stored per second, up to ready to query (optimize included)."""
+        total = self.elapsed_s if self.elapsed_s is not None else sum(self.seconds.values())
         return self.ingested / total if total > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -210,6 +234,7 @@ class IngestReport:
             "collection": self.collection, "ingested": self.ingested, "already_stored": self.already_stored,
             "skipped": self.skipped, "items_per_s": round(self.rate, 1),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            **({"elapsed_s": round(self.elapsed_s, 3)} if self.elapsed_s is not None else {}),
         }
 
 
@@ -239,34 +264,62 @@ def run_ingest(
         resume: skip records whose point is already stored (so an interrupted run finishes fast).
         on_batch: called with the number of records handled after each batch (progress bars).
     """
+    start = time.perf_counter()
     name = ensure_collection(store, modality, embedder.identity, name=collection, resolutions=resolutions, recreate=recreate)
     writer = StoreWriter(store, name, embedder.identity, resolutions)
     report = IngestReport(collection=name)
-    reader_problems = problems if problems is not None else []
-    own_problems: list[Problem] = []
-    it = iter(records)
-    while True:
-        t0 = time.perf_counter()
-        batch = list(islice(it, batch_size))
-        report.seconds["read"] += time.perf_counter() - t0
-        if not batch:
-            break
-        handled = len(batch)
-        if resume:
-            stored = {p.id for p in store.retrieve(name, [writer.point_id(r) for r in batch])}
-            report.already_stored += sum(writer.point_id(r) in stored for r in batch)
-            batch = [r for r in batch if writer.point_id(r) not in stored]
-        record_dataset_roots(store, name, batch)
-        t1 = time.perf_counter()
-        kept, vectors, embed_problems = embedder(batch) if batch else ([], None, [])
-        t2 = time.perf_counter()
-        written, write_problems = writer(kept, vectors) if kept else (0, [])
-        t3 = time.perf_counter()
-        report.seconds["embed"] += t2 - t1
-        report.seconds["write"] += t3 - t2
+    per_batch: list[list[Problem]] = []  # embed then write problems of each batch, in batch order
+    # The engine call of a write releases the GIL: while batch k is written, batch k+1 is read and embedded.
+    background = ThreadPoolExecutor(1, thread_name_prefix="mmgeo-write") if getattr(store, "reads_during_writes", False) else None
+    pending: Future | None = None
+
+    def write(kept: list[Record], vectors: Any, into: list[Problem]) -> None:
+        t = time.perf_counter()
+        written, write_problems = writer(kept, vectors)
+        report.seconds["write"] += time.perf_counter() - t
         report.ingested += written
-        own_problems += embed_problems + write_problems
-        if on_batch:
-            on_batch(handled)
-    report.problems = list(reader_problems) + own_problems
+        into += write_problems
+
+    def settle() -> None:
+        nonlocal pending
+        if pending is not None:
+            done, pending = pending, None
+            done.result()  # the write's error, if any, is raised here
+
+    it = iter(records)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            batch = list(islice(it, batch_size))
+            report.seconds["read"] += time.perf_counter() - t0
+            if not batch:
+                break
+            handled = len(batch)
+            if resume:
+                ids = [writer.point_id(r) for r in batch]
+                stored = {p.id for p in store.retrieve(name, ids)}
+                if stored:
+                    report.already_stored += sum(i in stored for i in ids)
+                    batch = [r for r, i in zip(batch, ids) if i not in stored]
+            record_dataset_roots(store, name, batch)
+            t1 = time.perf_counter()
+            kept, vectors, embed_problems = embedder(batch) if batch else ([], None, [])
+            report.seconds["embed"] += time.perf_counter() - t1
+            per_batch.append(list(embed_problems))
+            settle()
+            if kept and background is not None:
+                pending = background.submit(write, kept, vectors, per_batch[-1])
+            elif kept:
+                write(kept, vectors, per_batch[-1])
+            if on_batch:
+                on_batch(handled)
+        settle()
+    finally:
+        if background is not None:
+            background.shutdown(wait=True)  # an interrupted ingest still finishes (and logs) the write in flight
+    t4 = time.perf_counter()
+    store.optimize(name)  # merged segments, payload indexes built: ready to query when this returns
+    report.seconds["optimize"] = time.perf_counter() - t4
+    report.problems = list(problems or []) + [p for batch_problems in per_batch for p in batch_problems]
+    report.elapsed_s = time.perf_counter() - start
     return report

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +62,18 @@ def clean_str(value: object) -> str | None:
     return text or None
 
 
+@functools.lru_cache(maxsize=64)
+def _real(root: Path) -> str:
+    """The real path of a dataset root, resolved once (a reader checks one path per row against it)."""
+    return os.path.realpath(root)
+
+
 def resolve_inside(root: Path, relative: str) -> Path:
     """``root / relative``, refusing absolute paths and paths that escape ``root`` (``..``, symlinks)."""
-    if Path(relative).is_absolute():
+    if os.path.isabs(relative):
         raise ValueError(f"absolute path {relative!r} not allowed; paths must be relative to {root}")
-    root_real = root.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root_real):
+    root_real = _real(root)
+    path = os.path.realpath(os.path.join(root_real, relative))  # strings: a reader calls this once per row
+    if path != root_real and not path.startswith(root_real.rstrip(os.sep) + os.sep):
         raise ValueError(f"path {relative!r} escapes the dataset root {root}")
-    return path
+    return Path(path)

@@ -66,6 +66,7 @@ class ClientStore(ClientAdmin):
             raise StoreError("qdrant-client local mode has no custom sharding (sharding_method=custom); "
                              "region sharding needs a Qdrant server or cluster (--qdrant-url)")
         self.is_local = path is not None
+        self.reads_during_writes = not self.is_local  # a server handles each request apart; local mode is plain Python
         self.location = url or f"qdrant-local:{path}"
         self._headers = {"api-key": api_key} if api_key else {}
         self._timeout = timeout

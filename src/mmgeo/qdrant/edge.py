@@ -68,6 +68,9 @@ def _edge_params(p: SearchParams) -> qe.SearchParams:
 class EdgeStore(EdgeAdmin):
     """A store directory of Qdrant Edge shards, one per collection, locked to one process."""
 
+    reads_during_writes = True
+    """One thread may read (retrieve, search) while another upserts: the engine locks its segments itself."""
+
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).expanduser()
         self.location = str(self.root)
@@ -204,10 +207,17 @@ class EdgeStore(EdgeAdmin):
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
-        edge_points = [
-            qe.Point(p.id, {k: np.asarray(v, dtype=np.float32) for k, v in p.vectors.items()}, p.payload)
-            for p in points
-        ]
+        # The engine copies a Python list of floats far faster than a numpy row, and one tolist() per
+        # named vector for the whole batch is far faster than one per point.
+        names = list(points[0].vectors)
+        try:
+            if any(list(p.vectors) != names for p in points):
+                raise ValueError("points have different named vectors")
+            columns = {k: np.asarray([p.vectors[k] for p in points], dtype=np.float32).tolist() for k in names}
+            edge_points = [qe.Point(p.id, {k: columns[k][i] for k in names}, p.payload) for i, p in enumerate(points)]
+        except ValueError:  # different named vectors or lengths: one point at a time, the engine judges each
+            edge_points = [qe.Point(p.id, {k: np.asarray(v, dtype=np.float32).tolist() for k, v in p.vectors.items()},
+                                    p.payload) for p in points]
         self._shard(name).update(qe.UpdateOperation.upsert_points(edge_points))
 
     def delete(self, name: str, ids: Sequence[str]) -> None:

@@ -13,10 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 import mmgeo
 from mmgeo.errors import CollectionMismatchError, StoreError
-from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, h3_cells, h3_field
-from mmgeo.qdrant.base import IndexKind, Store, VectorSpec
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, h3_cells_batch, h3_field
+from mmgeo.qdrant.base import IndexKind, Store, VectorIndex, VectorSpec
 
 COLLECTION_KINDS = ("satellite", "ground", "text", "gallery")
 """What an mmgeo collection holds: a dataset modality (:data:`mmgeo.ingest.records.MODALITIES`) or the GPS gallery."""
@@ -62,21 +64,50 @@ def build_payload(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The payload of one point. ``None`` fields are left out so the dashboard shows no empty keys."""
-    payload: dict[str, Any] = {
-        "key": key,
-        "landmark_id": landmark_id,
-        "name": name,
-        "modality": modality,
-        "split": split,
-        "location": {"lat": lat, "lon": lon},
-        **h3_cells(lat, lon, resolutions),
-        "source": source,
-        "category": category,
-        "title": title,
-        "text": text[:TEXT_PREVIEW_CHARS] if text else None,
-    }
-    payload.update(extra or {})
-    return {k: v for k, v in payload.items() if v is not None}
+    payload = build_payloads(key=[key], modality=[modality], lat=[lat], lon=[lon], resolutions=resolutions,
+                             landmark_id=[landmark_id], name=[name], split=[split], source=[source],
+                             category=[category], title=[title], text=[text])[0]
+    if extra:
+        payload.update(extra)
+        payload = {k: v for k, v in payload.items() if v is not None}
+    return payload
+
+
+def build_payloads(
+    *,
+    key: Sequence[str],
+    modality: Sequence[str],
+    lat: Sequence[float],
+    lon: Sequence[float],
+    resolutions: Sequence[int] = DEFAULT_H3_RESOLUTIONS,
+    **columns: Sequence[str | None] | None,
+) -> list[dict[str, Any]]:
+    """Payloads of many points, built column-wise (H3 cells for the whole batch at once).
+
+    ``columns`` are the optional fields of :func:`build_payload` (``landmark_id``, ``name``, ``split``,
+    ``source``, ``category``, ``title``, ``text``), one value per point; a column left out is all
+    ``None``. Field order and content are those of :func:`build_payload`.
+    """
+    if unknown := set(columns) - set(OPTIONAL_FIELDS):
+        raise ValueError(f"unknown payload field(s) {', '.join(sorted(unknown))}; valid: {', '.join(OPTIONAL_FIELDS)}")
+    n = len(key)
+    text = columns.get("text")
+    if text is not None:
+        columns["text"] = [t[:TEXT_PREVIEW_CHARS] if t else None for t in text]
+    lat_list, lon_list = [float(v) for v in lat], [float(v) for v in lon]
+    cells = h3_cells_batch(np.asarray(lat_list), np.asarray(lon_list), resolutions)
+    ordered: list[tuple[str, Sequence[Any] | None]] = [
+        ("key", key), ("landmark_id", columns.get("landmark_id")), ("name", columns.get("name")),
+        ("modality", modality), ("split", columns.get("split")),
+        ("location", [{"lat": a, "lon": o} for a, o in zip(lat_list, lon_list)]), *cells.items(),
+        *((f, columns.get(f)) for f in ("source", "category", "title", "text")),
+    ]
+    present = [(field, values) for field, values in ordered if values is not None and any(v is not None for v in values)]
+    return [{field: values[i] for field, values in present if values[i] is not None} for i in range(n)]
+
+
+OPTIONAL_FIELDS = ("landmark_id", "name", "split", "source", "category", "title", "text")
+"""Payload fields a reader may leave empty (``None`` values are not stored)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +126,10 @@ class VectorIdentity:
 ROOTS_KEY = "dataset_roots"
 """Metadata key: the dataset folders the collection's ``source`` paths are relative to (written by ingest;
 evidence files are read only from these)."""
+
+PLAIN_INDEX = VectorIndex(hnsw=False)
+"""Vector index of the collections ingest creates: stage 2 scores its geo-filtered candidates exactly,
+so an HNSW graph would cost build time and buy nothing; ``mmgeo store optimize`` builds one on request."""
 
 DROPPING_KEY = "dropping_since"
 """Metadata key set on a collection just before ``--recreate`` deletes it."""
@@ -163,6 +198,7 @@ def ensure_collection(
             [VectorSpec(vector.name, vector.dim)],
             collection_metadata(modality, vector, resolutions),
             payload_indexes(resolutions),
+            index=PLAIN_INDEX,
         )
         return name
     check_vector_identity(name, store.get_metadata(name), vector)
