@@ -60,8 +60,8 @@ def test_reference_loop_numpy_and_counts_agree(radius):
 
 def test_tiny_end_to_end_run(tmp_path):
     config = BenchConfig(sizes=(2000,), n_queries=50, n_queries_unfiltered=10, radii_km=(25.0, 500.0, math.inf),
-                         ref_budget_s=60.0, client_local_queries=5, use_docker=False, sweep=False,
-                         sim_tiles=5000, sim_queries=500, workdir=str(tmp_path))
+                         ref_budget_s=60.0, client_local_queries=5, use_docker=False, sweep=True, sweep_size=2000,
+                         sweep_queries=200, sim_tiles=5000, sim_queries=500, workdir=str(tmp_path))
     results = run_benchmark(config)
     paths = write_outputs(results, tmp_path / "out")
     data = json.loads(paths["json"].read_text())
@@ -70,10 +70,18 @@ def test_tiny_end_to_end_run(tmp_path):
     assert {"mmgeo", "qdrant-edge-py", "qdrant-client", "numpy", "python"} <= data["versions"].keys()
     methods = {r["method"] for r in data["stage2"]}
     assert {"numpy exact", "reference loop", "edge plain exact", "edge int8+rescore", "edge hnsw",
-            "qdrant-client local"} <= methods
+            "qdrant-client local", "Geolocator.rank (plain exact)", "Geolocator.rank (int8+rescore)",
+            "Geolocator.rank (hnsw)"} <= methods
+    product = [r for r in data["stage2"] if r["method"].startswith("Geolocator.rank")]
+    assert len(product) == 9 and all(r["rank_many_equals_rank"] is True and r["p50_ms"] > 0 for r in product)
+    params = {r["method"]: r["engine_params"] for r in data["stage2"] if r["radius_km"] == 25.0 and "engine_params" in r}
+    assert params["edge plain exact"] == "exact" and params["edge int8+rescore"] == "rescore x2"
+    sweep = data["sweep"]
+    assert sweep["n_queries"] == 200 and sweep["rank_many_s"] > 0 and sweep["engine_search_batch_s"] > 0
+    assert sweep["engine_recall_at_10_vs_numpy"] == 1.0
     for row in data["stage2"]:
-        assert {"recall_at_10", "p50_ms", "p99_ms", "qps", "batch_qps"} <= row.keys()
-        if row["method"] == "edge plain exact":
+        assert {"p50_ms", "p99_ms", "qps", "batch_qps"} <= row.keys()
+        if row["method"] in ("edge plain exact", "edge int8+rescore"):
             assert row["recall_at_10"] == 1.0, row
         if row["method"] == "reference loop":
             assert row["candidates_match_numpy"] is True
@@ -85,6 +93,7 @@ def test_tiny_end_to_end_run(tmp_path):
     assert any("Qdrant server skipped" in n for n in data["notes"])
     md = paths["md"].read_text()
     assert "## Stage-2 search" in md and "## Narrowing at MMLandmarks scale" in md and "edge plain exact" in md
+    assert "Geolocator.rank_many" in md and "bare engine" in md
 
 
 def test_cli_rejects_bad_sizes_and_radii(tmp_path):

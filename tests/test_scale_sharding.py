@@ -202,7 +202,8 @@ def test_an_unsharded_collection_sends_no_shard_keys(spied):
 
 
 def test_bench_reports_the_shards_each_query_touched(spied):
-    from mmgeo.evaluation.bench import _stage2_columns, shards_touched
+    from mmgeo.evaluation.bench import shards_touched
+    from mmgeo.evaluation.bench.report import _stage2_columns
 
     store, _, state = spied
     vertex = h3.cell_to_boundary(h3.latlng_to_cell(48.85, 2.35, RES))[0]

@@ -35,15 +35,17 @@ def engine_params(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int
                   oversampling: float | None = None) -> SearchParams:
     """How to search a collection: from its metadata's ``quantization`` and ``index`` records.
 
-    ``auto``: exact on a plain collection; the index (with rescoring and the recorded oversampling
-    on a quantized one, the recorded ``hnsw_ef`` on an HNSW one) otherwise. ``exact`` and
-    ``approximate`` force one or the other.
+    ``auto``: exact on a plain collection; the index otherwise: with rescoring and the recorded
+    oversampling on a quantized one, the recorded ``hnsw_ef`` (and ``acorn``) on an HNSW one, unless
+    its record says ``"search": "exact"`` (its graph was measured not to keep recall, so mmgeo
+    searches it exhaustively). ``exact`` and ``approximate`` force one or the other.
     """
     if index not in INDEX_MODES:
         raise ValueError(f"index must be one of {', '.join(INDEX_MODES)}, got {index!r}")
     quant = metadata.get("quantization") or {}
     graph = metadata.get("index") or {}
-    if index == "exact" or (index == "auto" and not quant and graph.get("kind") != "hnsw"):
+    use_graph = graph.get("kind") == "hnsw" and graph.get("search", "hnsw") == "hnsw"
+    if index == "exact" or (index == "auto" and not quant and not use_graph):
         return EXACT
     return SearchParams(
         hnsw_ef=hnsw_ef if hnsw_ef is not None else graph.get("hnsw_ef"),
