@@ -3,28 +3,36 @@
 ``create_encoder("efficientnet_lite0.in1k")`` returns an encoder with
 ``encode_images`` and/or ``encode_texts`` (float32 ``(n, dim)``), ``dim``,
 ``weights_id`` and ``device``; :func:`list_encoders` feeds ``mmgeo models``.
+
+Names are imported on first use: ``import mmgeo.encoders`` loads no model library
+(torch, timm, open_clip, transformers); each model module brings its own when it is used.
 """
 
-from mmgeo.encoders.base import Encoder, ImageEncoder, TextEncoder, resolve_device
-from mmgeo.encoders.entry import EncoderEntry
-from mmgeo.encoders.geoclip import GeoCLIPEncoder, GpsGallery, GpsHypotheses
-from mmgeo.encoders.registry import EncoderRow, create_encoder, list_encoders
-from mmgeo.encoders.sample4geo import Sample4GeoEncoder, save_checkpoint
-from mmgeo.encoders.sources import WeightsSource
+from __future__ import annotations
 
-__all__ = [
-    "Encoder",
-    "EncoderEntry",
-    "EncoderRow",
-    "GeoCLIPEncoder",
-    "GpsGallery",
-    "GpsHypotheses",
-    "ImageEncoder",
-    "Sample4GeoEncoder",
-    "TextEncoder",
-    "WeightsSource",
-    "create_encoder",
-    "list_encoders",
-    "resolve_device",
-    "save_checkpoint",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "Encoder": "base", "ImageEncoder": "base", "TextEncoder": "base", "resolve_device": "base",
+    "EncoderEntry": "entry",
+    "GeoCLIPEncoder": "geoclip", "GpsGallery": "geoclip", "GpsHypotheses": "geoclip",
+    "EncoderRow": "registry", "create_encoder": "registry", "list_encoders": "registry",
+    "Sample4GeoEncoder": "sample4geo", "save_checkpoint": "sample4geo",
+    "WeightsSource": "sources",
+}
+"""Public name -> the module of :mod:`mmgeo.encoders` that defines it."""
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f"mmgeo.encoders.{_HOMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
