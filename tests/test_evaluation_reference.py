@@ -52,7 +52,7 @@ class PointStage1:
     def __init__(self, points):
         self.points = points
 
-    def estimate(self, images, *, top_k=100):
+    def estimate(self, images, *, top_k=100, features=None):
         out = []
         for im in images:
             lat, lon = self.points[int(np.asarray(im)[0, 0, 0])]
@@ -254,3 +254,13 @@ def test_reference_table_has_the_reference_columns():
     assert (first["mAP@1000"], first["mean_dist_km"], first["R@1km"], first["n_landmarks"]) == (0.5, 10.0, 0.25, 17)
     assert bool(second["s4g_multiimage"]) and second["radius_km"] == "inf" and second["fallback"] == "fail"
     assert second["pipeline"] == "mmgeo_ablation_stage1_stage2_prior"
+
+
+def test_confidence_weighted_prior_scales_with_stage1_concentration():
+    from mmgeo.search.rerank import Weights
+
+    split = Hypotheses(np.array([NYC[0], LA[0]]), np.array([NYC[1], LA[1]]), np.array([0.6, 0.4]), "t")
+    assert Weights(prior=0.2, prior_weighting="confidence").prior_weight(split) == pytest.approx(0.2 * 0.6)
+    assert Weights(prior=0.2, prior_weighting="fixed").prior_weight(split) == 0.2
+    empty = Hypotheses(np.zeros(0), np.zeros(0), np.zeros(0), "t")
+    assert Weights(prior=0.2, prior_weighting="confidence").prior_weight(empty) == 0.0

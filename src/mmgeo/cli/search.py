@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
 from mmgeo.cli.params import encoder_option
-from mmgeo.search.geolocator import FALLBACKS, SearchSettings
+from mmgeo.search.geolocator import FALLBACKS, PRIOR_WEIGHTINGS, SearchSettings
 from mmgeo.search.region import MODES
 
 EXAMPLES = """
@@ -56,6 +56,9 @@ Examples:
 @click.option("--w-image", type=float, default=1.0, show_default=True)
 @click.option("--w-text", type=float, default=0.3, show_default=True)
 @click.option("--w-prior", type=float, default=0.2, show_default=True)
+@click.option("--prior-weighting", type=click.Choice(PRIOR_WEIGHTINGS), default=SearchSettings.prior_weighting,
+              show_default=True, help="confidence: the prior's weight scales with stage 1's concentration (a weak "
+                                      "stage 1 barely moves the ranking); fixed: always --w-prior.")
 @click.option("--rrf", is_flag=True, help="Reciprocal-rank fusion instead of the weighted sum.")
 @click.option("--min-confidence", type=float, default=0.0, show_default=True, help="Abstain ('unsure') below this.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
@@ -65,14 +68,14 @@ Examples:
 @store_options
 @friendly_errors
 def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, region, radius_km, mass, fallback, top_n, aggregate,
-                   fusion, text_encoder, w_image, w_text, w_prior, rrf, min_confidence, as_json, geojson, html_path,
+                   fusion, text_encoder, w_image, w_text, w_prior, prior_weighting, rrf, min_confidence, as_json, geojson, html_path,
                    verbose, store_path, qdrant_url, api_key) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
 
     Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (e.g. every photo unusable).
     """
     settings = SearchSettings(region=region, radius_km=radius_km, mass=mass, fallback=fallback, top_n=top_n,
-                              aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior,
+                              aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior, prior_weighting=prior_weighting,
                               rrf=rrf, min_confidence=min_confidence)
     from mmgeo.search.factory import locate
 

@@ -22,7 +22,8 @@ list holds only the region's tiles (ranks past its end are misses) and an empty 
 at its stage-1 estimate (:data:`FAIL_NOTE`).
 
 **Ablations** (``protocol = "ablation"`` rows) change one thing against the reference row at the
-same radius and fallback: ``+prior`` (stage-1 prior in the score), ``+text`` (the text rerank),
+same radius and fallback: ``+prior`` (stage-1 prior in the score), ``+prior×confidence`` (its weight
+scaled by stage 1's concentration, :attr:`SearchSettings.prior_weighting`), ``+text`` (the text rerank),
 ``mass`` (stage-1 mass region instead of a disk), ``landmark max``/``landmark mean`` (each
 landmark ranked once, by its best/mean tile; then a landmark is the relevant item, one per query),
 and ``search defaults`` (what ``mmgeo-search`` does with its default settings).
@@ -105,9 +106,10 @@ class Config:
         s = self.settings
         if self.protocol == "reference" and s is not None and not (
                 s.w_prior == 0 and s.w_text == 0 and not s.rrf and s.aggregate == "tile" and self.level == "tile"
+                and s.index == "exact"
                 and s.region in ("radius", "none") and s.fallback in FALLBACKS and s.top_n <= s.candidates):
             raise ValueError(f"{self.method!r} is labelled protocol 'reference' but its settings are not the "
-                             f"reference's (cosine only, tile by tile, a disk, fail/full): {s}")
+                             f"reference's (exact cosine only, tile by tile, a disk, fail/full): {s}")
 
 
 def config_label(config: Config) -> str:
@@ -131,7 +133,7 @@ def ranked_depth(gallery_size: int, ks: Sequence[int] = DEFAULT_KS, map_k: int =
 def reference_settings(depth: int, radius_km: float, fallback: str) -> SearchSettings:
     """The reference's stage 2: image cosine only, every tile its own candidate, ``depth`` deep."""
     base = SearchSettings(top_n=depth, candidates=depth, aggregate="tile", w_image=1.0, w_text=0.0, w_prior=0.0,
-                          fallback=fallback)
+                          fallback=fallback, index="exact")
     return replace(base, region="none") if math.isinf(radius_km) else replace(base, radius_km=radius_km)
 
 
@@ -145,7 +147,8 @@ def ablations(depth: int, radii: Sequence[float] = ABLATION_RADII_KM, *, fallbac
               text: bool = False, defaults: SearchSettings = SearchSettings()) -> list[Config]:
     """Each mmgeo signal as its own row against the reference row at the same radius and ``fallback``.
 
-    Per radius: the reference row, ``+prior`` (weight ``defaults.w_prior``), ``+text`` (weight
+    Per radius: the reference row, ``+prior`` (weight ``defaults.w_prior``), ``+prior×confidence``
+    (the same weight times stage 1's concentration), ``+text`` (weight
     ``defaults.w_text``, when ``text``), ``landmark max`` and ``landmark mean``. Once: ``mass``
     (the stage-1 mass region) and ``search defaults`` (``defaults``, landmarks ranked as
     ``mmgeo-search`` ranks them, ``depth`` deep).
@@ -154,7 +157,9 @@ def ablations(depth: int, radii: Sequence[float] = ABLATION_RADII_KM, *, fallbac
     for r in radii:
         ref = reference_settings(depth, r, fallback)
         configs.append(Config("stage1+stage2", ref, "reference"))
-        configs.append(Config("stage1+stage2 +prior", replace(ref, w_prior=defaults.w_prior), "ablation"))
+        configs.append(Config("stage1+stage2 +prior", replace(ref, w_prior=defaults.w_prior, prior_weighting="fixed")))
+        configs.append(Config("stage1+stage2 +prior×confidence",
+                              replace(ref, w_prior=defaults.w_prior, prior_weighting="confidence")))
         if text:
             configs.append(Config("stage1+stage2 +text", replace(ref, w_text=defaults.w_text), "ablation"))
         for how in ("max", "mean"):

@@ -29,6 +29,7 @@ from mmgeo.search.stage1 import Hypotheses, Stage1
 from mmgeo.search.stage2 import INDEX_MODES, Found, Stage2, engine_params, groups_needed
 
 FALLBACKS = ("fail", "widen", "full")
+PRIOR_WEIGHTINGS = ("confidence", "fixed")
 AGGREGATES = ("max", "mean", "tile")
 """How tile hits become candidates: one per landmark (its best or mean tile score), or every tile on its own
 (``tile``: the reference system's ranking, where each relevant tile counts)."""
@@ -60,6 +61,10 @@ class SearchSettings:
     w_image: float = 1.0
     w_text: float = 0.3
     w_prior: float = 0.2
+    prior_weighting: str = "confidence"
+    """``confidence``: the prior weighs ``w_prior`` × the share of stage-1 probability within ``radius_km`` of
+    its top estimate, so a diffuse (weak) stage 1 barely moves the ranking; ``fixed``: always ``w_prior``.
+    Chosen by mmgeo-eval's ablations (README, Evaluation)."""
     rrf: bool = False
     rrf_k: int = 60
     min_confidence: float = 0.0
@@ -71,7 +76,8 @@ class SearchSettings:
     def __post_init__(self) -> None:
         checks = {"region": (self.region, MODES), "fallback": (self.fallback, FALLBACKS),
                   "aggregate": (self.aggregate, AGGREGATES), "fusion": (self.fusion, ("mean", "score")),
-                  "index": (self.index, INDEX_MODES), "count": (self.count, COUNTS)}
+                  "index": (self.index, INDEX_MODES), "count": (self.count, COUNTS),
+                  "prior_weighting": (self.prior_weighting, PRIOR_WEIGHTINGS)}
         for name, (value, valid) in checks.items():
             if value not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
@@ -82,7 +88,8 @@ class SearchSettings:
 
     @property
     def weights(self) -> Weights:
-        return Weights(self.w_image, self.w_text, self.w_prior, self.rrf, self.rrf_k)
+        return Weights(self.w_image, self.w_text, self.w_prior, self.rrf, self.rrf_k, self.prior_weighting,
+                       self.radius_km)
 
 
 def fuse_hypotheses(hyps: Sequence[Hypotheses]) -> Hypotheses:

@@ -28,6 +28,15 @@ class Weights:
     prior: float = 0.2
     rrf: bool = False
     rrf_k: int = 60
+    prior_weighting: str = "fixed"
+    """``confidence``: ``prior`` × the stage-1 mass within ``confidence_radius_km`` of its top estimate."""
+    confidence_radius_km: float = 25.0
+
+    def prior_weight(self, hyp: Hypotheses) -> float:
+        """The prior's weight for this query's stage 1."""
+        if self.prior_weighting != "confidence":
+            return self.prior
+        return self.prior * hyp.mass_within(*hyp.top, self.confidence_radius_km) if len(hyp.prob) else 0.0
 
 
 def aggregate_hits(hits: Sequence[Hit], how: str = "max") -> list[tuple[str, float, list[Hit]]]:
@@ -102,7 +111,7 @@ def rank_groups(groups: Sequence[Group], hyp: Hypotheses, *, top_n: int, weights
     if weights.rrf:
         final = rrf_scores([image, [t if t is not None else -1.0 for t in text], prior], weights.rrf_k)
     else:
-        final = weights.image * image + weights.text * np.array([t or 0.0 for t in text]) + weights.prior * prior
+        final = weights.image * image + weights.text * np.array([t or 0.0 for t in text]) + weights.prior_weight(hyp) * prior
     order = np.argsort(-final, kind="stable")[:top_n].tolist()
     out = []
     for rank, i in enumerate(order, start=1):
