@@ -234,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tol", type=float, default=1e-9)
     args = parser.parse_args(argv)
 
-    from mmgeo.cli.search import build_geolocator
     from mmgeo.qdrant import open_store
+    from mmgeo.search.factory import build_geolocator
 
     rows = json.loads(args.results.read_text())
     earth = {float(r["earth_radius_km"]) for r in rows if r.get("protocol") == "reference"}
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     store = open_store(args.store)
     try:
-        geolocator = build_geolocator(store, None, None, args.stage1, None, None)
+        geolocator = build_geolocator(store, stage1=args.stage1)
         expected = recompute(geolocator, args.dataset, rows, earth.pop())
     finally:
         store.close()
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     n_rows = sum(1 for r in rows if r.get("protocol") == "reference")
     for p in problems:
         print("MISMATCH", p)
-    print(f"{n_rows} reference rows, {len(expected)} recomputed configurations: "
+    n_values = sum(len(v) for v in expected.values())
+    print(f"{n_rows} reference rows, {len(expected)} recomputed configurations, {n_values} metric values: "
           f"{'all metrics agree to ' + format(args.tol, 'g') if not problems else f'{len(problems)} mismatch(es)'}")
     return 0 if not problems else 1
 
