@@ -76,3 +76,37 @@ def test_a_run_that_does_not_fit_is_refused_with_the_numbers(tmp_path):
         check_fits(Needs(ram=0, disk=2**60), tmp_path, "a huge run")
     check_fits(ingest_needs(1000, 1024), tmp_path, "a small run")  # fits: no error
     assert ingest_needs(1_000_000, 1024).disk > 1_000_000 * 1024 * 4 * 2  # input + its mapped copy + the store
+
+
+def test_bench_refuses_a_size_that_does_not_fit_before_building_anything():
+    from click.testing import CliRunner
+
+    from mmgeo.cli.bench import bench_command
+
+    result = CliRunner().invoke(bench_command, ["--sizes", "1000000000", "--no-docker", "--no-sweep"])
+    assert result.exit_code == 2, result.output
+    assert "mmgeo-bench at 1,000,000,000 tiles needs about" in result.output and "GiB of memory" in result.output
+
+
+def test_path_check_resolves_like_realpath(tmp_path):
+    """The reader's per-row path resolution skips the root's own components but walks the rest exactly as
+    ``os.path.realpath`` does: symlinks (absolute, relative, dangling, pointing up), ``..``, missing parts."""
+    import itertools
+    import os
+
+    from mmgeo.ingest.records import _realpath_below
+
+    base = os.path.realpath(tmp_path)
+    os.makedirs(f"{base}/root/a/b")
+    os.makedirs(f"{base}/out")
+    os.symlink(f"{base}/out", f"{base}/root/link")
+    os.symlink("a/b", f"{base}/root/rel")
+    os.symlink(f"{base}/root/missing-target", f"{base}/root/dangling")
+    os.symlink("../..", f"{base}/root/a/up")
+    (tmp_path / "root" / "a" / "f.txt").write_text("")
+    parts = ["a", "b", "..", ".", "link", "rel", "missing", "f.txt", "dangling", "", "up"]
+    for k in (1, 2, 3):
+        for combo in itertools.product(parts, repeat=k):
+            rel = "/".join(combo)
+            if not os.path.isabs(rel):
+                assert _realpath_below(f"{base}/root", rel) == os.path.realpath(os.path.join(f"{base}/root", rel)), rel

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +69,34 @@ def _real(root: Path) -> str:
     return os.path.realpath(root)
 
 
+def _realpath_below(real_dir: str, relative: str) -> str:
+    """``os.path.realpath(real_dir/relative)`` for an already real ``real_dir``: the same walk (a missing
+    component is kept, ``..`` pops, a symlink is resolved), without re-checking ``real_dir``'s own components.
+    A reader calls this once per row, so the saved system calls add up."""
+    path, parts = real_dir, relative.split("/")
+    for i, part in enumerate(parts):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            path = os.path.dirname(path)
+            continue
+        candidate = os.path.join(path, part)
+        try:
+            link = stat.S_ISLNK(os.lstat(candidate).st_mode)
+        except OSError:
+            link = False
+        if link:
+            return os.path.realpath(os.path.join(candidate, *parts[i + 1:]))
+        path = candidate
+    return path
+
+
 def resolve_inside(root: Path, relative: str) -> Path:
     """``root / relative``, refusing absolute paths and paths that escape ``root`` (``..``, symlinks)."""
     if os.path.isabs(relative):
         raise ValueError(f"absolute path {relative!r} not allowed; paths must be relative to {root}")
     root_real = _real(root)
-    path = os.path.realpath(os.path.join(root_real, relative))  # strings: a reader calls this once per row
+    path = _realpath_below(root_real, relative)
     if path != root_real and not path.startswith(root_real.rstrip(os.sep) + os.sep):
         raise ValueError(f"path {relative!r} escapes the dataset root {root}")
     return Path(path)

@@ -49,6 +49,7 @@ from mmgeo.evaluation.bench.world import (
     make_world,
     narrowing_by_radius,
 )
+from mmgeo.evaluation.capacity import bench_needs, check_fits
 from mmgeo.qdrant import SearchParams, VectorIndex
 from mmgeo.qdrant.admin.tuning import DEFAULT_OVERSAMPLING
 from mmgeo.qdrant.edge import EdgeStore
@@ -382,7 +383,13 @@ def _describe(p: SearchParams) -> str:
 
 
 def run_benchmark(config: BenchConfig = BenchConfig(), *, progress: Progress | None = None) -> dict[str, Any]:
-    """Run every part of the benchmark and return the results (JSON-ready; ``inf`` radii as ``"inf"``)."""
+    """Run every part of the benchmark and return the results (JSON-ready; ``inf`` radii as ``"inf"``).
+
+    A size that will not fit the machine's free memory or the work folder's disk is refused first (``InputError``).
+    """
+    for n in config.sizes:
+        check_fits(bench_needs(n, config.dim, config.n_queries, int8=n <= config.int8_max_n),
+                   config.workdir or tempfile.gettempdir(), f"mmgeo-bench at {n:,} tiles")
     run = _Run(config, progress)
     started = time.perf_counter()
     machine = machine_info()
