@@ -203,7 +203,8 @@ def make_image_corpus(base: Path) -> tuple[Path, list[Case]]:
     for key, what, fname, make, expect, reason, colour in IMAGE_CASES:
         (root / "img" / fname).write_bytes(make())
         rel = f"img/{fname}"
-        row(Case(key, what, expect, reason, where=rel if expect == "skipped" else "", colour=colour), image_row(key, rel))
+        decode_failure = f"{MANIFEST}:{len(lines) + 1} (id {key}, {rel})"  # the row, the id and the file: all three
+        row(Case(key, what, expect, reason, where=decode_failure if expect == "skipped" else "", colour=colour), image_row(key, rel))
 
     # files and paths that must never be read
     (root / "img" / "escape.jpg").symlink_to(outside)
@@ -213,10 +214,12 @@ def make_image_corpus(base: Path) -> tuple[Path, list[Case]]:
         image_row("dotdot_path", "../outside.jpg"))
     row(Case("absolute_path", "absolute path where a relative one is required", "skipped", "absolute path"),
         image_row("absolute_path", str(outside)))
-    row(Case("missing_file", "path to a file that does not exist", "skipped", "file not found", where="img/missing.jpg"),
+    row(Case("missing_file", "path to a file that does not exist", "skipped", "file not found",
+             where=f"{MANIFEST}:{len(lines) + 1} (id missing_file, img/missing.jpg)"),
         image_row("missing_file", "img/missing.jpg"))
     (root / "img" / "folder.jpg").mkdir()
-    row(Case("directory_as_image", "a directory named .jpg", "skipped", "file not found", where="img/folder.jpg"),
+    row(Case("directory_as_image", "a directory named .jpg", "skipped", "is a folder, not an image file",
+             where=f"{MANIFEST}:{len(lines) + 1} (id directory_as_image, img/folder.jpg)"),
         image_row("directory_as_image", "img/folder.jpg"))
     row(Case("no_path", "image row with an empty path", "skipped", "no path"), "no_path,,48.85,2.35,ground,x,")
 

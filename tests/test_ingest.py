@@ -57,10 +57,10 @@ def test_bad_vectors_are_skipped_and_reported(store, demo_world):
     embedder.rows.pop(records[4].key)
     report = run_ingest(store, "satellite", iter(records), embedder, batch_size=4)
     reasons = {p.where: p.reason for p in report.problems}
-    assert reasons[records[1].source] == "vector contains NaN or Inf"
-    assert "all zeros" in reasons[records[2].source]
-    assert reasons[records[3].source] == "vector contains NaN or Inf"
-    assert "no precomputed embedding" in reasons[records[4].source]
+    assert reasons[records[1].where()] == "vector contains NaN or Inf"
+    assert "all zeros" in reasons[records[2].where()]
+    assert reasons[records[3].where()] == "vector contains NaN or Inf"
+    assert "no precomputed embedding" in reasons[records[4].where()]
     assert report.ingested == 6
     assert store.count("mmgeo_satellite") == 6
 

@@ -15,7 +15,7 @@ import pytest
 from mmgeo.ingest.pipeline import RecordVectorEmbedder, run_ingest
 from mmgeo.ingest.records import Record
 from mmgeo.qdrant import EdgeStore
-from mmgeo.qdrant.schema import VectorIdentity
+from mmgeo.qdrant.schema import VectorIdentity, ensure_collection
 from test_reliability_crash import KILLER, N, _args, _manifest, _run, _snapshot
 
 pytestmark = pytest.mark.reliability
@@ -35,8 +35,8 @@ def test_searches_from_threads_while_ingesting(store):
     go down, every point returned is complete (the client backend runs in qdrant-client's local mode here)."""
     total = 1500
     embedder = RecordVectorEmbedder(VectorIdentity("image", "t", "precomputed", DIM))
-    # the collection exists (empty) before the readers start
-    run_ingest(store, "satellite", iter([]), embedder)
+    # the collection exists (empty) before the readers start (an ingest of nothing creates none)
+    ensure_collection(store, "satellite", embedder.identity)
     done, errors, seen_counts = threading.Event(), [], []
 
     def reader(seed: int) -> None:

@@ -8,13 +8,19 @@ so a Python check and the engine agree at the edge of a search disk.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import h3
 import numpy as np
 
+from mmgeo.errors import InputError
+
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_H3_RESOLUTIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+H3_RESOLUTIONS: tuple[int, ...] = tuple(range(16))
+"""Every resolution H3 has (0 = continents … 15 = about a square metre)."""
+MAX_RADIUS_KM = math.pi * EARTH_RADIUS_KM
+"""Half the Earth's circumference: a disk of this radius already holds the whole Earth."""
 COVER_MAX_CELLS = 37
 """Largest H3 cover a region filter uses (a grid disk of k <= 3). Measured on Qdrant Edge at 101K tiles,
 r = 25 km: a 397-cell cover made filtered search ~2x slower than the radius condition alone, a
@@ -78,6 +84,23 @@ def h3_cells_batch(lat: np.ndarray, lon: np.ndarray,
         text = codes.tobytes().hex()  # 16 hex digits per cell; the first is always 0 (reserved bit, mode 1)
         out[h3_field(r)] = [text[i + 1:i + 16] for i in range(0, len(text), 16)]
     return out
+
+
+def check_resolutions(resolutions: Iterable[int]) -> tuple[int, ...]:
+    """``resolutions`` sorted, if each is an H3 resolution (0–15) and none repeats.
+
+    Raises:
+        InputError: names the bad values (checked before a collection is created with them).
+    """
+    values = list(resolutions)
+    if not values or any(not isinstance(r, int | np.integer) or r not in H3_RESOLUTIONS for r in values) or len(set(values)) != len(values):
+        raise InputError(f"H3 resolutions must be distinct whole numbers 0–15, got {values}")
+    return tuple(sorted(int(r) for r in values))
+
+
+def h3_cells(lat: float, lon: float, resolutions: Iterable[int] = DEFAULT_H3_RESOLUTIONS) -> dict[str, str]:
+    """H3 cell ids of one point at each resolution, keyed by payload field name."""
+    return {h3_field(r): h3.latlng_to_cell(lat, lon, r) for r in resolutions}
 
 
 def _min_center_spacing_km(resolution: int) -> float:

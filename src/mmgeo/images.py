@@ -15,16 +15,48 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmgeo.errors import ImageError
+from mmgeo.errors import ImageError, InputError
 
 DEFAULT_MAX_PIXELS = 64_000_000
 """Images with more pixels than this are refused (decompression-bomb guard); ``MMGEO_MAX_PIXELS`` overrides."""
 
 
 def max_pixels_from_env() -> int:
-    """The pixel limit in force: ``MMGEO_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`."""
-    value = os.environ.get("MMGEO_MAX_PIXELS")
-    return int(value) if value else DEFAULT_MAX_PIXELS
+    """The pixel limit in force: ``MMGEO_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        InputError: the variable is set but is not a positive whole number (an environment
+            mistake, not a bad image: it would refuse every image).
+    """
+    value = os.environ.get("MMGEO_MAX_PIXELS", "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(value.replace("_", ""))
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise InputError(f"MMGEO_MAX_PIXELS={value!r} is not a positive whole number of pixels "
+                         f"(e.g. {DEFAULT_MAX_PIXELS}); fix or unset it")
+    return limit
+
+
+def path_problem(source: str | os.PathLike) -> str | None:
+    """Why ``source`` cannot be read as an image file (URL, ``-``, folder, missing), or ``None``.
+
+    Said in words a user can act on; a URL keeps its ``//`` (it is never turned into a ``Path``).
+    """
+    text = os.fspath(source)
+    if text == "-":
+        return "'-': reading a photo from standard input is not supported; save it to a file and give its path"
+    if "://" in text:
+        return f"{text}: is a URL; mmgeo reads local files only: download it first (e.g. curl -O {text})"
+    path = Path(text)
+    if path.is_dir():
+        return f"{text}: is a folder, not an image file; give the image files (e.g. {path / '*.jpg'})"
+    if not path.is_file():
+        return f"{text}: file not found"
+    return None
 
 
 def load_image(source: str | os.PathLike | bytes | Image.Image, *, max_pixels: int | None = None) -> Image.Image:
@@ -45,10 +77,9 @@ def load_image(source: str | os.PathLike | bytes | Image.Image, *, max_pixels: i
         if isinstance(source, bytes):
             data = source
         else:
-            path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"{name}: file not found")
-            data = path.read_bytes()
+            if problem := path_problem(source):
+                raise ImageError(problem)
+            data = Path(source).read_bytes()
         if not data:
             raise ImageError(f"{name}: empty file (0 bytes)")
         with warnings.catch_warnings():

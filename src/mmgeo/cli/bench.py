@@ -9,7 +9,8 @@ import click
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from mmgeo.cli.common import console, friendly_errors
+from mmgeo.cli.common import MmgeoCommand, console
+from mmgeo.cli.params import FiniteFloat, OutputDir, ServerUrl
 
 
 def _numbers(kind: type, allow_inf: bool = False):
@@ -23,26 +24,25 @@ def _numbers(kind: type, allow_inf: bool = False):
     return parse
 
 
-@click.command("bench")
+@click.command("bench", cls=MmgeoCommand)
 @click.option("--quick", is_flag=True, help="Small run (< 2 min on 2 cores): 2K and 10K tiles, 100 queries, no sweep.")
 @click.option("--sizes", callback=_numbers(int), metavar="N,N,...",
               help="Tile counts to benchmark [default: 10000,101302; quick: 2000,10000]. 1000000 takes ~4 GB of vectors.")
-@click.option("--queries", "n_queries", type=int, default=None, help="Queries per size and radius [default: 1000; quick: 100].")
+@click.option("--queries", "n_queries", type=click.IntRange(1), default=None, help="Queries per size and radius [default: 1000; quick: 100].")
 @click.option("--radii", "radii_km", callback=_numbers(float, allow_inf=True), metavar="KM,...",
               help="Stage-2 radii in km, inf for none [default: 25,500,inf].")
-@click.option("--qdrant-url", envvar="QDRANT_URL", default=None, metavar="URL",
+@click.option("--qdrant-url", envvar="QDRANT_URL", default=None, type=ServerUrl(),
               help="Also benchmark this Qdrant server [env QDRANT_URL]; else a container from docker-compose.yml's image if a Docker engine runs.")
 @click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="Qdrant API key [env QDRANT_API_KEY].")
 @click.option("--shard-resolution", type=click.IntRange(0, 4), default=None,
               help="Shard the server collection by the H3 cell at this resolution and report the shards each query touched.")
 @click.option("--no-docker", "no_docker", is_flag=True, help="Do not try to start a Qdrant container.")
 @click.option("--sweep/--no-sweep", default=None, help="Time the 18,688-query stage-2 sweep on the 101,302-tile world [default: on, off with --quick].")
-@click.option("--ref-budget", "ref_budget_s", type=float, default=None, help="Seconds of reference-loop timing per size and radius [default: 15].")
+@click.option("--ref-budget", "ref_budget_s", type=FiniteFloat(0, min_open=True), default=None, help="Seconds of reference-loop timing per size and radius [default: 15].")
 @click.option("--seed", type=int, default=None, help="World and query seed [default: 0].")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Where the temporary stores go [default: the system temp dir].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--workdir", type=click.Path(exists=True, file_okay=False, writable=True), default=None, help="Where the temporary stores go [default: the system temp dir].")
+@click.option("--out", "out_dir", type=OutputDir(), default=None,
               help="Output folder [default: benchmarks/results, or benchmarks/results/quick with --quick].")
-@friendly_errors
 def bench_command(quick: bool, sizes, n_queries, radii_km, qdrant_url, api_key, shard_resolution, no_docker, sweep, ref_budget_s, seed,
                   workdir, out_dir: Path | None) -> None:
     """Benchmark stage 2 (geo-filtered vector search): Qdrant Edge vs qdrant-client vs a server vs numpy vs the

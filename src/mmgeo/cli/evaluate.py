@@ -7,8 +7,11 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
-from mmgeo.cli.params import encoder_option
+from mmgeo.cli.common import MmgeoCommand, console, open_store_from, store_options
+from mmgeo.cli.params import CommaChoice, EncoderName, FiniteFloat, OutputDir, Radii, encoder_option
+from mmgeo.evaluation.run import FALLBACKS
+from mmgeo.geo import MAX_RADIUS_KM
+from mmgeo.ingest.mmlandmarks import SPLITS
 
 EXAMPLES = """
 \b
@@ -24,34 +27,27 @@ Examples:
 """
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _floats(value: str) -> list[float]:
-    return [float("inf") if v.strip() in ("inf", "∞") else float(v) for v in value.split(",") if v.strip()]
-
-
-@click.command("eval", epilog=EXAMPLES)
+@click.command("eval", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True,
+@click.option("--out", type=OutputDir(), default="results", show_default=True,
               help="Folder for results.csv/.md/.json and the plots.")
-@click.option("--split", default="query", show_default=True, help="Dataset: split whose ground photos are the queries.")
+@click.option("--split", type=click.Choice(SPLITS), default="query", show_default=True, help="Dataset: split whose ground photos are the queries.")
 @click.option("--per", type=click.Choice(["image", "landmark", "both"]), default="both", show_default=True,
               help="Dataset: each photo a query, all photos of a landmark one query, or both.")
-@click.option("--radii", default="5,25,100,500,2000,inf", show_default=True, help="Dataset: stage-2 radii in km.")
-@click.option("--fallbacks", default="fail,full", show_default=True, help="Dataset: fallbacks to sweep.")
+@click.option("--radii", type=Radii(MAX_RADIUS_KM), default="5,25,100,500,2000,inf", show_default=True,
+              help="Dataset: stage-2 radii in km (inf: no narrowing).")
+@click.option("--fallbacks", type=CommaChoice(FALLBACKS), default="fail,full", show_default=True, help="Dataset: fallbacks to sweep.")
 @click.option("--protocol", type=click.Choice(["reference", "ablations", "all"]), default="all", show_default=True,
               help="Dataset: the reference's rows (cosine-only rerank of the narrowed tiles, tile-level relevance, "
                    "lists 1000 deep), mmgeo's ablation rows against them, or both.")
-@click.option("--earth-radius", "earth_radius_km", type=float, default=None,
+@click.option("--earth-radius", "earth_radius_km", type=FiniteFloat(0, min_open=True), default=None,
               help="Sphere radius in km for distances (and the narrowing disk) [default: 6371.0, the reference's, "
                    "for a dataset; 6371.0088 for a predictions file].")
-@click.option("--limit", type=int, default=None, help="Dataset: evaluate the first N queries only.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Dataset: evaluate the first N queries only.")
 @click.option("--sheets", "sheets_n", type=click.IntRange(min=0), default=0, show_default=True,
               help="Dataset: picture sheets of the best and worst N queries per configuration (query photo | "
                    "predicted tile | true tile | distance) as PNG and HTML in OUT/gallery.")
-@click.option("--encoder", default=None, help="Dataset: image encoder [default: the one that built the collection].")
+@click.option("--encoder", type=EncoderName("image"), default=None, help="Dataset: image encoder [default: the one that built the collection].")
 @click.option("--weights", default=None, help="Dataset: weights for --encoder.")
 @encoder_option
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
@@ -61,15 +57,14 @@ def _floats(value: str) -> list[float]:
 @click.option("--text-encoder", default=None, help="Dataset: photo→text space; adds the text-rerank ablation row.")
 @click.option("--method", default="mmgeo", show_default=True, help="Predictions: label of the configuration.")
 @click.option("--mode", default="all", show_default=True, help="Predictions: query mode label.")
-@click.option("--radius", "radius_km", type=float, default=None, help="Predictions: radius label in km (none = ∞).")
+@click.option("--radius", "radius_km", type=FiniteFloat(0, min_open=True), default=None, help="Predictions: radius label in km (none = ∞).")
 @click.option("--fallback", default="", help="Predictions: fallback label.")
 @click.option("--gallery", default="full", show_default=True, help="Predictions: satellite gallery label.")
 @click.option("--geoclip-gallery", default="", help="Predictions: GeoCLIP gallery (paper leaks; index; geoclip).")
-@click.option("--gallery-size", type=int, default=None, help="Predictions: gallery size, enables R@1%.")
-@click.option("--n-relevant", type=int, default=None, help="Predictions: gallery items per landmark, enables mAP@1000.")
+@click.option("--gallery-size", type=click.IntRange(1), default=None, help="Predictions: gallery size, enables R@1%.")
+@click.option("--n-relevant", type=click.IntRange(1), default=None, help="Predictions: gallery items per landmark, enables mAP@1000.")
 @store_options
-@friendly_errors
-def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fallbacks: str, protocol: str,
+def eval_command(source: Path, out: Path, split: str, per: str, radii: list[float], fallbacks: list[str], protocol: str,
                  earth_radius_km: float | None, limit: int | None, sheets_n: int, encoder, weights, encoder_options, stage1,
                  geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
                  radius_km: float | None, fallback: str, gallery: str, geoclip_gallery: str, gallery_size: int | None,
@@ -100,7 +95,7 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: str, fall
                     bar.advance(tasks[query_mode])
 
                 rows, notes = evaluate_dataset(
-                    source, store, split=split, per=per, radii=_floats(radii), fallbacks=_csv(fallbacks),
+                    source, store, split=split, per=per, radii=radii, fallbacks=fallbacks,
                     protocol=protocol, earth_radius_km=earth_radius_km, limit=limit, on_query=on_query, details=details,
                     encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1,
                     geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)

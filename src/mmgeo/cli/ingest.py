@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
-from mmgeo.cli.params import encoder_option
+from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, console, open_store_from, store_options
+from mmgeo.cli.params import CommaChoice, EncoderName, OutputDir, OutputFile, Resolutions, encoder_option
+from mmgeo.files import atomic_write_text
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
-from mmgeo.ingest.job import MODEL_BATCH, PRECOMPUTED_BATCH, IngestSpec, ingest_dataset
+from mmgeo.ingest.job import MODEL_BATCH, PRECOMPUTED_BATCH, IngestSpec, plan_ingest, run_plan
 from mmgeo.ingest.mmlandmarks import SPLITS
 from mmgeo.ingest.pipeline import DEFAULT_MAX_BATCH_BYTES, IngestReport
+from mmgeo.ingest.records import MODALITIES
 from mmgeo.qdrant import ClientStore
 from mmgeo.qdrant.sharding import ShardingSpec
 
@@ -45,17 +47,14 @@ Examples:
 """
 
 
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-@click.command("ingest", epilog=EXAMPLES)
+@click.command("ingest", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--splits", default="train,query,index", show_default=True, help="MMLandmarks splits to read.")
-@click.option("--modalities", default="satellite", show_default=True, help="Comma list of satellite, ground, text.")
+@click.option("--splits", type=CommaChoice(SPLITS), default="train,query,index", show_default=True, help="MMLandmarks splits to read.")
+@click.option("--modalities", type=CommaChoice(MODALITIES), default="satellite", show_default=True,
+              help="Comma list of satellite, ground, text.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Manifest only: folder that image paths are relative to [default: the manifest's folder].")
-@click.option("--encoder", default=None, help="Registered encoder that embeds the items (see `mmgeo models`).")
+@click.option("--encoder", type=EncoderName(), default=None, help="Registered encoder that embeds the items (see `mmgeo models`).")
 @click.option("--weights", default=None, help="Weights tag, checkpoint path or hub id for --encoder.")
 @encoder_option
 @click.option("--trust-checkpoint", is_flag=True, help="Allow checkpoints that need pickle code execution.")
@@ -71,9 +70,9 @@ def _csv(value: str) -> list[str]:
 @click.option("--max-batch-mb", default=DEFAULT_MAX_BATCH_BYTES // 2**20, show_default=True, type=click.IntRange(1),
               help="Memory budget for decoded images in flight (MiB); larger batches are encoded in parts. "
                    "Images over MMGEO_MAX_PIXELS pixels are refused.")
-@click.option("--h3-resolutions", default=",".join(map(str, DEFAULT_H3_RESOLUTIONS)), show_default=True,
-              help="H3 resolutions stored in each payload.")
-@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("mmgeo-ingest-errors.txt"),
+@click.option("--h3-resolutions", type=Resolutions(), default=",".join(map(str, DEFAULT_H3_RESOLUTIONS)), show_default=True,
+              help="H3 resolutions (0-15) stored in each payload.")
+@click.option("--errors", "errors_path", type=OutputFile(), default="mmgeo-ingest-errors.txt",
               show_default=True, help="Where skipped items are listed (written only if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -82,17 +81,16 @@ def _csv(value: str) -> list[str]:
 @click.option("--actors", type=click.IntRange(1, 10_000), default=None, help="Ray: model actors [default: 1].")
 @click.option("--writers", type=click.IntRange(0, 10_000), default=None,
               help="Ray: writer actors for a Qdrant server (0: the driver writes; the embedded store needs 0) [default: 0].")
-@click.option("--parquet-out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--parquet-out", type=OutputDir(), default=None,
               help="Ray: also write the embeddings as Parquet shards here (load them later with --embeddings DIR).")
 @click.option("--shard-resolution", type=click.IntRange(0, 4), default=None,
               help="Server only: create new collections sharded by the H3 cell at this resolution (custom shard keys).")
 @click.option("--shards-per-key", type=click.IntRange(1, 64), default=1, show_default=True, help="With --shard-resolution.")
 @click.option("--replication-factor", type=click.IntRange(1, 16), default=1, show_default=True, help="With --shard-resolution.")
 @store_options
-@friendly_errors
-def ingest_command(source: Path, splits: str, modalities: str, root: Path | None, encoder: str | None, weights: str | None,
+def ingest_command(source: Path, splits: list[str], modalities: list[str], root: Path | None, encoder: str | None, weights: str | None,
                    encoder_options: tuple[tuple[str, object], ...], trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
-                   batch_size: int | None, max_batch_mb: int, h3_resolutions: str, errors_path: Path, as_json: bool, engine: str,
+                   batch_size: int | None, max_batch_mb: int, h3_resolutions: list[int], errors_path: Path, as_json: bool, engine: str,
                    ray_address: str | None, actors: int | None, writers: int | None, parquet_out: Path | None,
                    shard_resolution: int | None, shards_per_key: int, replication_factor: int, store_path: str | None,
                    qdrant_url: str | None, api_key: str | None) -> None:
@@ -103,9 +101,6 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
     safe: stored items are skipped, so an interrupted ingest resumes.
     Exit status: 0 all stored, 3 some items skipped (see --errors), 2 fatal error.
     """
-    split_list = _csv(splits)
-    if bad := [s for s in split_list if s not in SPLITS]:
-        raise click.BadParameter(f"unknown split(s) {', '.join(bad)}; valid: {', '.join(SPLITS)}", param_hint="--splits")
     if (encoder is None) == (embeddings is None) and source.is_dir():
         raise click.UsageError("give --encoder NAME (embed here) or --embeddings FILE (precomputed)")
     ray_only = {"--ray-address": ray_address, "--actors": actors, "--writers": writers, "--parquet-out": parquet_out}
@@ -116,18 +111,20 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
     if shard_resolution is not None and not qdrant_url:
         raise click.UsageError("--shard-resolution needs --qdrant-url: custom sharding exists only on a Qdrant server/cluster")
     ray = {"address": ray_address, "actors": actors, "writers": writers, "parquet_out": parquet_out}
-    spec = IngestSpec(modalities=tuple(_csv(modalities)), splits=tuple(split_list), root=root, encoder=encoder,
+    spec = IngestSpec(modalities=tuple(modalities), splits=tuple(splits), root=root, encoder=encoder,
                       weights=weights, encoder_options=tuple(encoder_options), trust_checkpoint=trust_checkpoint,
                       embeddings=embeddings, ids=ids, embedding_model=embedding_model, recreate=recreate,
                       batch_size=batch_size, max_batch_bytes=max_batch_mb * 2**20,
-                      h3_resolutions=tuple(int(r) for r in _csv(h3_resolutions)), engine=engine,
+                      h3_resolutions=tuple(h3_resolutions), engine=engine,
                       ray={k: v for k, v in ray.items() if v is not None})
     sharding = ShardingSpec(shard_resolution, shards_per_key, replication_factor) if shard_resolution is not None else None
-    store = open_store_from(store_path, qdrant_url, api_key, sharding=sharding)
+    plan = plan_ingest(source, spec)  # everything checked and the first records read before a store is opened
+    store = open_store_from(store_path, qdrant_url, api_key, sharding=sharding, create=True)
     store_builder = functools.partial(ClientStore, url=qdrant_url, api_key=api_key) if writers else None
     try:
         with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=as_json) as bar:
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=as_json,
+                      transient=True) as bar:  # gone when done: the summary or one error line stays
             tasks: dict[str, TaskID] = {}
 
             def advance(modality: str, n: int) -> None:
@@ -138,28 +135,32 @@ def ingest_command(source: Path, splits: str, modalities: str, root: Path | None
                 elapsed = bar.tasks[task].elapsed or 0.0
                 bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.0f} items/s" if elapsed else "")
 
-            reports = ingest_dataset(source, store, spec, store_builder=store_builder, on_batch=advance)
+            reports = run_plan(plan, store, store_builder=store_builder, on_batch=advance)
     finally:
         store.close()
-    _summarise(reports, errors_path, as_json, store.location)
+    _summarise(reports, errors_path, as_json, store.location, modalities, plan.ignored)
     if any(r.problems for r in reports):
-        sys.exit(3)
+        sys.exit(EXIT_PARTIAL)
 
 
-def _summarise(reports: list[IngestReport], errors_path: Path, as_json: bool, location: str) -> None:
+def _summarise(reports: list[IngestReport], errors_path: Path, as_json: bool, location: str, modalities: list[str],
+               ignored: dict[str, int]) -> None:
     problems = list(dict.fromkeys(p for r in reports for p in r.problems))  # a bad row is listed once, not per modality
     if problems:
-        errors_path.write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
+        atomic_write_text(errors_path, "".join(f"{p}\n" for p in problems))
     if as_json:
-        click.echo(json.dumps({"store": location, "collections": [r.as_dict() for r in reports],
-                               "errors_file": str(errors_path) if problems else None}, indent=2))
+        click.echo(json.dumps({"store": location, "collections": [r.as_dict() for r in reports if r.collection_exists],
+                               "ignored_rows": ignored, "errors_file": str(errors_path) if problems else None}, indent=2))
         return
+    if ignored:
+        console.print(f"[yellow]ignored[/] {', '.join(f'{n} {m} row(s)' for m, n in ignored.items())}: "
+                      f"not in --modalities {','.join(modalities)}", highlight=False)
     from rich.table import Table
 
     table = Table(title=f"Ingested into {location}")
     for col in ("collection", "ingested", "already stored", "skipped", "items/s"):
         table.add_column(col, justify="right" if col != "collection" else "left")
-    for r in reports:
+    for r in (r for r in reports if r.collection_exists):
         table.add_row(r.collection, str(r.ingested), str(r.already_stored), str(r.skipped), f"{r.rate:.1f}")
     console.print(table)
     for p in problems[:10]:

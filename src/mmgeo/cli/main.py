@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from mmgeo import __version__
-from mmgeo.cli.common import friendly_errors
+from mmgeo.cli.common import MmgeoGroup
 
 SUBCOMMANDS = {
     "ingest": "mmgeo.cli.ingest:ingest_command",
@@ -27,7 +27,7 @@ SUBCOMMANDS = {
 """Subcommand name -> ``module:attribute`` of its click command."""
 
 
-class LazyGroup(click.Group):
+class LazyGroup(MmgeoGroup):
     """A click group whose :data:`SUBCOMMANDS` are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -49,7 +49,6 @@ def cli() -> None:
 @cli.command("demo-world")
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True)
-@friendly_errors
 def demo_world_command(root: Path, seed: int) -> None:
     """Write the offline demo world (MMLandmarks layout, real US landmark coordinates) to ROOT.
 

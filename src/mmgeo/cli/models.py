@@ -8,12 +8,11 @@ import json
 import click
 from rich.table import Table
 
-from mmgeo.cli.common import console, friendly_errors
+from mmgeo.cli.common import console
 
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@friendly_errors
 def models_command(as_json: bool) -> None:
     """List encoders (name.tag), modality, dimension, weights source and local presence.
 

@@ -7,9 +7,17 @@ these types only make the command line fail early and clearly.
 
 from __future__ import annotations
 
+import math
+import re
+from pathlib import Path
 from typing import Any
 
 import click
+
+from mmgeo.errors import InputError
+from mmgeo.files import check_writable, check_writable_dir
+from mmgeo.geo import H3_RESOLUTIONS
+from mmgeo.images import path_problem
 
 
 def _scalar(text: str) -> Any:
@@ -47,3 +55,194 @@ def encoder_option(func: Any) -> Any:
              "without config (see `mmgeo models`).",
     )(func)
 
+
+
+class CommaChoice(click.ParamType):
+    """A comma list, each item one of ``choices`` → ``list[str]`` in the given order, no repeats."""
+
+    name = "A[,B…]"
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = choices
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list):
+            return value
+        items = list(dict.fromkeys(v.strip() for v in str(value).split(",") if v.strip()))
+        if not items:
+            self.fail(f"give one or more of {', '.join(self.choices)}", param, ctx)
+        if bad := [v for v in items if v not in self.choices]:
+            self.fail(f"unknown {', '.join(map(repr, bad))}; valid: {', '.join(self.choices)}", param, ctx)
+        return items
+
+
+class Radii(click.ParamType):
+    """Comma-separated radii in km, each > 0 and at most ``max_km``, or ``inf`` (no narrowing) → ``list[float]``."""
+
+    name = "KM[,KM…]"
+
+    def __init__(self, max_km: float) -> None:
+        self.max_km = max_km
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[float]:
+        if isinstance(value, list):
+            return value
+        out = []
+        for item in (v.strip() for v in str(value).split(",") if v.strip()):
+            try:
+                km = math.inf if item in ("inf", "∞") else float(item)
+            except ValueError:
+                self.fail(f"{item!r} is not a number of km (or inf)", param, ctx)
+            if not (0 < km <= self.max_km or math.isinf(km) and km > 0):
+                self.fail(f"radius {item} km must be > 0 and at most {self.max_km:.0f} (or inf for no narrowing)", param, ctx)
+            out.append(km)
+        if not out:
+            self.fail("give at least one radius", param, ctx)
+        return out
+
+
+class FiniteFloat(click.FloatRange):
+    """A float within optional bounds that is also finite (``nan`` and ``inf`` pass ``FloatRange``)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number
+
+
+class Resolutions(click.ParamType):
+    """Comma-separated H3 resolutions, each 0–15, no repeats → sorted ``list[int]``."""
+
+    name = "RES[,RES…]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        parts = [v.strip() for v in str(value).split(",") if v.strip()]
+        if not parts:
+            self.fail("give at least one H3 resolution", param, ctx)
+        try:
+            numbers = [int(v) for v in parts]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma list of whole numbers", param, ctx)
+        if bad := [n for n in numbers if n not in H3_RESOLUTIONS]:
+            self.fail(f"H3 resolution(s) {', '.join(map(str, bad))} outside {H3_RESOLUTIONS[0]}–{H3_RESOLUTIONS[-1]}", param, ctx)
+        if len(set(numbers)) != len(numbers):
+            self.fail(f"{value!r} repeats a resolution", param, ctx)
+        return sorted(numbers)
+
+
+class ServerUrl(click.ParamType):
+    """An ``http(s)://host[:port]`` URL; ``localhost:6333`` (no scheme) is refused, never taken as a path."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        if not text.startswith(("http://", "https://")) or not text.split("://", 1)[1].strip("/"):
+            self.fail(f"{text!r} is not an http(s) URL; write it with its scheme, e.g. http://{text.split('://')[-1] or 'localhost:6333'}",
+                      param, ctx)
+        return text
+
+
+class OutputFile(click.ParamType):
+    """A file to write: its folder exists and is writable (checked now, before any work)."""
+
+    name = "FILE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        try:
+            return check_writable(value)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class OutputDir(click.ParamType):
+    """A folder to write into: it exists and is writable, or it can be created in a writable folder."""
+
+    name = "DIR"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        try:
+            return check_writable_dir(value)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ImageFile(click.ParamType):
+    """A local image file; a URL, ``-`` or a folder is refused with what to do instead. Stays a ``str``
+    (a ``Path`` would turn ``https://`` into ``https:/``)."""
+
+    name = "IMAGE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if problem := path_problem(str(value)):
+            self.fail(problem, param, ctx)
+        return str(value)
+
+
+class EncoderName(click.ParamType):
+    """A registered encoder (``arch`` or ``arch.tag``, see ``mmgeo models``); checked in the registry, no model loads."""
+
+    name = "ENCODER"
+
+    def __init__(self, needs: str | None = None) -> None:
+        self.needs = needs  # "image" or "text": the encoder must embed this
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from mmgeo.encoders.registry import get_entry
+
+        try:
+            entry, _ = get_entry(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+        if self.needs and self.needs not in entry.modality.split("+"):
+            self.fail(f"{value!r} embeds {entry.modality}, not {self.needs}", param, ctx)
+        return str(value)
+
+
+class TimmModel(click.ParamType):
+    """A timm architecture name (``convnext_base.fb_in22k``)."""
+
+    name = "TIMM_MODEL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import timm
+
+        if not timm.is_model(str(value)):
+            self.fail(f"{value!r} is not a timm model name (e.g. convnext_atto, convnext_base.fb_in22k)", param, ctx)
+        return str(value)
+
+
+class Device(click.ParamType):
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+
+    name = "DEVICE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from mmgeo.encoders.base import resolve_device
+
+        try:
+            resolve_device(str(value))
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+class StoreLocation(click.ParamType):
+    """A store path, ``qdrant-local:PATH`` or an ``http(s)://`` URL; ``host:6333`` without a scheme is refused
+    (it would silently become a local folder named after the server)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.startswith(("http://", "https://", "qdrant-local:")) and _HOST_PORT.match(text):
+            self.fail(f"{text!r} looks like a server address; write it as a URL, e.g. http://{text}", param, ctx)
+        return text
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:\d+/?$")

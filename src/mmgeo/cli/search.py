@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
-from mmgeo.cli.params import encoder_option
+from mmgeo.cli.common import EXIT_ABSTAINED, MmgeoCommand, console, open_store_from, store_options
+from mmgeo.cli.params import EncoderName, FiniteFloat, ImageFile, OutputFile, encoder_option
+from mmgeo.files import atomic_write_text
+from mmgeo.geo import MAX_RADIUS_KM
 from mmgeo.search.geolocator import FALLBACKS, PRIOR_WEIGHTINGS, SearchSettings
 from mmgeo.search.region import MODES
 
@@ -30,9 +32,9 @@ Examples:
 """
 
 
-@click.command("search", epilog=EXAMPLES)
-@click.argument("photos", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--encoder", default=None, help="Image encoder [default: the one that built the satellite collection].")
+@click.command("search", cls=MmgeoCommand, epilog=EXAMPLES)
+@click.argument("photos", nargs=-1, required=True, type=ImageFile())
+@click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
 @click.option("--weights", default=None, help="Weights tag/path for --encoder.")
 @encoder_option
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
@@ -41,11 +43,12 @@ Examples:
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="GeoCLIP gallery: CSV/Parquet with lat, lon [default: GeoCLIP's 100K]. Must not hold query locations.")
 @click.option("--region", type=click.Choice(MODES), default="radius", show_default=True)
-@click.option("--radius", "radius_km", type=float, default=25.0, show_default=True, help="km, for --region radius.")
-@click.option("--mass", type=float, default=0.9, show_default=True, help="Posterior mass, for --region mass.")
+@click.option("--radius", "radius_km", type=FiniteFloat(0, MAX_RADIUS_KM, min_open=True), default=25.0, show_default=True,
+              help="km, for --region radius (at most half the Earth's circumference; --region none for no narrowing).")
+@click.option("--mass", type=FiniteFloat(0, 1, min_open=True), default=0.9, show_default=True, help="Posterior mass in (0, 1], for --region mass.")
 @click.option("--fallback", type=click.Choice(FALLBACKS), default="widen", show_default=True,
               help="When the region holds no candidates.")
-@click.option("--top-n", type=int, default=5, show_default=True)
+@click.option("--top-n", type=click.IntRange(1), default=5, show_default=True, help="Answers to list (at least 1).")
 @click.option("--aggregate", type=click.Choice(["max", "mean"]), default="max", show_default=True,
               help="A landmark's score from its tiles.")
 @click.option("--fusion", type=click.Choice(["mean", "score"]), default="mean", show_default=True,
@@ -53,26 +56,26 @@ Examples:
 @click.option("--text-encoder", default=None,
               help="Photo→text space for the Wikipedia rerank: a CLIP pair name, or a projection file from "
                    "`mmgeo-train text-projection`.")
-@click.option("--w-image", type=float, default=1.0, show_default=True)
-@click.option("--w-text", type=float, default=0.3, show_default=True)
-@click.option("--w-prior", type=float, default=0.2, show_default=True)
+@click.option("--w-image", type=FiniteFloat(0), default=1.0, show_default=True)
+@click.option("--w-text", type=FiniteFloat(0), default=0.3, show_default=True)
+@click.option("--w-prior", type=FiniteFloat(0), default=0.2, show_default=True)
 @click.option("--prior-weighting", type=click.Choice(PRIOR_WEIGHTINGS), default=SearchSettings.prior_weighting,
               show_default=True, help="confidence: the prior's weight scales with stage 1's concentration (a weak "
                                       "stage 1 barely moves the ranking); fixed: always --w-prior.")
 @click.option("--rrf", is_flag=True, help="Reciprocal-rank fusion instead of the weighted sum.")
-@click.option("--min-confidence", type=float, default=0.0, show_default=True, help="Abstain ('unsure') below this.")
+@click.option("--min-confidence", type=FiniteFloat(0, 1), default=0.0, show_default=True, help="Abstain ('unsure') below this (0-1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
-@click.option("--geojson", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a GeoJSON FeatureCollection.")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a self-contained HTML report: map, photos, evidence.")
+@click.option("--geojson", type=OutputFile(), default=None, help="Write a GeoJSON FeatureCollection.")
+@click.option("--html", "html_path", type=OutputFile(), default=None, help="Write a self-contained HTML report: map, photos, evidence.")
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
-@friendly_errors
 def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, region, radius_km, mass, fallback, top_n, aggregate,
                    fusion, text_encoder, w_image, w_text, w_prior, prior_weighting, rrf, min_confidence, as_json, geojson, html_path,
                    verbose, store_path, qdrant_url, api_key) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
 
-    Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (e.g. every photo unusable).
+    Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (one line: bad option, every photo
+    unusable, no store), 130 interrupted.
     """
     settings = SearchSettings(region=region, radius_km=radius_km, mass=mass, fallback=fallback, top_n=top_n,
                               aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior, prior_weighting=prior_weighting,
@@ -86,19 +89,19 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
         if html_path:
             from mmgeo.search.html import report_html
 
-            html_path.write_text(report_html(store, result, photos), encoding="utf-8")
+            atomic_write_text(html_path, report_html(store, result, photos))
     finally:
         store.close()
     for problem in result.problems:
         console.print(f"[yellow]skipped[/] {problem}", highlight=False)
     if geojson:
-        geojson.write_text(json.dumps(result.to_geojson(), indent=1))
+        atomic_write_text(geojson, json.dumps(result.to_geojson(), indent=1))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
         _print_table(result, verbose)
     if result.abstained:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_ABSTAINED)
 
 
 def _print_table(result, verbose: bool) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.cli.common import MmgeoCommand, console, open_store_from, store_options
+from mmgeo.cli.params import EncoderName
 
 EXAMPLES = """
 \b
@@ -19,10 +20,10 @@ Examples:
 """
 
 
-@click.command("serve", epilog=EXAMPLES)
+@click.command("serve", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every one).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--encoder", default=None, help="Image encoder [default: the one that built the satellite collection].")
+@click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
 @click.option("--weights", default=None, help="Weights tag/path for --encoder.")
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
               help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
@@ -39,7 +40,6 @@ Examples:
 @click.option("--require-key", envvar="MMGEO_API_KEY", default=None, metavar="KEY",
               help="Clients must send this as X-API-Key [env MMGEO_API_KEY; default: no key].")
 @store_options
-@friendly_errors
 def serve_command(host, port, encoder, weights, stage1, geoclip_weights, gps_gallery, text_encoder, max_upload_mb,
                   max_files, max_pixels, timeout_s, cors_origins, require_key, store_path, qdrant_url, api_key) -> None:
     """Serve searches over HTTP: POST /search, GET /health, /collections, /evidence/…, and a web page at /."""

@@ -13,7 +13,9 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mmgeo.cli.common import console, friendly_errors, open_store_from, store_options
+from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
+from mmgeo.cli.params import OutputFile, StoreLocation
+from mmgeo.errors import CollectionNotFoundError, SnapshotError
 from mmgeo.qdrant import Store, admin, default_store_path, open_store
 
 
@@ -51,8 +53,12 @@ def _progress_for(progress: Progress) -> Callable[[str], admin.Progress]:
     return for_collection
 
 
-def _copy(src: Store, dst: Store, collections: list[str] | None, batch_size: int) -> list[admin.CopyReport]:
-    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+def _copy(src: Store, open_target: Callable[[], Store], collections: list[str] | None, batch_size: int) -> list[admin.CopyReport]:
+    """Copy after checking that the named collections exist, so a refused copy never creates the target."""
+    if missing := [c for c in collections or [] if not src.has_collection(c)]:
+        raise CollectionNotFoundError(f"no collection {', '.join(map(repr, missing))} at {src.location} "
+                                      f"(it has: {', '.join(src.list_collections()) or 'none'})")
+    with open_target() as dst, Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         reports = admin.copy_store(src, dst, collections, batch_size=batch_size, progress=_progress_for(progress))
     for r in reports:
@@ -65,7 +71,7 @@ def _copy(src: Store, dst: Store, collections: list[str] | None, batch_size: int
     return reports
 
 
-@click.group("store")
+@click.group("store", cls=MmgeoGroup)
 def store_group() -> None:
     """Inspect, copy, snapshot and tune the vector store (embedded Qdrant Edge or a Qdrant server)."""
 
@@ -74,7 +80,6 @@ def store_group() -> None:
 @store_options
 @collections_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (keys: location, backend, mmgeo_version, collections).")
-@friendly_errors
 def info_command(store_path: str | None, qdrant_url: str | None, api_key: str | None, collections: str | None,
                  as_json: bool) -> None:
     """Every collection: points, vectors, payload indexes, quantization, disk/RAM, metadata, a sample payload."""
@@ -109,42 +114,39 @@ def info_command(store_path: str | None, qdrant_url: str | None, api_key: str | 
 @store_group.command("push")
 @click.option("--store", "store_path", envvar="MMGEO_STORE", default=None, metavar="PATH",
               help="Source: the embedded store [env MMGEO_STORE; default: the user data dir].")
-@click.option("--to", "target", required=True, metavar="URL",
+@click.option("--to", "target", required=True, type=StoreLocation(),
               help="Target: a Qdrant server URL (or a store path / qdrant-local:PATH).")
 @click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="API key of the server [env QDRANT_API_KEY].")
 @collections_option
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
-@friendly_errors
 def push_command(store_path: str | None, target: str, api_key: str | None, collections: str | None,
                  batch_size: int) -> None:
     """Copy collections (ids, vectors, payloads, indexes, metadata) to a Qdrant server, e.g. for its dashboard."""
-    with open_store(store_path or default_store_path()) as src, open_store(target, api_key=api_key) as dst:
-        _copy(src, dst, _csv(collections), batch_size)
+    with open_store(store_path or default_store_path(), create=False) as src:
+        _copy(src, lambda: open_store(target, api_key=api_key), _csv(collections), batch_size)
     if target.startswith(("http://", "https://")):
         console.print(f"Open the dashboard: [bold]{target.rstrip('/')}/dashboard[/]", highlight=False)
 
 
 @store_group.command("pull")
-@click.option("--from", "source", required=True, metavar="URL",
+@click.option("--from", "source", required=True, type=StoreLocation(),
               help="Source: a Qdrant server URL (or a store path / qdrant-local:PATH).")
 @click.option("--store", "store_path", envvar="MMGEO_STORE", default=None, metavar="PATH",
               help="Target: the embedded store [env MMGEO_STORE; default: the user data dir].")
 @click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="API key of the server [env QDRANT_API_KEY].")
 @collections_option
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
-@friendly_errors
 def pull_command(source: str, store_path: str | None, api_key: str | None, collections: str | None,
                  batch_size: int) -> None:
     """Copy collections from a Qdrant server into the embedded store."""
-    with open_store(source, api_key=api_key) as src, open_store(store_path or default_store_path()) as dst:
-        _copy(src, dst, _csv(collections), batch_size)
+    with open_store(source, api_key=api_key, create=False) as src:
+        _copy(src, lambda: open_store(store_path or default_store_path()), _csv(collections), batch_size)
 
 
 @store_group.command("snapshot")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=OutputFile())
 @store_options
 @collections_option
-@friendly_errors
 def snapshot_command(path: Path, store_path: str | None, qdrant_url: str | None, api_key: str | None,
                      collections: str | None) -> None:
     """Write a consistent, checksummed snapshot (.tar.gz) of the store to PATH."""
@@ -155,15 +157,17 @@ def snapshot_command(path: Path, store_path: str | None, qdrant_url: str | None,
 
 
 @store_group.command("restore")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @store_options
 @collections_option
 @click.option("--overwrite", is_flag=True, help="Replace collections that exist (same encoder only).")
-@friendly_errors
 def restore_command(path: Path, store_path: str | None, qdrant_url: str | None, api_key: str | None,
                     collections: str | None, overwrite: bool) -> None:
     """Restore a snapshot into the store (verified before anything is written)."""
-    with open_store_from(store_path, qdrant_url, api_key) as store:
+    available = admin.verify_snapshot(path)["collections"]  # checked whole before a store is opened or made
+    if missing := [c for c in _csv(collections) or [] if c not in available]:
+        raise SnapshotError(f"snapshot {path} has no collection {', '.join(map(repr, missing))} (it has: {', '.join(available)})")
+    with open_store_from(store_path, qdrant_url, api_key, create=True) as store:
         manifest = admin.restore_snapshot(path, store, collections=_csv(collections), overwrite=overwrite)
         names = _csv(collections) or list(manifest["collections"])
         console.print(
@@ -208,7 +212,6 @@ def _emit(reports: list[admin.QuantizeReport], as_json: bool, title: str) -> Non
 @collections_option
 @click.option("--queries", default=100, show_default=True, type=click.IntRange(1), help="Stored vectors used as recall queries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
-@friendly_errors
 def quantize_command(store_path: str | None, qdrant_url: str | None, api_key: str | None, kind: str | None,
                      rescore: bool, oversampling: float | None, collections: str | None, queries: int,
                      as_json: bool) -> None:
@@ -225,7 +228,6 @@ def quantize_command(store_path: str | None, qdrant_url: str | None, api_key: st
 @store_options
 @collections_option
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
-@friendly_errors
 def optimize_command(store_path: str | None, qdrant_url: str | None, api_key: str | None, collections: str | None,
                      as_json: bool) -> None:
     """Merge segments and build the HNSW index (unfiltered search), keeping any quantization."""
@@ -244,7 +246,6 @@ Examples:
               help="CSV/Parquet with lat, lon [default: GeoCLIP's 100K gallery].")
 @click.option("--recreate", is_flag=True, help="Drop mmgeo_gallery first.")
 @store_options
-@friendly_errors
 def gallery_command(gps_gallery: Path | None, recreate: bool, store_path: str | None, qdrant_url: str | None,
                     api_key: str | None) -> None:
     """Store a GeoCLIP GPS gallery with its location embeddings as the mmgeo_gallery collection."""
@@ -254,7 +255,7 @@ def gallery_command(gps_gallery: Path | None, recreate: bool, store_path: str | 
 
     gallery = load_gps_gallery(gps_gallery) if gps_gallery else GpsGallery.geoclip_100k()
     geoclip = create_encoder("geoclip-location")
-    store = open_store_from(store_path, qdrant_url, api_key)
+    store = open_store_from(store_path, qdrant_url, api_key, create=True)
     try:
         with Progress(console=console) as bar:
             task = bar.add_task(f"gallery {gallery.name}", total=len(gallery.coordinates))

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from mmgeo.cli.common import console, friendly_errors
+from mmgeo.cli.common import MmgeoGroup, console
+from mmgeo.cli.params import CommaChoice, Device, EncoderName, FiniteFloat, OutputDir, OutputFile, TimmModel
+from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 
 GEOCLIP_EXAMPLES = """
 \b
@@ -35,7 +37,7 @@ Examples:
 """
 
 
-@click.group("train")
+@click.group("train", cls=MmgeoGroup)
 def train_group() -> None:
     """Train GeoCLIP's image head or Sample4Geo's ground↔satellite towers on an MMLandmarks-layout dataset."""
 
@@ -48,23 +50,24 @@ def _fmt(acc: dict | None) -> str:
 
 @train_group.command("geoclip", epilog=GEOCLIP_EXAMPLES)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Head checkpoint to write (.pt).")
-@click.option("--backbone", default=None, help="Registered image encoder whose features the head learns on [efficientnet_lite0].")
-@click.option("--split", default=None, help="Training split [train].")
-@click.option("--val-split", default=None, help="Split of unseen landmarks to evaluate on ('none' to skip) [query].")
-@click.option("--holdout-photos", "holdout_per_landmark", type=int, default=None,
+@click.option("--out", type=OutputFile(), required=True, help="Head checkpoint to write (.pt).")
+@click.option("--backbone", type=EncoderName("image"), default=None,
+              help="Registered image encoder whose features the head learns on [efficientnet_lite0].")
+@click.option("--split", type=click.Choice(SPLITS), default=None, help="Training split [train].")
+@click.option("--val-split", type=click.Choice([*SPLITS, "none"]), default=None,
+              help="Split of unseen landmarks to evaluate on ('none' to skip) [query].")
+@click.option("--holdout-photos", "holdout_per_landmark", type=click.IntRange(0), default=None,
               help="Photos per training landmark kept out of training and evaluated [1].")
-@click.option("--epochs", type=int, default=None, help="[40]")
-@click.option("--batch-size", type=int, default=None, help="[32]")
-@click.option("--lr", type=float, default=None, help="[1e-3]")
-@click.option("--queue-size", type=int, default=None, help="GPS queue of extra negatives [256; GeoCLIP uses 4096 on a GPU].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="[40]")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="[32]")
+@click.option("--lr", type=FiniteFloat(0, min_open=True), default=None, help="[1e-3]")
+@click.option("--queue-size", type=click.IntRange(0), default=None, help="GPS queue of extra negatives [256; GeoCLIP uses 4096 on a GPU].")
 @click.option("--train-location", is_flag=True, default=None, help="Also train the location encoder.")
 @click.option("--seed", type=int, default=None, help="[0]")
-@click.option("--device", default=None, help="auto, cpu, cuda, … [auto]")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--device", type=Device(), default=None, help="auto, cpu, cuda, … [auto]")
+@click.option("--cache-dir", type=OutputDir(), default=None,
               help="Where backbone features are cached [$MMGEO_CACHE or the user cache].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@friendly_errors
 def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | None, **options) -> None:
     """Train GeoCLIP's image head on DATASET's geotagged ground photos (backbone frozen, features cached).
 
@@ -112,32 +115,33 @@ def _pretrained_file(value: str, backbone: str) -> Path:
 
 @train_group.command("sample4geo", epilog=S4G_EXAMPLES)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder: best.pt, last.pt, metrics.csv, curves.png.")
-@click.option("--backbone", default=None, help="Any timm model name [convnext_atto].")
+@click.option("--out", type=OutputDir(), required=True, help="Run folder: best.pt, last.pt, metrics.csv, curves.png.")
+@click.option("--backbone", type=TimmModel(), default=None, help="Any timm model name [convnext_atto].")
 @click.option("--pretrained", default=None, metavar="FILE|hub",
               help="Start the backbone from a local timm weights file, or 'hub' for timm/<backbone> on the Hugging Face "
                    "hub (the HF cache is used first; offline, a clear error says what to fetch) [random init].")
-@click.option("--embed-dim", type=int, default=None, help="Projection size, 0 = the backbone's width [0].")
-@click.option("--img-size", type=int, default=None, help="[224]")
+@click.option("--embed-dim", type=click.IntRange(0), default=None, help="Projection size, 0 = the backbone's width [0].")
+@click.option("--img-size", type=click.IntRange(16, 4096), default=None, help="[224]")
 @click.option("--separate-towers", is_flag=True, default=False, help="Separate ground and satellite weights [shared].")
-@click.option("--split", default=None, help="[train]")
-@click.option("--val-split", default=None, help="Validation split for R@1/5/10 ground→satellite ('none' to skip) [query].")
-@click.option("--epochs", type=int, default=None, help="[10]")
-@click.option("--batch-size", type=int, default=None, help="Landmarks per batch [16].")
-@click.option("--n-ground", type=int, default=None, help="Ground photos per landmark in a batch (multi-positive) [1].")
-@click.option("--lr", type=float, default=None, help="[1e-4]")
-@click.option("--weight-decay", type=float, default=None, help="[1e-4]")
-@click.option("--warmup-epochs", type=int, default=None, help="[1]")
+@click.option("--split", type=click.Choice(SPLITS), default=None, help="[train]")
+@click.option("--val-split", type=click.Choice([*SPLITS, "none"]), default=None,
+              help="Validation split for R@1/5/10 ground→satellite ('none' to skip) [query].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="[10]")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Landmarks per batch [16].")
+@click.option("--n-ground", type=click.IntRange(1), default=None, help="Ground photos per landmark in a batch (multi-positive) [1].")
+@click.option("--lr", type=FiniteFloat(0, min_open=True), default=None, help="[1e-4]")
+@click.option("--weight-decay", type=FiniteFloat(0), default=None, help="[1e-4]")
+@click.option("--warmup-epochs", type=click.IntRange(0), default=None, help="[1]")
 @click.option("--no-gps-neighbours", is_flag=True, help="Random batches instead of GPS-neighbouring landmarks.")
-@click.option("--dss-from-epoch", type=int, default=None, help="From this epoch on, nearest-neighbour hard negatives from Qdrant [off].")
-@click.option("--dss-pool", type=int, default=None, help="Neighbours considered per landmark [64].")
-@click.option("--grad-accum", type=int, default=None, help="Batches per optimizer step [1].")
+@click.option("--dss-from-epoch", type=click.IntRange(0), default=None, help="From this epoch on, nearest-neighbour hard negatives from Qdrant [off].")
+@click.option("--dss-pool", type=click.IntRange(1), default=None, help="Neighbours considered per landmark [64].")
+@click.option("--grad-accum", type=click.IntRange(1), default=None, help="Batches per optimizer step [1].")
 @click.option("--seed", type=int, default=None, help="[0]")
-@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Continue from a last.pt (same settings).")
-@click.option("--device", default=None, help="[auto]")
+@click.option("--resume", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Continue from a last.pt (same settings).")
+@click.option("--device", type=Device(), default=None, help="[auto]")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision [on with CUDA].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@friendly_errors
 def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_neighbours: bool, val_split: str | None,
                        as_json: bool, **options) -> None:
     """Fine-tune Sample4Geo towers on DATASET's ground↔satellite pairs (symmetric InfoNCE)."""
@@ -172,21 +176,23 @@ Example:
   mmgeo-search demo/world/demo-photo.jpg --stage1 knn --text-encoder demo/text-projection.safetensors
 """)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Projection file (.safetensors).")
-@click.option("--image-encoder", default="efficientnet_lite0", show_default=True,
+@click.option("--out", type=OutputFile(), required=True, help="Projection file (.safetensors).")
+@click.option("--image-encoder", type=EncoderName("image"), default="efficientnet_lite0", show_default=True,
               help="The image encoder the satellite/ground collections were built with.")
-@click.option("--text-encoder", default="minilm-l6", show_default=True, help="The encoder of the text collection.")
-@click.option("--splits", default="train", show_default=True, help="Splits whose (ground photo, article) pairs fit the map.")
-@click.option("--alpha", type=float, default=1.0, show_default=True, help="Ridge regularisation.")
-@friendly_errors
-def text_projection_command(dataset: Path, out: Path, image_encoder: str, text_encoder: str, splits: str,
+@click.option("--text-encoder", type=EncoderName("text"), default="minilm-l6", show_default=True,
+              help="The encoder of the text collection.")
+@click.option("--splits", type=CommaChoice(SPLITS), default="train", show_default=True,
+              help="Splits whose (ground photo, article) pairs fit the map.")
+@click.option("--alpha", type=FiniteFloat(0, min_open=True), default=1.0, show_default=True, help="Ridge regularisation.")
+def text_projection_command(dataset: Path, out: Path, image_encoder: str, text_encoder: str, splits: list[str],
                             alpha: float) -> None:
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
     Wikipedia rerank works with encoders that have no shared image–text space."""
     from mmgeo.encoders import create_encoder
     from mmgeo.training.text_projection import fit_text_projection
 
+    MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
     path, stats = fit_text_projection(dataset, create_encoder(image_encoder), create_encoder(text_encoder), out,
-                                      splits=tuple(s.strip() for s in splits.split(",")), alpha=alpha)
+                                      splits=tuple(splits), alpha=alpha)
     console.print(f"wrote {path}: {stats['pairs']} pairs of {stats['landmarks']} landmarks, "
                   f"train top-1 {stats['train_top1']:.1%}", highlight=False)

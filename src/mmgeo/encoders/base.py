@@ -45,7 +45,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+        raise InputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -78,7 +78,7 @@ def check_options(owner: str, given: Iterable[str], valid: Iterable[str]) -> Non
     valid = sorted(valid)
     unknown = sorted(set(given) - set(valid))
     if unknown:
-        raise ValueError(f"{owner}: unknown option(s) {unknown}; valid options: {valid or 'none'}")
+        raise InputError(f"{owner}: unknown option(s) {unknown}; valid options: {valid or 'none'}")
 
 
 class _ImageDataset(Dataset):

@@ -69,27 +69,43 @@ class ProjectedImageEncoder:
         return (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32) if normalize else z.astype(np.float32)
 
 
+def read_projection(path: str | os.PathLike) -> tuple[dict[str, str], np.ndarray, dict[str, Any]]:
+    """A projection file's ``(metadata, matrix, text_space)``, read and checked without loading any model.
+
+    Raises:
+        WeightsNotFoundError: no such file.
+        InputError: not a readable mmgeo text projection (names the file).
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"text projection {path} does not exist; fit one with `mmgeo-train text-projection`")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+        matrix = load_file(str(path)).get("matrix")
+        text_space = json.loads(meta["text_space"]) if "text_space" in meta else None
+    except Exception as exc:  # safetensors/json raise their own types for a corrupt file
+        raise InputError(f"{path}: not a readable text projection ({type(exc).__name__}: {str(exc)[:200]}); "
+                         "fit one with `mmgeo-train text-projection`") from None
+    if "base_encoder" not in meta or text_space is None or "base_weights_id" not in meta or matrix is None:
+        raise InputError(f"{path}: not an mmgeo text projection (no base_encoder/text_space metadata or matrix)")
+    return meta, matrix, text_space
+
+
 def load_projection(path: str | os.PathLike, base: Any | None = None) -> ProjectedImageEncoder:
     """Load a projection and its base image encoder (checked against the one it was fitted on).
 
     ``base``: an image encoder already loaded (e.g. stage 2's); it is reused, not loaded twice,
     when it is the encoder the projection was fitted on.
     """
-    from safetensors import safe_open
-
     from mmgeo.encoders.registry import create_encoder
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"text projection {path} does not exist; fit one with `mmgeo-train text-projection`")
-    with safe_open(str(path), framework="numpy") as fh:
-        meta = fh.metadata() or {}
-    if "base_encoder" not in meta or "text_space" not in meta:
-        raise InputError(f"{path}: not an mmgeo text projection (no base_encoder/text_space metadata)")
+    meta, matrix, text_space = read_projection(path)
     if base is None or base.name != meta["base_encoder"] or base.weights_id != meta["base_weights_id"]:
         base = create_encoder(meta["base_encoder"])
     if base.weights_id != meta["base_weights_id"]:
         raise InputError(f"{path}: fitted on {meta['base_encoder']} weights {meta['base_weights_id']}, "
                          f"but those weights are now {base.weights_id}; fit it again")
-    return ProjectedImageEncoder(base, load_file(str(path))["matrix"], json.loads(meta["text_space"]),
-                                 f"projection@sha256:{sha256_file(path)[:16]}")
+    return ProjectedImageEncoder(base, matrix, text_space, f"projection@sha256:{sha256_file(Path(path))[:16]}")

@@ -21,6 +21,7 @@ import torch
 from mmgeo.encoders.base import Encoder, check_options, resolve_device
 from mmgeo.encoders.entry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sources import WeightsSource, require_local
+from mmgeo.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,13 @@ def get_entry(name: str) -> tuple[EncoderEntry, str | None]:
     arch, _, tag = name.partition(".")
     entry = registry().get(arch)
     if entry is None:
-        raise ValueError(f"unknown encoder {name!r}; valid encoders: {', '.join(sorted(registry()))}")
+        raise InputError(f"unknown encoder {name!r}; valid encoders: {', '.join(sorted(registry()))}")
     return entry, tag or None
 
 
 def _resolve_weights(entry: EncoderEntry, name_tag: str | None, weights: str | os.PathLike | None) -> Weights:
     if name_tag is not None and weights is not None and str(weights) != name_tag:
-        raise ValueError(f"encoder {entry.arch}.{name_tag}: the name already names tag {name_tag!r}; do not also pass weights={weights!r}")
+        raise InputError(f"encoder {entry.arch}.{name_tag}: the name already names tag {name_tag!r}; do not also pass weights={weights!r}")
     choice = name_tag if weights is None else weights
     if choice is None:
         return entry.weights[entry.default_tag]
@@ -79,7 +80,7 @@ def _resolve_weights(entry: EncoderEntry, name_tag: str | None, weights: str | o
         return entry.weights[choice]
     if isinstance(choice, os.PathLike) or os.sep in str(choice) or Path(str(choice)).suffix:
         return require_local(choice, entry.arch)
-    raise ValueError(
+    raise InputError(
         f"unknown weights tag {choice!r} for encoder {entry.arch}; valid tags: {', '.join(entry.weights)}, "
         f"{RANDOM!r}, or a local path"
     )

@@ -67,6 +67,8 @@ class Sample4GeoModel(nn.Module):
     def __init__(self, backbone: str, embed_dim: int = 0, *, pretrained_file: Path | None = None) -> None:
         super().__init__()
         overlay = {"file": str(pretrained_file)} if pretrained_file is not None else None
+        if not timm.is_model(backbone):
+            raise InputError(f"unknown timm backbone {backbone!r} (e.g. convnext_base.fb_in22k; `timm.list_models()` lists them)")
         self.backbone = timm.create_model(backbone, pretrained=pretrained_file is not None, pretrained_cfg_overlay=overlay, num_classes=0)
         width = int(self.backbone.num_features)
         self.proj: nn.Module = nn.Linear(width, embed_dim) if embed_dim > 0 and embed_dim != width else nn.Identity()
@@ -274,7 +276,7 @@ class Sample4GeoEncoder(ImageEncoder):
 
 def _agree(option: str, given: Any, stored: Any, path: Path) -> Any:
     if given is not None and stored is not None and given != stored:
-        raise ValueError(f"{path}: {option}={given!r} contradicts the checkpoint's config ({option}={stored!r})")
+        raise InputError(f"{path}: {option}={given!r} contradicts the checkpoint's config ({option}={stored!r})")
     return stored if given is None else given
 
 
@@ -323,7 +325,7 @@ def _builder(backbone_arch: str | None, default_arch: str = "convnext_base"):
         """Registry builder: a trained checkpoint (path), the ImageNet backbone (tag), or ``"random"``."""
         if isinstance(weights, WeightsSource):
             if backbone is not None:
-                raise ValueError(f"encoder {name}: backbone= applies to a checkpoint or 'random', not to weights tag {weights.tag!r}")
+                raise InputError(f"encoder {name}: backbone= applies to a checkpoint or 'random', not to weights tag {weights.tag!r}")
             arch = backbone_arch or default_arch
             folder = weights.fetch(name)
             model = Sample4GeoModel(f"{arch}.{weights.tag}", embed_dim or 0, pretrained_file=folder / weights.files[0])
@@ -339,7 +341,7 @@ def _builder(backbone_arch: str | None, default_arch: str = "convnext_base"):
             name=name,
         )
         if backbone_arch is not None and encoder.backbone.partition(".")[0] != backbone_arch:
-            raise ValueError(f"{weights}: checkpoint backbone {encoder.backbone!r} is not {backbone_arch}; use "
+            raise InputError(f"{weights}: checkpoint backbone {encoder.backbone!r} is not {backbone_arch}; use "
                              "create_encoder('sample4geo', weights=<checkpoint>) (mmgeo-ingest --encoder sample4geo), whose "
                              "architecture comes from the checkpoint's config.model.backbone")
         return encoder

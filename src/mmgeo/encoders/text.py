@@ -28,7 +28,7 @@ from mmgeo.encoders.base import (
 )
 from mmgeo.encoders.entry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sources import CLIP_MEAN, CLIP_STD, WeightsSource
-from mmgeo.errors import WeightsNotFoundError
+from mmgeo.errors import InputError, WeightsNotFoundError
 
 SENTENCE_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -68,7 +68,7 @@ def _weights_file(folder: Path) -> Path:
 def build_sentence_transformer(name: str, weights: Weights, device: torch.device) -> SentenceTransformerEncoder:
     """Registry builder: package folder (tag ``pip``), hub snapshot (tag ``hub``) or a local folder."""
     if weights == RANDOM:
-        raise ValueError(f"{name}: random init is not offered for sentence-transformers models; use a tag or a local folder")
+        raise InputError(f"{name}: random init is not offered for sentence-transformers models; use a tag or a local folder")
     if isinstance(weights, WeightsSource):
         found = weights.fetch(name)
         folder, tag = (found if found.is_dir() else found.parent), weights.tag

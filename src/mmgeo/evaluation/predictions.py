@@ -45,7 +45,8 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame()
     if fmt == "csv":
-        return pd.read_csv(path, dtype={"query_id": str, "ranked_landmarks": str})
+        # only a blank cell is missing: "nan", "NA" or "null" stay text, so they are reported as what they are
+        return pd.read_csv(path, dtype={"query_id": str, "ranked_landmarks": str}, keep_default_na=False, na_values=[""])
     if fmt == "parquet":
         return pd.read_parquet(path)
     return pd.read_json(path, lines=True, dtype={"query_id": str})
@@ -55,6 +56,16 @@ def _fail(path: Path, row: int, column: str, problem: str) -> InputError:
     return InputError(f"{path}: row {row + 1}, column {column!r}: {problem}")
 
 
+def _why_not_a_number(cell: object) -> str:
+    if pd.isna(cell) or not str(cell).strip():  # type: ignore[call-overload]
+        return "is empty"
+    try:
+        float(str(cell))
+    except ValueError:
+        return f"{cell!r} is not a number"
+    return f"{cell!r} is not a finite number"
+
+
 def _numeric(df: pd.DataFrame, column: str, path: Path, bound: float | None = None) -> np.ndarray:
     """The column as float64; a non-number, empty cell or value outside ±bound names its row."""
     raw = df[column]
@@ -62,8 +73,7 @@ def _numeric(df: pd.DataFrame, column: str, path: Path, bound: float | None = No
     bad = np.isnan(values)
     if bad.any():
         i = int(np.argmax(bad))
-        problem = "is empty" if pd.isna(raw.iloc[i]) else f"{raw.iloc[i]!r} is not a number"
-        raise _fail(path, i, column, problem)
+        raise _fail(path, i, column, _why_not_a_number(raw.iloc[i]))
     if bound is not None:
         bad = ~(np.abs(values) <= bound)
         if bad.any():

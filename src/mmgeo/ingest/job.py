@@ -7,6 +7,7 @@ picklable :class:`EmbedderSpec`, and runs the local or the Ray engine for each m
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mmgeo.errors import InputError
-from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, check_resolutions
 from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
@@ -29,11 +30,12 @@ from mmgeo.ingest.pipeline import (
     PrecomputedEmbedder,
     RecordVectorEmbedder,
     TextEmbedder,
+    check_encoder_modality,
     run_ingest,
 )
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant.base import Store
-from mmgeo.qdrant.schema import VectorIdentity
+from mmgeo.qdrant.schema import VectorIdentity, collection_name
 
 ENGINES = ("local", "ray")
 
@@ -130,14 +132,10 @@ class IngestSpec:
             raise InputError("give an encoder (embed here) or precomputed embeddings, not both")
         if self.encoder is None and self.embeddings is None and source.is_dir():
             raise InputError(f"{source}: give an encoder (embed here) or precomputed embeddings")
-
-
-def _peek_vector_dim(records: Iterator[Record], source: Path) -> tuple[Iterator[Record], int]:
-    """The dimension of a manifest's ``vector`` column, from its first record."""
-    first = next(records, None)
-    if first is None or first.vector is None:
-        raise InputError(f"{source}: no encoder or embeddings given and the manifest has no 'vector' column")
-    return chain([first], records), int(np.asarray(first.vector).shape[-1])
+        check_resolutions(self.h3_resolutions)
+        if self.encoder is not None:
+            for modality in self.modalities:
+                check_encoder_modality(self.encoder, modality)
 
 
 def _reader(source: Path, spec: IngestSpec, modality: str) -> MMLandmarks | Manifest:
@@ -145,6 +143,104 @@ def _reader(source: Path, spec: IngestSpec, modality: str) -> MMLandmarks | Mani
         splits = [s for s in spec.splits if s != "index" or modality == "satellite"]  # index: satellite tiles only
         return MMLandmarks(source, splits=splits, modalities=[modality])
     return Manifest(source, root=spec.root, modalities=[modality])
+
+
+@dataclass
+class Selection:
+    """One modality's records, their first one read (None: the source holds none) and the reader's problems."""
+
+    modality: str
+    records: Iterator[Record]
+    first: Record | None
+    problems: list[Problem]
+    ignored: Counter[str]
+
+
+@dataclass
+class IngestPlan:
+    """An ingest checked and ready to run: the spec, the precomputed vectors, one :class:`Selection` per modality.
+
+    :func:`plan_ingest` builds it without touching any store, so a command can refuse a job that would
+    ingest nothing before it opens (or creates) a store; :func:`run_plan` runs it.
+    """
+
+    source: Path
+    spec: IngestSpec
+    precomputed: tuple[list[str], np.ndarray] | None
+    selections: list[Selection]
+
+    @property
+    def ignored(self) -> dict[str, int]:
+        """Rows of modalities not in ``spec.modalities`` (a manifest's; complete once its rows are read)."""
+        return {m: n for s in self.selections for m, n in s.ignored.items() if m not in self.spec.modalities}
+
+
+def plan_ingest(source: str | Path, spec: IngestSpec = IngestSpec()) -> IngestPlan:
+    """Check the spec and the source, read the first record of each modality; write nothing.
+
+    Raises:
+        InputError: a spec that cannot run, or a source with nothing to ingest (no selected item and no
+            bad row), naming the rows of other modalities it holds and the ``modalities`` that would take them.
+    """
+    source = Path(source)
+    spec.check(source)
+    precomputed = load_embeddings(spec.embeddings, spec.ids) if spec.embeddings else None
+    selections = []
+    for modality in spec.modalities:
+        problems: list[Problem] = []
+        reader = _reader(source, spec, modality)
+        records = reader.iter_records(problems)
+        first = next(records, None)
+        ignored = reader.ignored if isinstance(reader, Manifest) else Counter()
+        selections.append(Selection(modality, chain([first], records) if first else iter(()), first, problems, ignored))
+    plan = IngestPlan(source, spec, precomputed, selections)
+    if all(s.first is None and not s.problems for s in selections):
+        ignored = plan.ignored
+        found = f" (it has {', '.join(f'{n} {m} row(s)' for m, n in ignored.items())})" if ignored else ""
+        hint = f"; add modalities {','.join([*spec.modalities, *ignored])}" if ignored else ""
+        raise InputError(f"nothing to ingest: {source} has no {'/'.join(spec.modalities)} items{found}{hint}")
+    return plan
+
+
+def run_plan(
+    plan: IngestPlan,
+    store: Store,
+    *,
+    store_builder: Callable[[], Store] | None = None,
+    on_batch: Callable[[str, int], None] | None = None,
+) -> list[IngestReport]:
+    """Run a planned ingest into ``store``; one report per modality (see :func:`ingest_dataset`)."""
+    spec = plan.spec
+    if spec.ray.get("writers") and store_builder is None:
+        raise InputError("Ray writer actors need a store_builder that opens a Qdrant server "
+                         "(the embedded store is locked by one process: the driver writes)")
+    batch_size = spec.batch_size or (MODEL_BATCH if spec.encoder else PRECOMPUTED_BATCH)
+    reports: list[IngestReport] = []
+    for selection in plan.selections:
+        modality, records, problems = selection.modality, selection.records, selection.problems
+        if selection.first is None:  # nothing of this modality: no collection is made for it
+            name = collection_name(modality)
+            reports.append(IngestReport(name, problems=list(problems), collection_exists=store.has_collection(name)))
+            continue
+        record_dim = 0
+        if spec.encoder is None and plan.precomputed is None:
+            if selection.first.vector is None:
+                raise InputError(f"{plan.source}: no encoder or embeddings given and the manifest has no 'vector' column")
+            record_dim = int(np.asarray(selection.first.vector).shape[-1])
+        embedder = EmbedderSpec(modality, spec.encoder, spec.weights, tuple(spec.encoder_options), spec.trust_checkpoint,
+                                plan.precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes)
+        advance = (lambda n, m=modality: on_batch(m, n)) if on_batch else None
+        common = {"problems": problems, "resolutions": list(spec.h3_resolutions), "recreate": spec.recreate,
+                  "on_batch": advance}
+        if spec.engine == "local":
+            reports.append(run_ingest(store, modality, records, embedder(), batch_size=batch_size, **common))
+            continue
+        from mmgeo.ingest.ray_engine import RayOptions, run_ray_ingest
+
+        options = RayOptions(batch_size=batch_size, **spec.ray)
+        reports.append(run_ray_ingest(store, modality, records, embedder, options=options, store_builder=store_builder,
+                                      **common))
+    return reports
 
 
 def ingest_dataset(
@@ -158,37 +254,11 @@ def ingest_dataset(
     """Embed ``source`` (an MMLandmarks folder or a manifest) into ``store``; one report per modality.
 
     Re-running is safe: stored items are skipped, so an interrupted ingest resumes. Items that cannot be
-    read or embedded are skipped and listed in the reports' ``problems``.
+    read or embedded are skipped and listed in the reports' ``problems``. Everything that can be checked
+    without the store is checked first (:func:`plan_ingest`): a bad spec or an empty selection writes nothing.
 
     Args:
         store_builder: Ray writer actors open the store with it (servers only; ``ray["writers"] > 0``).
         on_batch: ``on_batch(modality, n)`` after each batch of ``n`` records (progress bars).
     """
-    source = Path(source)
-    spec.check(source)
-    if spec.ray.get("writers") and store_builder is None:
-        raise InputError("Ray writer actors need a store_builder that opens a Qdrant server "
-                         "(the embedded store is locked by one process: the driver writes)")
-    precomputed = load_embeddings(spec.embeddings, spec.ids) if spec.embeddings else None
-    batch_size = spec.batch_size or (MODEL_BATCH if spec.encoder else PRECOMPUTED_BATCH)
-    reports: list[IngestReport] = []
-    for modality in spec.modalities:
-        problems: list[Problem] = []
-        records = _reader(source, spec, modality).iter_records(problems)
-        record_dim = 0
-        if spec.encoder is None and precomputed is None:
-            records, record_dim = _peek_vector_dim(records, source)
-        embedder = EmbedderSpec(modality, spec.encoder, spec.weights, tuple(spec.encoder_options), spec.trust_checkpoint,
-                                precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes)
-        advance = (lambda n, m=modality: on_batch(m, n)) if on_batch else None
-        common = {"problems": problems, "resolutions": list(spec.h3_resolutions), "recreate": spec.recreate,
-                  "on_batch": advance}
-        if spec.engine == "local":
-            reports.append(run_ingest(store, modality, records, embedder(), batch_size=batch_size, **common))
-            continue
-        from mmgeo.ingest.ray_engine import RayOptions, run_ray_ingest
-
-        options = RayOptions(batch_size=batch_size, **spec.ray)
-        reports.append(run_ray_ingest(store, modality, records, embedder, options=options, store_builder=store_builder,
-                                      **common))
-    return reports
+    return run_plan(plan_ingest(source, spec), store, store_builder=store_builder, on_batch=on_batch)

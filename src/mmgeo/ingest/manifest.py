@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -91,6 +92,8 @@ class Manifest:
         self.path = Path(path)
         self.root = Path(root) if root is not None else self.path.parent
         self.modalities = tuple(modalities)
+        self.ignored: Counter[str] = Counter()
+        """Rows per modality skipped because that modality was not selected (filled while iterating)."""
         if not self.path.is_file():
             raise LayoutNotFoundError(f"manifest {self.path} does not exist")
 
@@ -102,10 +105,12 @@ class Manifest:
             if isinstance(row, str):
                 problems.append(Problem(where, row))
                 continue
-            if clean_str(row.get("modality")) in MODALITIES and clean_str(row.get("modality")) not in self.modalities:
+            modality = clean_str(row.get("modality"))
+            if modality in MODALITIES and modality not in self.modalities:
+                self.ignored[modality] += 1
                 continue  # another modality's row: its problems are reported by that modality's pass
             try:
-                record = self._record(row)
+                record = self._record(row, where)
             except ValueError as exc:
                 problems.append(Problem(where, str(exc)))
                 continue
@@ -117,7 +122,7 @@ class Manifest:
             seen.add((record.modality, record.key))
             yield record
 
-    def _record(self, row: dict) -> Record:
+    def _record(self, row: dict, origin: str) -> Record:
         key = clean_str(row["id"])
         if key is None:
             raise ValueError("empty id")
@@ -128,6 +133,7 @@ class Manifest:
         fields = dict(
             key=key, modality=modality, lat=lat, lon=lon, landmark_id=clean_str(row.get("landmark_id")),
             name=clean_str(row.get("name")), split=clean_str(row.get("split")), category=clean_str(row.get("category")),
+            origin=origin,
         )
         vector = row.get("vector")
         vec = None if vector is None else np.asarray(vector, dtype=np.float32)

@@ -72,10 +72,10 @@ class MMLandmarks:
         self.modalities = tuple(modalities)
         for s in self.splits:
             if s not in SPLITS:
-                raise ValueError(f"unknown split {s!r}; valid: {', '.join(SPLITS)}")
+                raise InputError(f"unknown split {s!r}; valid: {', '.join(SPLITS)}")
         for m in self.modalities:
             if m not in EXTENSIONS:
-                raise ValueError(f"unknown modality {m!r}; valid: {', '.join(EXTENSIONS)}")
+                raise InputError(f"unknown modality {m!r}; valid: {', '.join(EXTENSIONS)}")
         self._verify()
 
     def _needed_files(self) -> list[str]:
@@ -174,7 +174,7 @@ class MMLandmarks:
                     continue
                 common = dict(
                     key=f"{split}/{modality}/{hex_id}", modality=modality, lat=lm.lat, lon=lm.lon, landmark_id=lid,
-                    name=lm.name, split=split, category=lm.category, source=rel,
+                    name=lm.name, split=split, category=lm.category, source=rel, origin=where,
                 )
                 if modality == "text":
                     try:
@@ -205,7 +205,7 @@ class MMLandmarks:
             rel = shard_path("index", "satellite", hex_id)
             yield Record(
                 key=f"index/satellite/{hex_id}", modality="satellite", lat=lat, lon=lon, split="index",
-                source=rel, path=self.root / rel,
+                source=rel, path=self.root / rel, origin=where,
             )
 
 

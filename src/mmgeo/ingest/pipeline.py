@@ -12,18 +12,18 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from mmgeo.errors import ImageError
-from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
+from mmgeo.errors import ImageError, InputError
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, check_resolutions
 from mmgeo.images import load_image
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant.base import Store, StoredPoint
-from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, build_payloads, ensure_collection, point_id
+from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, build_payloads, collection_name, ensure_collection, point_id
 
 VECTOR_NAMES = {"satellite": "image", "ground": "image", "text": "text"}
 
@@ -34,10 +34,6 @@ class Embedder(Protocol):
     identity: VectorIdentity
 
     def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], Sequence[np.ndarray], list[Problem]]: ...
-
-
-def _where(record: Record) -> str:
-    return record.source or record.key
 
 
 def dataset_root(record: Record) -> str | None:
@@ -61,6 +57,31 @@ DEFAULT_MAX_BATCH_BYTES = 512 * 2**20
 """Memory budget for decoded images held at once by :class:`ImageEmbedder` (RGB bytes)."""
 
 
+ENCODER_MODALITY = {"satellite": "image", "ground": "image", "text": "text"}
+"""What an encoder must embed for each record modality (a registry entry's modality, e.g. ``image+text``, holds it)."""
+
+
+def check_encoder_modality(encoder_name: str, modality: str) -> None:
+    """Refuse an encoder that cannot embed ``modality`` records, before a model loads or a collection exists.
+
+    Raises:
+        InputError: e.g. a text encoder asked to embed satellite tiles; names the encoders that can.
+    """
+    from mmgeo.encoders.registry import get_entry, registry
+
+    need = ENCODER_MODALITY[modality]
+    entry, _ = get_entry(encoder_name)
+    if need not in entry.modality.split("+"):
+        able = sorted(name for name, e in registry().items() if need in e.modality.split("+"))
+        raise InputError(f"encoder {encoder_name!r} embeds {entry.modality}, but {modality} items need an {need} encoder: "
+                         f"{', '.join(able)}")
+
+
+def _require_method(encoder: Any, method: str, modality: str) -> None:
+    if not callable(getattr(encoder, method, None)):
+        raise InputError(f"encoder {getattr(encoder, 'name', encoder)!r} has no {method}(): it cannot embed {modality}")
+
+
 class ImageEmbedder:
     """Decodes images safely (upright RGB, pixel limit) and encodes them with an image encoder.
 
@@ -71,6 +92,7 @@ class ImageEmbedder:
 
     def __init__(self, encoder: Any, vector_name: str = "image", *, batch_size: int = 32, num_workers: int = 0,
                  max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
+        _require_method(encoder, "encode_images", "images")
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
         self.max_batch_bytes = max_batch_bytes
         self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
@@ -82,7 +104,7 @@ class ImageEmbedder:
             try:
                 image = load_image(record.path)
             except ImageError as exc:
-                problems.append(Problem(_where(record), str(exc).split(": ", 1)[-1]))
+                problems.append(Problem(record.where(), str(exc).split(": ", 1)[-1]))
                 continue
             size = image.width * image.height * 3
             if images and held + size > self.max_batch_bytes:
@@ -105,12 +127,13 @@ class TextEmbedder:
     """Encodes the text of text records (readers compose it as ``"Title. lead text"``)."""
 
     def __init__(self, encoder: Any, vector_name: str = "text", *, batch_size: int = 32) -> None:
+        _require_method(encoder, "encode_texts", "texts")
         self.encoder, self.batch_size = encoder, batch_size
         self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
 
     def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
         kept = [r for r in batch if r.text]
-        problems = [Problem(_where(r), "empty text") for r in batch if not r.text]
+        problems = [Problem(r.where(), "empty text") for r in batch if not r.text]
         if not kept:
             return [], np.zeros((0, self.identity.dim), np.float32), problems
         return kept, self.encoder.encode_texts([r.text for r in kept], batch_size=self.batch_size), problems
@@ -128,7 +151,7 @@ class PrecomputedEmbedder:
         for record in batch:
             row = self.rows.get(record.key, self.rows.get(record.key.rsplit("/", 1)[-1]))
             if row is None:
-                problems.append(Problem(_where(record), "no precomputed embedding for this id"))
+                problems.append(Problem(record.where(), "no precomputed embedding for this id"))
                 continue
             kept.append(record)
             rows.append(row)
@@ -144,7 +167,7 @@ class RecordVectorEmbedder:
 
     def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], list[np.ndarray], list[Problem]]:
         kept = [r for r in batch if r.vector is not None]
-        problems = [Problem(_where(r), "row has no vector") for r in batch if r.vector is None]
+        problems = [Problem(r.where(), "row has no vector") for r in batch if r.vector is None]
         return kept, [np.asarray(r.vector, dtype=np.float32) for r in kept], problems
 
 
@@ -175,7 +198,7 @@ class StoreWriter:
 
     def __call__(self, records: Sequence[Record], vectors: Sequence[np.ndarray]) -> tuple[int, list[Problem]]:
         matrix, reasons = self._check(vectors, len(records))
-        problems = [Problem(_where(r), why) for r, why in zip(records, reasons, strict=True) if why]
+        problems = [Problem(r.where(), why) for r, why in zip(records, reasons, strict=True) if why]
         kept = [r for r, why in zip(records, reasons, strict=True) if not why]
         if not kept:
             return 0, problems
@@ -218,6 +241,8 @@ class IngestReport:
     elapsed_s: float | None = None
     """Wall time from start to ready to query; stages may overlap (writes run beside reading), so it can be
     less than the sum of ``seconds``."""
+    collection_exists: bool = True
+    """False when no record was read and the collection did not exist: none was created."""
 
     @property
     def skipped(self) -> int:
@@ -263,11 +288,24 @@ def run_ingest(
         recreate: drop and rebuild the collection first.
         resume: skip records whose point is already stored (so an interrupted run finishes fast).
         on_batch: called with the number of records handled after each batch (progress bars).
+
+    The resolutions are checked first, and the collection is created (or checked against the
+    embedder) only once the first record is read: a selection with no records leaves no empty
+    collection behind (``report.collection_exists`` is then False).
     """
     start = time.perf_counter()
-    name = ensure_collection(store, modality, embedder.identity, name=collection, resolutions=resolutions, recreate=recreate)
-    writer = StoreWriter(store, name, embedder.identity, resolutions)
+    resolutions = check_resolutions(resolutions)
+    name = collection or collection_name(modality)
     report = IngestReport(collection=name)
+    it = iter(records)
+    first = next(it, None)
+    if first is None:  # nothing to write: no collection is created for it
+        report.problems = list(problems or [])
+        report.collection_exists = store.has_collection(name)
+        return report
+    it = chain([first], it)
+    ensure_collection(store, modality, embedder.identity, name=name, resolutions=resolutions, recreate=recreate)
+    writer = StoreWriter(store, name, embedder.identity, resolutions)
     per_batch: list[list[Problem]] = []  # embed then write problems of each batch, in batch order
     # The engine call of a write releases the GIL: while batch k is written, batch k+1 is read and embedded.
     background = ThreadPoolExecutor(1, thread_name_prefix="mmgeo-write") if getattr(store, "reads_during_writes", False) else None
@@ -286,7 +324,6 @@ def run_ingest(
             done, pending = pending, None
             done.result()  # the write's error, if any, is raised here
 
-    it = iter(records)
     try:
         while True:
             t0 = time.perf_counter()

@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from mmgeo.errors import ImageError
-from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
-from mmgeo.ingest.pipeline import Embedder, ImageEmbedder, IngestReport, StoreWriter, _where, record_dataset_roots
+from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, check_resolutions
+from mmgeo.ingest.pipeline import Embedder, ImageEmbedder, IngestReport, StoreWriter, record_dataset_roots
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import VectorIdentity, ensure_collection, point_id
@@ -192,7 +192,7 @@ class EmbedActor:
             for i, record in zip(todo, records):
                 vectors[i] = by_key.get(record.key)
                 if vectors[i] is None:
-                    problems[i] = reasons.get(_where(record), "not embedded")
+                    problems[i] = reasons.get(record.where(), "not embedded")
         keep = [c for c in batch.columns if c in RECORD_FIELDS]
         return batch[keep].assign(vector=vectors, problem=problems)
 
@@ -205,7 +205,7 @@ def _split(batch: pd.DataFrame) -> tuple[list[Record], list[np.ndarray], list[Pr
         row[VECTOR] = None
         record = row_to_record(row)
         if reason is not None or vector is None:
-            problems.append(Problem(_where(record), reason or "not embedded"))
+            problems.append(Problem(record.where(), reason or "not embedded"))
         else:
             records.append(record)
             vectors.append(np.asarray(vector, np.float32))
@@ -323,6 +323,7 @@ def run_ray_ingest(
             this and the vector identity (encoder, weights, dim); the actors build their own.
         store_builder: opens the store inside writer actors (with ``options.writers > 0``).
     """
+    resolutions = check_resolutions(resolutions)
     ray = _import_ray()
     ensure_ray(options)
     t0 = time.perf_counter()

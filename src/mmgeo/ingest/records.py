@@ -27,6 +27,8 @@ class Record:
         source: the file path relative to the dataset root, shown in the payload.
         title, text: the landmark text (texts only).
         vector: a precomputed embedding (precomputed imports only).
+        origin: ``file:row`` of the row it was read from, so a later failure (an image that will
+            not decode, a bad vector) is reported where the user can fix it.
     """
 
     key: str
@@ -42,6 +44,12 @@ class Record:
     title: str | None = None
     text: str | None = None
     vector: np.ndarray | None = None
+    origin: str | None = None
+
+    def where(self) -> str:
+        """``file:row (id KEY, SOURCE)``: where a problem with this record is reported."""
+        detail = ", ".join(part for part in (f"id {self.key}", self.source) if part)
+        return f"{self.origin} ({detail})" if self.origin else (self.source or self.key)
 
 
 @dataclass(frozen=True)

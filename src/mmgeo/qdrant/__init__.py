@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
-from mmgeo.errors import StoreError
+from mmgeo.errors import InputError, StoreError
 from mmgeo.qdrant.base import (
     EXACT,
     GeoRadius,
@@ -73,6 +73,7 @@ def open_store(
     api_key: str | None = None,
     timeout: float = 5.0,
     sharding: ShardingSpec | None = None,
+    create: bool = True,
 ) -> Store:
     """Open a store.
 
@@ -84,20 +85,27 @@ def open_store(
         api_key: server API key (default ``$QDRANT_API_KEY``).
         timeout: seconds to wait for a server before failing with its URL in the message.
         sharding: new collections on a server are sharded by H3 region (custom shard keys); servers only.
+        create: make a missing local store directory; ``False`` (readers: search, info, snapshot)
+            raises :class:`~mmgeo.errors.StoreError` instead.
     """
     if location is not None and url is not None:
-        raise ValueError("give either a store path or a server URL, not both")
+        raise InputError("give either a store path or a server URL, not both")
+    if url is not None and not str(url).startswith(("http://", "https://")):
+        raise InputError(f"server URL {url!r} has no http:// or https:// scheme; e.g. http://{url}")
     loc = str(url or location or os.environ.get("QDRANT_URL") or default_store_path())
     server = loc.startswith(("http://", "https://"))
     if sharding is not None and not server:
         raise StoreError(f"{loc}: custom sharding exists only on a Qdrant server or cluster (give a server URL)")
-    if not server and not loc.startswith("qdrant-local:") and loc != ":memory:":
+    local = None if server or loc == ":memory:" else Path(loc.removeprefix("qdrant-local:")).expanduser()
+    if local is not None and not create and not local.is_dir():
+        raise StoreError(f"no store at {local}: check --store (or MMGEO_STORE), or build one with mmgeo-ingest")
+    if local is not None and not loc.startswith("qdrant-local:"):
         return EdgeStore(loc)
     from mmgeo.qdrant.client import ClientStore
 
     if server:
         return ClientStore(url=loc, api_key=api_key or os.environ.get("QDRANT_API_KEY"), timeout=timeout,
                            sharding=sharding)
-    if loc == ":memory:":
-        return ClientStore(path=":memory:")
-    return ClientStore(path=loc.removeprefix("qdrant-local:"))
+    if local is not None:
+        return ClientStore(path=str(local))
+    return ClientStore(path=":memory:")

@@ -201,7 +201,14 @@ def ensure_collection(
             index=PLAIN_INDEX,
         )
         return name
-    check_vector_identity(name, store.get_metadata(name), vector)
+    meta = store.get_metadata(name)
+    check_vector_identity(name, meta, vector)
+    stored = meta.get("h3_resolutions")
+    if stored is not None and sorted(stored) != sorted(resolutions):
+        raise CollectionMismatchError(
+            f"collection {name!r} at {store.location} stores H3 resolutions {sorted(stored)}, not {sorted(resolutions)}; "
+            f"ingest with --h3-resolutions {','.join(map(str, sorted(stored)))}, or --recreate to rebuild it"
+        )
     return name
 
 

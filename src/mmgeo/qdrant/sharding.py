@@ -27,6 +27,7 @@ from typing import Any
 import h3
 import numpy as np
 
+from mmgeo.errors import InputError
 from mmgeo.geo import EARTH_RADIUS_KM, disk_ring_count
 from mmgeo.qdrant.base import SearchFilter
 
@@ -53,9 +54,9 @@ class ShardingSpec:
 
     def __post_init__(self) -> None:
         if not 0 <= self.resolution <= 4:
-            raise ValueError(f"shard-key H3 resolution must be 0..4 (coarse regions), got {self.resolution}")
+            raise InputError(f"shard-key H3 resolution must be 0..4 (coarse regions), got {self.resolution}")
         if self.shards_per_key < 1 or self.replication_factor < 1:
-            raise ValueError("shards_per_key and replication_factor must be at least 1")
+            raise InputError("shards_per_key and replication_factor must be at least 1")
 
     def key_of(self, lat: float, lon: float) -> str:
         """The shard key of a point: its H3 cell at :attr:`resolution`."""

@@ -51,13 +51,17 @@ def load_text_encoder(value: str | os.PathLike, image_encoder: Any | None = None
     ``image_encoder`` when fitted on it, so a photo goes through that backbone once) or a registered
     image+text encoder name (a CLIP pair)."""
     value = str(value)
-    if value.endswith(".safetensors") or Path(value).is_file():
+    if _is_projection_file(value):
         from mmgeo.encoders.projection import load_projection
 
         return load_projection(value, base=image_encoder)
     from mmgeo.encoders import create_encoder
 
     return create_encoder(value)
+
+
+def _is_projection_file(value: str | os.PathLike) -> bool:
+    return str(value).endswith(".safetensors") or Path(value).is_file()
 
 
 def build_geolocator(
@@ -85,6 +89,14 @@ def build_geolocator(
 
     if stage1 not in STAGE1:
         raise InputError(f"unknown stage 1 {stage1!r}; valid: {', '.join(STAGE1)}")
+    if text_encoder and _is_projection_file(text_encoder):  # a bad file or name fails before any model loads
+        from mmgeo.encoders.projection import read_projection
+
+        read_projection(text_encoder)
+    elif text_encoder:
+        from mmgeo.encoders.registry import get_entry
+
+        get_entry(str(text_encoder))
     image_encoder = create_encoder(encoder or collection_encoder(store), weights=weights, **dict(encoder_options or {}))
     if stage1 == "knn":
         estimator = KnnStage1(store, image_encoder)

@@ -8,6 +8,7 @@ which returns exactly what :meth:`Geolocator.rank` returns for each query, in on
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from mmgeo.errors import CollectionNotFoundError, ImageError, InputError
+from mmgeo.geo import H3_RESOLUTIONS, MAX_RADIUS_KM
 from mmgeo.images import load_image
 from mmgeo.places import place_names
 from mmgeo.qdrant.base import SearchFilter, Store
@@ -80,11 +82,24 @@ class SearchSettings:
                   "prior_weighting": (self.prior_weighting, PRIOR_WEIGHTINGS)}
         for name, (value, valid) in checks.items():
             if value not in valid:
-                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
-        if self.radius_km <= 0:
-            raise ValueError(f"radius_km must be > 0, got {self.radius_km}")
-        if self.top_n < 1 or self.candidates < 1:
-            raise ValueError(f"top_n and candidates must be >= 1, got {self.top_n} and {self.candidates}")
+                raise InputError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
+        if not 0 < self.radius_km <= MAX_RADIUS_KM:  # also refuses nan; a larger disk than the Earth means region="none"
+            raise InputError(f"radius_km must be in (0, {MAX_RADIUS_KM:.0f}] km, got {self.radius_km}; "
+                             "for no narrowing use region='none' (--region none)")
+        if not 0 < self.mass <= 1:
+            raise InputError(f"mass must be in (0, 1], got {self.mass}")
+        if self.mass_resolution not in H3_RESOLUTIONS:
+            raise InputError(f"mass_resolution must be an H3 resolution 0–15, got {self.mass_resolution}")
+        for name in ("top_n", "candidates", "top_k_hypotheses", "rrf_k"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("w_image", "w_text", "w_prior", "min_confidence", "widen_factor", "widen_cap_km"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise InputError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.hnsw_ef is not None and self.hnsw_ef < 1:
+            raise InputError(f"hnsw_ef must be at least 1, got {self.hnsw_ef}")
+        if self.oversampling is not None and not (math.isfinite(self.oversampling) and self.oversampling >= 1):
+            raise InputError(f"oversampling must be a finite number >= 1, got {self.oversampling}")
 
     @property
     def weights(self) -> Weights:

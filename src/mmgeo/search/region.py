@@ -17,6 +17,7 @@ from typing import Any
 
 import h3
 
+from mmgeo.errors import InputError
 from mmgeo.geo import h3_field
 from mmgeo.qdrant.base import GeoRadius, SearchFilter
 from mmgeo.search.stage1 import Hypotheses
@@ -55,7 +56,7 @@ def mass_region(hyp: Hypotheses, mass: float = 0.9, resolution: int = 5, ring: i
     neighbour rings, so a landmark just across a cell edge from its hypothesis is not lost.
     """
     if not 0 < mass <= 1:
-        raise ValueError(f"mass must be in (0, 1], got {mass}")
+        raise InputError(f"mass must be in (0, 1], got {mass}")
     per_cell: dict[str, float] = defaultdict(float)
     for la, lo, p in zip(hyp.lat, hyp.lon, hyp.prob):
         per_cell[h3.latlng_to_cell(float(la), float(lo), resolution)] += float(p)
