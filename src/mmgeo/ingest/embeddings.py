@@ -67,7 +67,12 @@ def load_embeddings(path: str | Path, ids_path: str | Path | None = None) -> tup
 
 def _read_parquet(path: Path, files: list[Path]) -> tuple[list[str], np.ndarray]:
     """ids and vectors of Parquet ``files`` (one file, or every shard of a folder), streamed."""
-    parquets = [pq.ParquetFile(f) for f in files]
+    parquets = []
+    for f in files:
+        try:
+            parquets.append(pq.ParquetFile(f))
+        except (pa.ArrowException, OSError) as exc:  # not Parquet, truncated, unreadable
+            raise InputError(f"{f}: not a readable Parquet file ({str(exc).strip()[:200]})") from None
     names = parquets[0].schema_arrow.names
     column = next((c for c in ("vector", "embedding") if c in names), None)
     if "id" not in names or column is None:
