@@ -2,7 +2,7 @@
 
 Runs the README demo's search (``make demo``'s flags, without the map and GeoJSON outputs) ``--runs``
 times, each in a fresh process, and reports the median/min/max wall time and the peak resident memory
-of each run (``wait4``'s ``ru_maxrss``). With ``--into benchmarks/results/bench.json`` the numbers are
+and CPU time of each run (``wait4``'s ``ru_maxrss``, ``ru_utime + ru_stime``). With ``--into benchmarks/results/bench.json`` the numbers are
 added to the benchmark results as ``cold_search`` and ``bench.md`` is written again from them.
 
     python benchmarks/cold_search.py --runs 5 --into benchmarks/results/bench.json
@@ -30,8 +30,8 @@ def demo_command(demo: Path) -> list[str]:
             "--text-encoder", str(demo / "text-projection.safetensors")]
 
 
-def run_once(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one run of ``command`` in a new process."""
+def run_once(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one run of ``command`` in a new process."""
     t = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -39,14 +39,17 @@ def run_once(command: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) not in (0, 1):  # 1 = abstained, still a search
         raise SystemExit(f"{' '.join(command)} failed: {proc.stderr.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def measure(command: list[str], runs: int) -> dict:
-    """Median/min/max wall seconds and peak RSS over ``runs`` cold runs."""
-    walls, rss = zip(*(run_once(command) for _ in range(runs)))
+    """Median/min/max wall seconds, CPU seconds and peak RSS over ``runs`` cold runs.
+
+    CPU seconds say what a run costs when the machine is shared (wall time then includes waiting for a core)."""
+    walls, cpus, rss = zip(*(run_once(command) for _ in range(runs)))
     return {"command": " ".join(["mmgeo-search", *command[1:]]), "runs": runs, "wall_s": list(walls),
             "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls),
+            "cpu_s": list(cpus), "cpu_median_s": statistics.median(cpus),
             "peak_rss_mb": list(rss), "peak_rss_mb_median": statistics.median(rss), "peak_rss_mb_max": max(rss),
             "load_avg_1m": os.getloadavg()[0], "target_s": 4.0}
 

@@ -59,7 +59,7 @@ INGEST_COLUMNS = ("n_tiles", "method", "upsert_s", "index_build_s", "ingest_vect
                   "disk_mb")
 NARROWING_COLUMNS = ("radius_km", "true_tile_in_region", "stage1_cdf_model", "empty_rate", "mean_candidates",
                      "median_candidates")
-COLD_COLUMNS = ("command", "runs", "median_s", "min_s", "max_s", "peak_rss_mb_median", "peak_rss_mb_max")
+COLD_COLUMNS = ("runs", "median_s", "min_s", "max_s", "cpu_median_s", "peak_rss_mb_median", "peak_rss_mb_max", "load_avg_1m")
 
 
 def _strict(value: Any) -> Any:
@@ -86,14 +86,20 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return format_markdown(frame.astype(object).where(frame.notna(), float("nan")))
 
 
+def _cpu(s: dict[str, Any], key: str) -> str:
+    cpu = s.get(f"{key}_cpu_s")
+    return f"; {cpu:.2f} s of CPU time (this process)" if cpu is not None else ""
+
+
 def _sweep_section(s: dict[str, Any], k: int) -> list[str]:
     return [
         f"## Whole stage-2 sweep: {s['n_queries']:,} queries, {s['n_tiles']:,} tiles, r = {s['radius_km']:g} km", "",
         "| path | seconds | note |", "|---|---|---|",
         f"| `Geolocator.rank_many` (the product: regions, search, region sizes, rerank, place names, results) | "
-        f"{s['rank_many_s']:.2f} | target ≤ {s['target_s']:g} s; {s['answered']:,} queries answered |",
+        f"{s['rank_many_s']:.2f} | target ≤ {s['target_s']:g} s; {s['answered']:,} queries answered{_cpu(s, 'rank_many')} |",
         f"| bare engine: `search_batch`, same regions, limit {s['engine_limit']}, {s['engine_params']} | "
-        f"{s['engine_search_batch_s']:.2f} | recall@{k} vs numpy {s['engine_recall_at_10_vs_numpy']:.4f} |",
+        f"{s['engine_search_batch_s']:.2f} | recall@{k} vs numpy {s['engine_recall_at_10_vs_numpy']:.4f}"
+        f"{_cpu(s, 'engine_search_batch')} |",
         f"| numpy exact | {s['numpy_s']:.1f} | |",
         f"| reference Python loop | {s['reference_loop_s_extrapolated']:.0f} | **extrapolated** from "
         f"{s['reference_loop_timed_queries']} timed queries |", "",
