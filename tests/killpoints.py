@@ -33,7 +33,7 @@ def die() -> None:
 
 
 def install(point: str, n: int) -> None:
-    from mmgeo.ingest import pipeline
+    from mmgeo.ingest import writer as pipeline
     from mmgeo.qdrant import ClientStore, EdgeStore
 
     batches = [0]

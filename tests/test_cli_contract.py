@@ -172,8 +172,9 @@ def test_every_option_is_checked_somewhere():
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """Inputs for every case, and a store with one collection (built from a manifest's vectors: no model)."""
+    from mmgeo.ingest.embedders import RecordVectorEmbedder
     from mmgeo.ingest.manifest import Manifest
-    from mmgeo.ingest.pipeline import RecordVectorEmbedder, run_ingest
+    from mmgeo.ingest.runner import run_ingest
     from mmgeo.qdrant import EdgeStore
     from mmgeo.qdrant.schema import VectorIdentity
 

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from conftest import make_store
+from mmgeo.ingest.embedders import PrecomputedEmbedder
 from mmgeo.ingest.mmlandmarks import MMLandmarks
-from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
+from mmgeo.ingest.runner import run_ingest
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, point_id
 
@@ -87,7 +88,8 @@ KILLER = textwrap.dedent(
     from conftest import make_store
     from pathlib import Path
     from mmgeo.ingest.mmlandmarks import MMLandmarks
-    from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
+    from mmgeo.ingest.embedders import PrecomputedEmbedder
+    from mmgeo.ingest.runner import run_ingest
     from mmgeo.qdrant.schema import VectorIdentity
     records = list(MMLandmarks({world!r}, splits=["query", "index"]).iter_records([]))
     matrix = np.random.default_rng(0).normal(size=(len(records), {dim})).astype(np.float32)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmgeo.ingest.pipeline import RecordVectorEmbedder, run_ingest
+from mmgeo.ingest.embedders import RecordVectorEmbedder
 from mmgeo.ingest.records import Record
+from mmgeo.ingest.runner import run_ingest
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity, ensure_collection
 from test_reliability_crash import KILLER, N, _args, _manifest, _run, _snapshot

@@ -22,15 +22,15 @@ from corpus import (
 )
 from mmgeo.errors import InputError
 from mmgeo.evaluation.predictions import read_predictions
-from mmgeo.ingest.embeddings import load_embeddings
-from mmgeo.ingest.manifest import Manifest
-from mmgeo.ingest.pipeline import (
+from mmgeo.ingest.embedders import (
     ImageEmbedder,
     PrecomputedEmbedder,
     RecordVectorEmbedder,
     TextEmbedder,
-    run_ingest,
 )
+from mmgeo.ingest.embeddings import load_embeddings
+from mmgeo.ingest.manifest import Manifest
+from mmgeo.ingest.runner import run_ingest
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity, point_id
 

@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from corpus import HalvesEncoder
+from mmgeo.ingest.embedders import ImageEmbedder
 from mmgeo.ingest.manifest import Manifest
-from mmgeo.ingest.pipeline import ImageEmbedder, run_ingest
+from mmgeo.ingest.runner import run_ingest
 
 pytestmark = pytest.mark.reliability
 

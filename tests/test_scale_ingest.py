@@ -12,9 +12,10 @@ import mmgeo.ingest.embeddings as embeddings_module
 from mmgeo.errors import InputError
 from mmgeo.evaluation.capacity import Needs, check_fits, ingest_needs
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, h3_cells_batch, h3_field
+from mmgeo.ingest.embedders import PrecomputedEmbedder
 from mmgeo.ingest.embeddings import load_embeddings
-from mmgeo.ingest.pipeline import PrecomputedEmbedder, run_ingest
 from mmgeo.ingest.records import Record
+from mmgeo.ingest.runner import run_ingest
 from mmgeo.qdrant import EXACT
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, build_payloads
 

@@ -19,11 +19,12 @@ ray = pytest.importorskip("ray")
 import torch  # noqa: E402
 
 from mmgeo.encoders.base import ImageEncoder  # noqa: E402
+from mmgeo.ingest.distributors import RayDistributor, RayOptions, ensure_ray  # noqa: E402
+from mmgeo.ingest.embedders import ImageEmbedder, PrecomputedEmbedder  # noqa: E402
 from mmgeo.ingest.embeddings import load_embeddings  # noqa: E402
 from mmgeo.ingest.mmlandmarks import MMLandmarks  # noqa: E402
-from mmgeo.ingest.pipeline import ImageEmbedder, PrecomputedEmbedder, run_ingest  # noqa: E402
-from mmgeo.ingest.ray_engine import RayOptions, ensure_ray, run_ray_ingest  # noqa: E402
 from mmgeo.ingest.records import Record  # noqa: E402
+from mmgeo.ingest.runner import run_ingest  # noqa: E402
 from mmgeo.qdrant import EdgeStore  # noqa: E402
 from mmgeo.qdrant.schema import VectorIdentity  # noqa: E402
 
@@ -98,10 +99,11 @@ def test_ray_engine_store_equals_local_engine_store(demo_world, tmp_path):
         want = _snapshot(store)
     seen = []
     with EdgeStore(tmp_path / "ray") as store:
-        report = run_ray_ingest(store, "satellite", [*records, bad], tiny_embedder, options=OPTIONS, on_batch=seen.append)
+        report = run_ingest(store, "satellite", iter([*records, bad]), tiny_embedder, distributor=RayDistributor(OPTIONS),
+                            batch_size=OPTIONS.batch_size, on_batch=seen.append)
         got = _snapshot(store)
         assert store.count("mmgeo_satellite") == len(records)
-        again = run_ray_ingest(store, "satellite", records, tiny_embedder, options=OPTIONS)
+        again = run_ingest(store, "satellite", records, tiny_embedder, distributor=RayDistributor(OPTIONS))
     assert report.ingested == local.ingested == len(records)
     assert [(p.where, p.reason) for p in report.problems] == [(p.where, p.reason) for p in local.problems]
     assert sum(seen) == len(records) + 1
@@ -118,7 +120,8 @@ def test_dead_actor_is_restarted_and_the_count_is_exact(demo_world, tmp_path):
                                 str(marker))
     options = RayOptions(**{**OPTIONS.__dict__, "max_restarts": 2, "max_task_retries": 2})
     with EdgeStore(tmp_path / "ray") as store:
-        report = run_ray_ingest(store, "satellite", records, builder, options=options)
+        report = run_ingest(store, "satellite", records, builder, distributor=RayDistributor(options),
+                            batch_size=options.batch_size)
         got = _snapshot(store)
     assert marker.exists(), "the marked batch never crashed its actor"
     assert report.ingested == len(records) and report.problems == []
@@ -133,7 +136,8 @@ def test_parquet_shards_load_back_as_precomputed_embeddings(demo_world, tmp_path
     records = _records(demo_world, "ground")
     options = RayOptions(**{**OPTIONS.__dict__, "parquet_out": tmp_path / "shards"})
     with EdgeStore(tmp_path / "ray") as store:
-        run_ray_ingest(store, "ground", records, tiny_embedder, options=options)
+        run_ingest(store, "ground", records, tiny_embedder, distributor=RayDistributor(options),
+                   batch_size=options.batch_size, parquet_out=options.parquet_out)
         want = _snapshot(store, "mmgeo_ground")
     assert len(list((tmp_path / "shards").glob("*.parquet"))) > 1
     ids, matrix = load_embeddings(tmp_path / "shards")
@@ -165,10 +169,34 @@ def test_cli_engine_ray_matches_engine_local(demo_world, tmp_path):
     assert refused.exit_code == 2 and "--engine ray" in refused.output
 
 
-def test_actor_cpus_leave_room_for_the_decode_tasks():
-    from mmgeo.ingest.ray_engine import actor_resources
+def test_actor_resources_fit_the_local_ray():
+    from mmgeo.ingest.distributors import actor_resources
 
-    assert actor_resources(RayOptions(actors=2), {"CPU": 2.0}, decode=True) == (0.75, 0.0)
-    assert actor_resources(RayOptions(actors=1), {"CPU": 16.0, "GPU": 1.0}, decode=True) == (1.0, 1.0)
-    with pytest.raises(ValueError, match="stall"):
-        actor_resources(RayOptions(actors=2, cpus_per_actor=1.0), {"CPU": 2.0}, decode=True)
+    assert actor_resources(RayOptions(actors=4), {"CPU": 2.0}) == (0.5, 0.0)
+    assert actor_resources(RayOptions(actors=1), {"CPU": 16.0, "GPU": 1.0}) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="exceed"):
+        actor_resources(RayOptions(actors=3, cpus_per_actor=1.0), {"CPU": 2.0})
+
+
+def test_ray_workers_keep_the_embedders_memory_budget(demo_world, tmp_path):
+    """Images are decoded inside the worker by the same ImageEmbedder: its budget splits the encode calls there."""
+    records = _records(demo_world)[:8]
+    builder = functools.partial(BudgetedEmbedder, str(tmp_path / "calls"))
+    with EdgeStore(tmp_path / "ray") as store:
+        report = run_ingest(store, "satellite", records, builder, distributor=RayDistributor(OPTIONS), batch_size=8)
+    assert report.ingested == len(records)
+    calls = [int(n) for n in (tmp_path / "calls").read_text().split()]
+    assert sum(calls) == len(records) and max(calls) == 1  # a budget of one image: one image per encode call
+
+
+class BudgetedEmbedder(ImageEmbedder):
+    """The tiny encoder with a memory budget of one decoded image; logs each encode call's size to a file."""
+
+    def __init__(self, log: str) -> None:
+        super().__init__(TinyImageEncoder(), batch_size=16, max_batch_bytes=1)
+        self.log = Path(log)
+
+    def _encode(self, images: list) -> np.ndarray:
+        with open(self.log, "a") as f:
+            f.write(f"{len(images)}\n")
+        return super()._encode(images)

@@ -14,10 +14,11 @@ from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, console, open_store_fro
 from mmgeo.cli.params import CommaChoice, EncoderName, OutputDir, OutputFile, Resolutions, encoder_option
 from mmgeo.files import atomic_write_text
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
+from mmgeo.ingest.embedders import DEFAULT_MAX_BATCH_BYTES
 from mmgeo.ingest.job import MODEL_BATCH, PRECOMPUTED_BATCH, IngestSpec, plan_ingest, run_plan
 from mmgeo.ingest.mmlandmarks import SPLITS
-from mmgeo.ingest.pipeline import DEFAULT_MAX_BATCH_BYTES, IngestReport
 from mmgeo.ingest.records import MODALITIES
+from mmgeo.ingest.runner import IngestReport
 from mmgeo.qdrant import ClientStore
 from mmgeo.qdrant.sharding import ShardingSpec
 
@@ -38,7 +39,7 @@ Examples:
   # a CSV/Parquet manifest, into a Qdrant server
   mmgeo-ingest photos.csv --encoder efficientnet_lite0 --qdrant-url http://localhost:6333
 \b
-  # on Ray Data (local Ray, 2 model actors), also keeping the embeddings as Parquet shards
+  # on Ray (local Ray, 2 model actors), also keeping the embeddings as Parquet shards
   mmgeo-ingest demo/world --encoder efficientnet_lite0 --engine ray --actors 2 --parquet-out emb/
 \b
   # on a Ray cluster, into a 3-node Qdrant cluster sharded by H3 r1 region, 4 writer actors
@@ -76,7 +77,7 @@ Examples:
               show_default=True, help="Where skipped items are listed (written only if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: this process; ray: a Ray Data pipeline (decode tasks, model actors) [needs mmgeo[scale]].")
+              help="local: this process; ray: a pool of Ray actors, each decoding and embedding its batches [needs mmgeo[scale]].")
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to use (ray://host:10001, auto) [default: start a local Ray].")
 @click.option("--actors", type=click.IntRange(1, 10_000), default=None, help="Ray: model actors [default: 1].")
 @click.option("--writers", type=click.IntRange(0, 10_000), default=None,

@@ -2,7 +2,7 @@
 
 It picks the reader for the source (an MMLandmarks folder or a manifest file), applies the dataset rules
 (the ``index`` split holds satellite tiles only), builds the embedder each worker needs from a small
-picklable :class:`EmbedderSpec`, and runs the local or the Ray engine for each modality.
+picklable :class:`EmbedderSpec`, and runs the ingest runner (embed stage local or on Ray) for each modality.
 """
 
 from __future__ import annotations
@@ -18,64 +18,16 @@ import numpy as np
 
 from mmgeo.errors import InputError
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, check_resolutions
+from mmgeo.ingest.embedders import DEFAULT_MAX_BATCH_BYTES, VECTOR_NAMES, EmbedderSpec, check_encoder_modality
 from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
-from mmgeo.ingest.pipeline import (
-    DEFAULT_MAX_BATCH_BYTES,
-    VECTOR_NAMES,
-    Embedder,
-    ImageEmbedder,
-    IngestReport,
-    PrecomputedEmbedder,
-    RecordVectorEmbedder,
-    TextEmbedder,
-    check_encoder_modality,
-    run_ingest,
-)
 from mmgeo.ingest.records import Problem, Record
+from mmgeo.ingest.runner import IngestReport, run_ingest
 from mmgeo.qdrant.base import Store
-from mmgeo.qdrant.schema import VectorIdentity, collection_name
+from mmgeo.qdrant.schema import collection_name
 
 ENGINES = ("local", "ray")
-
-
-@dataclass(frozen=True)
-class EmbedderSpec:
-    """What a worker needs to build its embedder: small and picklable (Ray actors build their own model).
-
-    Exactly one source of vectors: ``encoder`` (a registered encoder name), ``precomputed`` (ids and a
-    matrix), or neither (the records carry their own ``vector``, of ``record_dim`` dimensions).
-    """
-
-    modality: str
-    encoder: str | None = None
-    weights: str | None = None
-    encoder_options: tuple[tuple[str, Any], ...] = ()
-    trust_checkpoint: bool = False
-    precomputed: tuple[list[str], np.ndarray] | None = None
-    embedding_model: str = "precomputed"
-    record_dim: int = 0
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
-
-    def __call__(self) -> Embedder:
-        """Build the embedder (and load its model): called once per worker."""
-        vector_name = VECTOR_NAMES[self.modality]
-        if self.precomputed is not None:
-            ids, matrix = self.precomputed
-            return PrecomputedEmbedder(ids, matrix, VectorIdentity(vector_name, self.embedding_model, "precomputed",
-                                                                   int(matrix.shape[1])))
-        if self.encoder is None:
-            return RecordVectorEmbedder(VectorIdentity(vector_name, self.embedding_model, "precomputed", self.record_dim))
-        from mmgeo.encoders import create_encoder  # heavy (torch): imported only when a model is used
-
-        options = dict(self.encoder_options)
-        if self.trust_checkpoint:
-            options["trust_checkpoint"] = True
-        model = create_encoder(self.encoder, weights=self.weights, **options)
-        if self.modality == "text":
-            return TextEmbedder(model)
-        return ImageEmbedder(model, max_batch_bytes=self.max_batch_bytes)
 
 
 MODEL_BATCH = 64
@@ -98,7 +50,7 @@ class IngestSpec:
         batch_size: records per batch (None: :data:`MODEL_BATCH` with an encoder, :data:`PRECOMPUTED_BATCH`
             for precomputed vectors); max_batch_bytes: decoded-image memory budget per batch.
         h3_resolutions: H3 resolutions stored in each payload.
-        engine: ``local`` (this process) or ``ray``; ray: :class:`~mmgeo.ingest.ray_engine.RayOptions` fields.
+        engine: ``local`` (this process) or ``ray``; ray: :class:`~mmgeo.ingest.distributors.RayOptions` fields.
     """
 
     modalities: tuple[str, ...] = ("satellite",)
@@ -212,7 +164,7 @@ def run_plan(
     """Run a planned ingest into ``store``; one report per modality (see :func:`ingest_dataset`)."""
     spec = plan.spec
     if spec.ray.get("writers") and store_builder is None:
-        raise InputError("Ray writer actors need a store_builder that opens a Qdrant server "
+        raise InputError("Ray actors that write need a store_builder that opens a Qdrant server "
                          "(the embedded store is locked by one process: the driver writes)")
     batch_size = spec.batch_size or (MODEL_BATCH if spec.encoder else PRECOMPUTED_BATCH)
     reports: list[IngestReport] = []
@@ -230,16 +182,15 @@ def run_plan(
         embedder = EmbedderSpec(modality, spec.encoder, spec.weights, tuple(spec.encoder_options), spec.trust_checkpoint,
                                 plan.precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes)
         advance = (lambda n, m=modality: on_batch(m, n)) if on_batch else None
-        common = {"problems": problems, "resolutions": list(spec.h3_resolutions), "recreate": spec.recreate,
-                  "on_batch": advance}
-        if spec.engine == "local":
-            reports.append(run_ingest(store, modality, records, embedder(), batch_size=batch_size, **common))
-            continue
-        from mmgeo.ingest.ray_engine import RayOptions, run_ray_ingest
+        distributor, parquet_out = None, None
+        if spec.engine == "ray":
+            from mmgeo.ingest.distributors import RayDistributor, RayOptions
 
-        options = RayOptions(batch_size=batch_size, **spec.ray)
-        reports.append(run_ray_ingest(store, modality, records, embedder, options=options, store_builder=store_builder,
-                                      **common))
+            options = RayOptions(batch_size=batch_size, **spec.ray)
+            distributor, parquet_out = RayDistributor(options, store_builder), options.parquet_out
+        reports.append(run_ingest(store, modality, records, embedder, distributor=distributor, problems=problems,
+                                  resolutions=list(spec.h3_resolutions), recreate=spec.recreate,
+                                  batch_size=batch_size, parquet_out=parquet_out, on_batch=advance))
     return reports
 
 
@@ -258,7 +209,7 @@ def ingest_dataset(
     without the store is checked first (:func:`plan_ingest`): a bad spec or an empty selection writes nothing.
 
     Args:
-        store_builder: Ray writer actors open the store with it (servers only; ``ray["writers"] > 0``).
+        store_builder: Ray actors that write themselves open the store with it (servers only; ``ray["writers"] > 0``).
         on_batch: ``on_batch(modality, n)`` after each batch of ``n`` records (progress bars).
     """
     return run_plan(plan_ingest(source, spec), store, store_builder=store_builder, on_batch=on_batch)
