@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from corpus import make_image_corpus
 from mmgeo.encoders import create_encoder
 from mmgeo.encoders.base import load_checkpoint_file, sha256_file
-from mmgeo.encoders.geoclip import _load_head, geoclip_mlp
+from mmgeo.encoders.geoclip import geoclip_mlp, load_head
 from mmgeo.errors import InputError
 from mmgeo.qdrant import EdgeStore
 
@@ -72,8 +72,8 @@ def test_geoclip_head_refuses_untrusted_pickle_unless_trusted(tmp_path):
     state = StateDictWithCode((f"mlp.{k}", v) for k, v in geoclip_mlp(16).state_dict().items())
     torch.save(state, tmp_path / "head.pt")
     with pytest.raises(InputError, match="head.pt: refused to load"):
-        _load_head(tmp_path / "head.pt")
-    mlp, _, _ = _load_head(tmp_path / "head.pt", trust_checkpoint=True)
+        load_head(tmp_path / "head.pt")
+    mlp, _, _ = load_head(tmp_path / "head.pt", trust_checkpoint=True)
     assert mlp[0].in_features == 16
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import h3
 import numpy as np
@@ -140,3 +141,33 @@ def cover_disk(
     res = choose_cover_resolution(radius_km, resolutions, max_cells)
     k = disk_ring_count(radius_km, res)
     return res, sorted(h3.grid_disk(h3.latlng_to_cell(lat, lon, res), k))
+
+
+@dataclass(frozen=True)
+class Hypotheses:
+    """Ranked GPS hypotheses for one query: ``prob`` sums to at most 1 (the shown top-k's mass); ``source``
+    names the estimator (e.g. ``geoclip:geoclip-100k``, ``knn:mmgeo_ground``). The one hypotheses type of
+    mmgeo: GeoCLIP's ``predict`` and every stage-1 estimator return it."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    prob: np.ndarray
+    source: str
+
+    @property
+    def top(self) -> tuple[float, float]:
+        return float(self.lat[0]), float(self.lon[0])
+
+    def mass_within(self, lat: float, lon: float, radius_km: float) -> float:
+        """Share of the hypotheses' probability within ``radius_km`` of (lat, lon)."""
+        d = haversine_km(self.lat, self.lon, lat, lon)
+        total = float(self.prob.sum())
+        return float(self.prob[d <= radius_km].sum() / total) if total > 0 else 0.0
+
+    def prior_from_distances(self, distance_km: np.ndarray, bandwidth_km: float = 25.0) -> np.ndarray:
+        """Stage-1 belief at each location: Gaussian kernel density of the hypotheses, scaled to [0, 1],
+        from the (locations, hypotheses) distance matrix in km."""
+        total = float(self.prob.sum())
+        if total <= 0:
+            return np.zeros(len(distance_km))
+        return (np.exp(-0.5 * (np.asarray(distance_km) / bandwidth_km) ** 2) @ self.prob) / total

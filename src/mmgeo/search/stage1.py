@@ -1,4 +1,4 @@
-"""Stage 1: a photo's coarse location as ranked GPS hypotheses with probabilities.
+"""Stage 1: a photo's coarse location as ranked GPS hypotheses (:class:`mmgeo.geo.Hypotheses`).
 
 Two estimators share one contract, :class:`Stage1`:
 
@@ -10,45 +10,16 @@ Two estimators share one contract, :class:`Stage1`:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from mmgeo.errors import CollectionNotFoundError
-from mmgeo.geo import haversine_km
+from mmgeo.geo import Hypotheses
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import VectorIdentity, check_vector_identity
 from mmgeo.search.features import PhotoFeatures
-
-
-@dataclass(frozen=True)
-class Hypotheses:
-    """Ranked GPS hypotheses for one query: ``prob`` sums to at most 1 (the shown top-k's mass)."""
-
-    lat: np.ndarray
-    lon: np.ndarray
-    prob: np.ndarray
-    source: str
-
-    @property
-    def top(self) -> tuple[float, float]:
-        return float(self.lat[0]), float(self.lon[0])
-
-    def mass_within(self, lat: float, lon: float, radius_km: float) -> float:
-        """Share of the hypotheses' probability within ``radius_km`` of (lat, lon)."""
-        d = haversine_km(self.lat, self.lon, lat, lon)
-        total = float(self.prob.sum())
-        return float(self.prob[d <= radius_km].sum() / total) if total > 0 else 0.0
-
-    def prior_from_distances(self, distance_km: np.ndarray, bandwidth_km: float = 25.0) -> np.ndarray:
-        """Stage-1 belief at each location: Gaussian kernel density of the hypotheses, scaled to [0, 1],
-        from the (locations, hypotheses) distance matrix in km."""
-        total = float(self.prob.sum())
-        if total <= 0:
-            return np.zeros(len(distance_km))
-        return (np.exp(-0.5 * (np.asarray(distance_km) / bandwidth_km) ** 2) @ self.prob) / total
 
 
 class Stage1(Protocol):
@@ -118,5 +89,4 @@ class GeoCLIPStage1:
     def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100,
                  features: PhotoFeatures | None = None) -> list[Hypotheses]:
         # GeoCLIP's own CLIP backbone: nothing another encoder computed helps here.
-        preds = self.geoclip.predict(list(images), top_k=top_k, gallery=self.gallery)
-        return [Hypotheses(np.asarray(p.lat), np.asarray(p.lon), np.asarray(p.prob), self.name) for p in preds]
+        return self.geoclip.predict(list(images), top_k=top_k, gallery=self.gallery)  # source: geoclip:<gallery>

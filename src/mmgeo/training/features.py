@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmgeo.encoders.base import ImageEncoder
-from mmgeo.encoders.geoclip import _slug, cache_dir
+from mmgeo.encoders.geoclip import cache_dir, cache_slug
 from mmgeo.images import load_image
 
 
@@ -37,7 +37,7 @@ def cached_features(encoder: ImageEncoder, paths: Sequence[Path], *, cache_root:
     Stored under ``cache_root`` (default ``$MMGEO_CACHE``/the user cache) in ``train-features/``.
     """
     root = Path(cache_root) if cache_root is not None else cache_dir()
-    key = f"{_slug(encoder.weights_id)}-{file_list_hash(paths)[:20]}"
+    key = f"{cache_slug(encoder.weights_id)}-{file_list_hash(paths)[:20]}"
     path = root / "train-features" / f"{key}.npy"
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():

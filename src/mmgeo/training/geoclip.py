@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgeo.encoders.base import ImageEncoder, resolve_device, seeded
-from mmgeo.encoders.geoclip import EMBED_DIM, GpsGallery, LocationEncoder, _released_parts, geoclip_mlp
+from mmgeo.encoders.geoclip import EMBED_DIM, GpsGallery, LocationEncoder, geoclip_mlp, released_parts
 from mmgeo.encoders.registry import create_encoder
 from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import geolocation_accuracy
@@ -229,7 +229,7 @@ def train_geoclip(cfg: GeoCLIPTrainConfig) -> GeoCLIPTrainResult:
         sets.append(EvalSet("held-out-photos", np.asarray(features[held_idx]), lat, lon,
                             honest_gallery("train+index", candidates, parts, lat, lon)))
 
-    _, location, released_scale, _, _ = _released_parts("geoclip", "released", None, cfg.seed)
+    _, location, released_scale, _, _ = released_parts("geoclip", "released", None, cfg.seed)
     location = location.to(device)
     mlp = seeded(cfg.seed, lambda: geoclip_mlp(backbone.dim)).to(device)
     scale = LogitScale(value=released_scale).to(device)
