@@ -42,9 +42,9 @@ Examples:
   # on Ray (local Ray, 2 model actors), also keeping the embeddings as Parquet shards
   mmgeo-ingest demo/world --encoder efficientnet_lite0 --engine ray --actors 2 --parquet-out emb/
 \b
-  # on a Ray cluster, into a 3-node Qdrant cluster sharded by H3 r1 region, 4 writer actors
+  # on a Ray cluster, into a 3-node Qdrant cluster sharded by H3 r1 region, the actors writing in parallel
   mmgeo-ingest /data/MMLandmarks --encoder sample4geo --engine ray --ray-address ray://head:10001 \\
-      --actors 8 --writers 4 --qdrant-url http://qdrant-1:6333 --shard-resolution 1 --replication-factor 2
+      --actors 8 --writers 1 --qdrant-url http://qdrant-1:6333 --shard-resolution 1 --replication-factor 2
 """
 
 
@@ -81,7 +81,7 @@ Examples:
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to use (ray://host:10001, auto) [default: start a local Ray].")
 @click.option("--actors", type=click.IntRange(1, 10_000), default=None, help="Ray: model actors [default: 1].")
 @click.option("--writers", type=click.IntRange(0, 10_000), default=None,
-              help="Ray: writer actors for a Qdrant server (0: the driver writes; the embedded store needs 0) [default: 0].")
+              help="Ray: > 0 lets the model actors write their points into the Qdrant server themselves (0: this process writes; the embedded store needs 0) [default: 0].")
 @click.option("--parquet-out", type=OutputDir(), default=None,
               help="Ray: also write the embeddings as Parquet shards here (load them later with --embeddings DIR).")
 @click.option("--shard-resolution", type=click.IntRange(0, 4), default=None,
