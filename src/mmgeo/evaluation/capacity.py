@@ -18,6 +18,10 @@ from mmgeo.ingest.embeddings import IN_MEMORY_MAX_BYTES
 
 STORE_BYTES_PER_VECTOR_BYTE = 1.33
 """Disk of an optimized plain Edge collection per byte of float32 vectors (measured at 101,302 x 1024)."""
+OWN_BYTES_PER_VECTOR = 4500
+"""The engine's in-RAM part of an appendable segment per point (payload indexes, id tracker): 4.4 GB at 1M, measured."""
+OPTIMIZE_COPIES = 2
+"""An optimize reads the old segment's vectors and writes the merged one: both should fit the page cache."""
 HEADROOM = 0.9
 """Share of the free memory / disk a run may plan to use (the rest is left to the system and other users)."""
 
@@ -35,19 +39,26 @@ def gib(n: float) -> str:
 
 
 def ingest_needs(n: int, dim: int) -> Needs:
-    """``mmgeo-ingest --embeddings`` of ``n`` vectors, input written first (Parquet ~ the float32 bytes): the input,
-    its memory-mapped float32 copy when it is too big for RAM, and the store on disk; in RAM the ids and a few
-    batches (vectors are streamed or memory-mapped)."""
+    """``mmgeo-ingest --embeddings`` of ``n`` vectors, input written first (Parquet ~ the float32 bytes).
+
+    Disk: the input, its memory-mapped float32 copy when it is too big for RAM, and the store. Memory: the
+    process's own (the engine's appendable segment: 4.4 GB at 1M, measured) and the optimize's working set,
+    the old and the merged segment's vectors in the page cache: with less, the 1M optimize here stalled
+    in page faults (docs/scaling.md, section 7).
+    """
     raw = n * dim * 4
     spill = raw if raw > IN_MEMORY_MAX_BYTES else 0
-    return Needs(ram=512 * 2**20 + n * 400 + (raw - spill), disk=int(raw * (1.05 + STORE_BYTES_PER_VECTOR_BYTE)) + spill)
+    return Needs(ram=512 * 2**20 + n * OWN_BYTES_PER_VECTOR + (raw - spill) + OPTIMIZE_COPIES * raw,
+                 disk=int(raw * (1.05 + STORE_BYTES_PER_VECTOR_BYTE)) + spill)
 
 
 def bench_needs(n: int, dim: int, n_queries: int, *, int8: bool = True) -> Needs:
     """``mmgeo-bench`` at ``n`` tiles: the world's vectors and queries in RAM, an exact-score buffer, the store's
-    in-RAM parts (int8 vectors when quantized, payload indexes); one store at a time on disk (+ int8 copy)."""
+    in-RAM parts (int8 vectors when quantized, payload indexes) and the optimize's working set; one store at a
+    time on disk (+ int8 copy)."""
     raw = n * dim * 4
-    ram = raw + n_queries * dim * 4 * 2 + n * 8 * 4 + (n * dim if int8 else 0) + n * 1000 + 1024 * 2**20
+    ram = (raw + n_queries * dim * 4 * 2 + n * 8 * 4 + (n * dim if int8 else 0) + n * OWN_BYTES_PER_VECTOR
+           + OPTIMIZE_COPIES * raw + 512 * 2**20)
     disk = int(raw * STORE_BYTES_PER_VECTOR_BYTE) + (n * dim if int8 else 0)
     return Needs(ram=ram, disk=disk)
 
