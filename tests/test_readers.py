@@ -64,6 +64,26 @@ def test_bad_landmark_rows_are_skipped_with_row_numbers(demo_world, tmp_path):
     assert sum("is not in query/mml_query.csv" in p.reason for p in problems) == 3
 
 
+def test_index_ground_photos_are_read_when_present_and_reach_ingest(demo_world, tmp_path):
+    from mmgeo.ingest.job import IngestSpec, _reader
+    from mmgeo.ingest.mmlandmarks import shard_path
+
+    root = _copy_world(demo_world, tmp_path / "w")
+    spec = IngestSpec(modalities=("ground",), splits=("index",))
+    assert list(_reader(root, spec, "ground").iter_records([])) == []  # optional: MMLandmarks has none
+    photo = next((root / "train" / "ground").rglob("*.jpg"))
+    for hex_id in ("abc123", "abc124"):
+        (root / shard_path("index", "ground", hex_id)).parent.mkdir(parents=True, exist_ok=True)
+        (root / shard_path("index", "ground", hex_id)).write_bytes(photo.read_bytes())
+    pd.DataFrame({"images": ["abc123", "abc124"], "lat": [40.7, 95.0], "lon": [-74.0, -74.0]}).to_csv(
+        root / "index" / "mml_index_ground.csv", index=False)
+    problems = []
+    records = list(_reader(root, spec, "ground").iter_records(problems))
+    assert [(r.key, r.modality, r.landmark_id, r.lat) for r in records] == [("index/ground/abc123", "ground", None, 40.7)]
+    assert len(problems) == 1 and "ground item abc124 skipped" in problems[0].reason
+    assert not [r for r in _reader(root, IngestSpec(modalities=("text",)), "text").iter_records([]) if r.split == "index"]
+
+
 def test_missing_column_is_a_clear_error(demo_world, tmp_path):
     root = _copy_world(demo_world, tmp_path / "w")
     csv = root / "query" / "mml_query_satellite.csv"

@@ -1,7 +1,7 @@
 """The ingest job as one library call: ``ingest_dataset(source, store, IngestSpec(...))`` is ``mmgeo-ingest``.
 
 It picks the reader for the source (an MMLandmarks folder or a manifest file), applies the dataset rules
-(the ``index`` split holds satellite tiles only), builds the embedder each worker needs from a small
+(the ``index`` split holds satellite tiles and, optionally, geotagged ground photos), builds the embedder each worker needs from a small
 picklable :class:`EmbedderSpec`, and runs the ingest runner (embed stage local or on Ray) for each modality.
 """
 
@@ -21,7 +21,7 @@ from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, check_resolutions
 from mmgeo.ingest.embedders import DEFAULT_MAX_BATCH_BYTES, VECTOR_NAMES, EmbedderSpec, check_encoder_modality
 from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
-from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
+from mmgeo.ingest.mmlandmarks import INDEX_MODALITIES, SPLITS, MMLandmarks
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.ingest.runner import IngestReport, run_ingest
 from mmgeo.qdrant.base import Store
@@ -41,7 +41,7 @@ class IngestSpec:
 
     Attributes:
         modalities: ``satellite``, ``ground``, ``text``; one collection each.
-        splits: MMLandmarks splits to read (``index`` holds satellite tiles only, so other modalities skip it).
+        splits: MMLandmarks splits to read (``index`` holds satellite tiles and optional ground photos, so text skips it).
         root: manifest only: the folder that image paths are relative to (default: the manifest's folder).
         encoder, weights, encoder_options, trust_checkpoint: the model that embeds the items.
         embeddings, ids: precomputed embeddings instead of a model (``.npy`` needs ``ids``).
@@ -92,7 +92,7 @@ class IngestSpec:
 
 def _reader(source: Path, spec: IngestSpec, modality: str) -> MMLandmarks | Manifest:
     if source.is_dir():
-        splits = [s for s in spec.splits if s != "index" or modality == "satellite"]  # index: satellite tiles only
+        splits = [s for s in spec.splits if s != "index" or modality in INDEX_MODALITIES]  # index: tiles (and street photos)
         return MMLandmarks(source, splits=splits, modalities=[modality])
     return Manifest(source, root=spec.root, modalities=[modality])
 

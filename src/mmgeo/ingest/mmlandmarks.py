@@ -8,6 +8,8 @@
     {root}/{split}/mml_{split}_text.csv         landmark_id, json (hex id of the article)
     {root}/{split}/{ground|satellite|text}/{h0}/{h1}/{h2}/{hex}.{jpg|png|json}
     {root}/index/mml_index_satellite.csv        images, lat, lon, year   (tiles without GPS are skipped)
+    {root}/index/mml_index_ground.csv           images, lat, lon, year   (optional, read when present: geotagged
+                                                street photos without a landmark, e.g. the demo world's)
     {root}/additional_info/mmlandmarks.csv      landmark_id, lat, lon, bbox, category, hierarchical_category,
                                                 WikipediaPage, QID      (optional: names and categories)
 
@@ -31,6 +33,8 @@ from mmgeo.ingest.wikipedia import read_landmark_text
 SPLITS = ("train", "query", "index")
 EXTENSIONS = {"ground": ".jpg", "satellite": ".png", "text": ".json"}
 INFO_CSV = "additional_info/mmlandmarks.csv"
+INDEX_MODALITIES = ("satellite", "ground")
+"""What the index split can hold: unlabelled geotagged satellite tiles and (optional) ground photos."""
 
 
 def shard_path(split: str, modality: str, hex_id: str) -> str:
@@ -82,7 +86,7 @@ class MMLandmarks:
         files = []
         for split in self.splits:
             if split == "index":
-                if "satellite" in self.modalities:
+                if "satellite" in self.modalities:  # index ground photos are optional (MMLandmarks has none)
                     files.append(modality_csv("index", "satellite"))
                 continue
             files.append(landmark_csv(split))
@@ -142,8 +146,9 @@ class MMLandmarks:
         """Every record of the selection, in file order; bad rows are appended to ``problems``."""
         for split in self.splits:
             if split == "index":
-                if "satellite" in self.modalities:
-                    yield from self._index_tiles(problems)
+                for modality in self.modalities:
+                    if modality in INDEX_MODALITIES and (self.root / modality_csv("index", modality)).is_file():
+                        yield from self._index_items(modality, problems)
                 continue
             landmarks = self._landmarks(split, problems)
             for modality in self.modalities:
@@ -186,8 +191,8 @@ class MMLandmarks:
                 else:
                     yield Record(**common, path=path)
 
-    def _index_tiles(self, problems: list[Problem]) -> Iterator[Record]:
-        csv = modality_csv("index", "satellite")
+    def _index_items(self, modality: str, problems: list[Problem]) -> Iterator[Record]:
+        csv = modality_csv("index", modality)
         df = pd.read_csv(self.root / csv, dtype=str, keep_default_na=False)
         _require_columns(self.root / csv, df, ("images", "lat", "lon"))
         seen: set[str] = set()
@@ -200,11 +205,11 @@ class MMLandmarks:
             try:
                 lat, lon = check_lat_lon(row["lat"], row["lon"])
             except ValueError as exc:
-                problems.append(Problem(where, f"tile {hex_id} skipped: {exc}"))
+                problems.append(Problem(where, f"{modality} item {hex_id} skipped: {exc}"))
                 continue
-            rel = shard_path("index", "satellite", hex_id)
+            rel = shard_path("index", modality, hex_id)
             yield Record(
-                key=f"index/satellite/{hex_id}", modality="satellite", lat=lat, lon=lon, split="index",
+                key=f"index/{modality}/{hex_id}", modality=modality, lat=lat, lon=lon, split="index",
                 source=rel, path=self.root / rel, origin=where,
             )
 
