@@ -61,29 +61,6 @@ def _safe_member(name: str) -> PurePosixPath:
     return p
 
 
-def _version_tuple(version: str) -> tuple[int, int]:
-    try:
-        major, minor = str(version).split(".")[:2]
-        return int(major), int(minor)
-    except ValueError:
-        raise SnapshotError(f"snapshot manifest has an unreadable mmgeo_version {version!r}") from None
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _safe_member(name: str) -> PurePosixPath:
-    p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or not p.parts or p.parts[0] != _COLLECTIONS_DIR or len(p.parts) < 3:
-        raise SnapshotError(f"snapshot member {name!r} is outside the snapshot layout")
-    return p
-
-
 def create_snapshot(store: Store, path: str | os.PathLike, *, collections: Sequence[str] | None = None) -> dict[str, Any]:
     """Write a consistent snapshot of ``store`` (or of the named collections) to ``path``; returns its manifest.
 
