@@ -28,7 +28,7 @@ class Weights:
     prior: float = 0.2
     rrf: bool = False
     rrf_k: int = 60
-    prior_weighting: str = "fixed"
+    prior_weighting: str = "confidence"
     """``confidence``: ``prior`` × the stage-1 mass within ``confidence_radius_km`` of its top estimate."""
     confidence_radius_km: float = 25.0
 
