@@ -96,6 +96,8 @@ LIBRARY_CASES = [
     (["serve", "--encoder", "efficientnet_lite0", "--geoclip-weights", "bogus"], "bogus"),
     (["serve", "--text-encoder", "corrupt.safetensors"], "corrupt.safetensors"),
     (["serve", "--store", "no-such-store"], "no-such-store"),
+    (["serve", "--encoder", "efficientnet_lite0", "--encoder-option", "bogus=1"], "bogus"),
+    (["search", PHOTO, "--encoder", "efficientnet_lite0", "--encoder-option", "bogus=1"], "bogus"),
     (["bench", "--sizes", "ten"], "--sizes"),
     (["bench", "--radii", "far"], "--radii"),
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mmgeo.cli.common import MmgeoCommand, console, open_store_from, store_options
-from mmgeo.cli.params import EncoderName
+from mmgeo.cli.params import EncoderName, encoder_option
 
 EXAMPLES = """
 \b
@@ -25,6 +25,7 @@ Examples:
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
 @click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@encoder_option
 @click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
               help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
 @click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
@@ -40,7 +41,7 @@ Examples:
 @click.option("--require-key", envvar="MMGEO_API_KEY", default=None, metavar="KEY",
               help="Clients must send this as X-API-Key [env MMGEO_API_KEY; default: no key].")
 @store_options
-def serve_command(host, port, encoder, weights, stage1, geoclip_weights, gps_gallery, text_encoder, max_upload_mb,
+def serve_command(host, port, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, text_encoder, max_upload_mb,
                   max_files, max_pixels, timeout_s, cors_origins, require_key, store_path, qdrant_url, api_key) -> None:
     """Serve searches over HTTP: POST /search, GET /health, /collections, /evidence/…, and a web page at /."""
     import uvicorn
@@ -51,7 +52,7 @@ def serve_command(host, port, encoder, weights, stage1, geoclip_weights, gps_gal
     sock = listen(host, port)
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        geolocator = build_geolocator(store, encoder=encoder, weights=weights, stage1=stage1,
+        geolocator = build_geolocator(store, encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1,
                                       geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
         limits = ServeLimits(int(max_upload_mb * 2**20), max_files, max_pixels, timeout_s)
         app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
