@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -11,7 +13,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from mmgeo.encoders import create_encoder
-from mmgeo.encoders.efficientnet_lite import ENTRY, TIMM_ARCH, map_efficientnet_pytorch_keys
+from mmgeo.encoders.efficientnet_lite import (
+    ENTRY,
+    MEAN,
+    STD,
+    TIMM_ARCH,
+    Lite0,
+    eval_transform,
+    map_efficientnet_pytorch_keys,
+)
 from mmgeo.errors import InputError
 
 
@@ -78,3 +88,29 @@ def test_workers_and_batches_do_not_change_results(tmp_path):
     with_workers = encoder.encode_images(paths, batch_size=1, num_workers=2)
     np.testing.assert_array_equal(in_process, with_workers)
     assert encoder.encode_images([]).shape == (0, 1280)
+
+
+def test_plain_torch_lite0_is_timms_network_and_preprocessing(pip_state):
+    from torchvision import transforms as T
+
+    reference = timm.create_model(TIMM_ARCH).eval()
+    state = map_efficientnet_pytorch_keys(pip_state, reference.state_dict())
+    reference.load_state_dict(state)
+    ours = Lite0().eval()
+    ours.load_state_dict(state)  # by name: the same module names as timm's
+    torchvision_eval = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224),
+                                  T.ToTensor(), T.Normalize(MEAN, STD)])
+    images = [*_images(), Image.new("RGB", (500, 100), "navy"), Image.new("RGB", (256, 300), "olive")]
+    for image in images:
+        assert torch.equal(eval_transform()(image), torchvision_eval(image))
+    pixels = torch.stack([torchvision_eval(image) for image in images])
+    with torch.inference_mode():
+        torch.testing.assert_close(ours.features(pixels), reference.forward_head(reference.forward_features(pixels), pre_logits=True))
+        torch.testing.assert_close(ours(pixels), reference(pixels))
+
+
+def test_the_shipped_encoder_needs_neither_timm_nor_torchvision():
+    code = ("import sys; from mmgeo.encoders import create_encoder; create_encoder('efficientnet_lite0', device='cpu'); "
+            "print(sorted(m for m in ('timm', 'torchvision', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

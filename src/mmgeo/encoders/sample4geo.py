@@ -27,14 +27,12 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import transforms as T
 
 from mmgeo.encoders.base import (
     ImageEncoder,
@@ -58,6 +56,9 @@ REFERENCE_BACKBONE = "convnext_base.fb_in22k"
 REFERENCE_HYBRID_IMG_SIZE = 384
 """The reference's hybrid inference resizes every image to this size, whatever the checkpoint's config says."""
 
+if TYPE_CHECKING:
+    from torchvision import transforms as T
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +66,8 @@ class Sample4GeoModel(nn.Module):
     """One tower: ``timm`` backbone without classifier, optional ``proj`` linear layer, L2 norm."""
 
     def __init__(self, backbone: str, embed_dim: int = 0, *, pretrained_file: Path | None = None) -> None:
+        import timm  # imported here: timm imports torchvision and torch._dynamo (seconds), only towers need it
+
         super().__init__()
         overlay = {"file": str(pretrained_file)} if pretrained_file is not None else None
         if not timm.is_model(backbone):
@@ -89,6 +92,8 @@ class Sample4GeoPair(nn.Module):
 
 def eval_transform(img_size: int) -> T.Compose:
     """The reference eval transform: resize to ``img_size`` square, ImageNet mean/std."""
+    from torchvision import transforms as T
+
     return T.Compose([T.Resize((img_size, img_size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 

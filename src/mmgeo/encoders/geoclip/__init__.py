@@ -19,7 +19,8 @@ are computed once per (gallery, weights) and cached in memory and on disk.
 * :mod:`~mmgeo.encoders.geoclip.pretrained`: released and trained weights, CLIP-L/14, registry entries.
 """
 
-from mmgeo.encoders.geoclip.gallery import GALLERIES, GpsGallery, cache_dir, get_gallery, package_file
+from mmgeo.cache import cache_dir
+from mmgeo.encoders.geoclip.gallery import GALLERIES, GpsGallery, get_gallery, package_file
 from mmgeo.encoders.geoclip.model import (
     EMBED_DIM,
     GeoCLIPEncoder,

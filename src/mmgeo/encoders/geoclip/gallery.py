@@ -4,7 +4,6 @@ the package's files, and the cache folder of gallery embeddings."""
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,13 +86,3 @@ def get_gallery(gallery: str | GpsGallery) -> GpsGallery:
     if gallery == "geoclip-100k":
         return GpsGallery.geoclip_100k()
     raise ValueError(f"unknown gallery {gallery!r}; built-in galleries: {GALLERIES} (or pass GpsGallery.from_coordinates(...))")
-
-
-def cache_dir() -> Path:
-    """``$MMGEO_CACHE`` or the platform user cache dir of mmgeo."""
-    override = os.environ.get("MMGEO_CACHE")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("mmgeo"))

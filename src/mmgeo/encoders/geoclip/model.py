@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmgeo.cache import cache_dir
 from mmgeo.encoders.base import ImageEncoder, ImageInput, eval_module, features_to_numpy, stack_rows
-from mmgeo.encoders.geoclip.gallery import GpsGallery, cache_dir, get_gallery
+from mmgeo.encoders.geoclip.gallery import GpsGallery, get_gallery
 from mmgeo.errors import InputError
 from mmgeo.geo import Hypotheses
 
