@@ -109,3 +109,35 @@ def test_quantized_collection_is_searched_with_rescoring(world):
     assert calls[-1].oversampling == 5.0
     geo.locate([photo(10)], SearchSettings(index="exact"))
     assert calls[-1] == EXACT
+
+
+def test_knn_stage1_searches_its_collection_as_the_metadata_says(world):
+    from mmgeo.qdrant import SearchParams
+    from mmgeo.search.stage1 import KnnStage1
+
+    encoder = CodeEncoder()
+    assert KnnStage1(world, encoder, collection="mmgeo_satellite").params == EXACT  # plain collection
+    meta = world.get_metadata("mmgeo_satellite")
+    world.set_metadata("mmgeo_satellite", {**meta, "quantization": {"kind": "int8", "rescore": True, "oversampling": 2.0}})
+    calls = []
+    _spy(world, calls)
+    knn = KnnStage1(world, encoder, collection="mmgeo_satellite")
+    assert knn.params == SearchParams(rescore=True, oversampling=2.0)
+    knn.estimate([photo(10)])
+    assert calls == [knn.params]
+
+
+def test_rank_many_leaves_the_garbage_collector_as_it_found_it(world):
+    import gc
+
+    geo = Geolocator(world, CodeEncoder(), PhotoStage1())
+    q = geo.prepare([photo(10)])
+    assert gc.isenabled()
+    geo.rank_many([q, q])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        geo.rank_many([q])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -244,3 +244,27 @@ def test_info_json_has_the_documented_keys(tmp_path, backend_kind):
     assert c["payload_indexes"]["location"] == "geo" and c["sample_payload"]["modality"] == "satellite"
     assert c["metadata"]["mmgeo_version"] and c["metadata"]["h3_resolutions"]
     assert (c["disk_bytes"] is not None) == (backend_kind == "edge")
+
+
+@pytest.mark.parametrize("target", [0.0, 1.01])
+def test_optimize_records_the_index_and_searches_follow_its_recall(tmp_path, monkeypatch, target):
+    from mmgeo.qdrant import EXACT, SearchParams
+    from mmgeo.qdrant.admin import tuning
+    from mmgeo.search.stage2 import engine_params
+
+    monkeypatch.setattr(tuning, "RECALL_TARGET", target)  # 0: any graph keeps it; 1.01: none can
+    with EdgeStore(tmp_path / "edge") as store:
+        name = _fill(store, 300)
+        assert engine_params(store.get_metadata(name)) == EXACT  # plain: no index record yet
+        [report] = ops.optimize(store, queries=40, hnsw=ops.HnswSettings(full_scan_threshold_kb=1))
+        record = store.get_metadata(name)["index"]
+        assert (record["kind"], record["m"], record["acorn"]) == ("hnsw", 16, True)
+        assert set(record["recall@10"]) == {"25", "500", "none"}
+        assert all(0.0 <= r <= 1.0 for r in record["recall@10"].values())
+        assert report.after.indexed_vectors == 300
+        if target == 0.0:
+            assert record["search"] == "hnsw" and not report.notes
+            assert engine_params(store.get_metadata(name)) == SearchParams(acorn=True)
+        else:
+            assert record["search"] == "exact" and "searches stay exact" in report.notes[0]
+            assert engine_params(store.get_metadata(name)) == EXACT

@@ -7,6 +7,7 @@ so a Python check and the engine agree at the edge of a search disk.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -160,9 +161,20 @@ class Hypotheses:
 
     def mass_within(self, lat: float, lon: float, radius_km: float) -> float:
         """Share of the hypotheses' probability within ``radius_km`` of (lat, lon)."""
-        d = haversine_km(self.lat, self.lon, lat, lon)
+        return self._mass(haversine_km(self.lat, self.lon, lat, lon), radius_km)
+
+    def mass_near_top(self, radius_km: float) -> float:
+        """:meth:`mass_within` of the top estimate (the prior's weight and the confidence both read it:
+        the distances are computed once per query)."""
+        return self._mass(self._top_km, radius_km) if len(self.prob) else 0.0
+
+    @functools.cached_property
+    def _top_km(self) -> np.ndarray:
+        return haversine_km(self.lat, self.lon, *self.top)
+
+    def _mass(self, distance_km: np.ndarray, radius_km: float) -> float:
         total = float(self.prob.sum())
-        return float(self.prob[d <= radius_km].sum() / total) if total > 0 else 0.0
+        return float(self.prob[distance_km <= radius_km].sum() / total) if total > 0 else 0.0
 
     def prior_from_distances(self, distance_km: np.ndarray, bandwidth_km: float = 25.0) -> np.ndarray:
         """Stage-1 belief at each location: Gaussian kernel density of the hypotheses, scaled to [0, 1],

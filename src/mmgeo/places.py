@@ -104,19 +104,23 @@ def place_names(points: Sequence[tuple[float, float]]) -> list[dict[str, Any] | 
     if not valid:
         return out
     tree, text, countries, population = _table()
-    q = _unit(np.array([points[i][0] for i in valid]), np.array([points[i][1] for i in valid]))
-    chord, idx = tree.query(q, k=_NEIGHBOURS)
+    # a sweep names the same landmarks again and again: look each distinct point up once
+    unique, back = np.unique(np.array([points[i] for i in valid], dtype=np.float64), axis=0, return_inverse=True)
+    chord, idx = tree.query(_unit(unique[:, 0], unique[:, 1]), k=_NEIGHBOURS)
     km = 2 * _EARTH_KM * np.arcsin(np.clip(chord / 2, 0, 1))
     near = km <= TOWN_KM
     # the most populous town within TOWN_KM (ties: the nearer), else the nearest: one sort for all points
     pick = np.where(near.any(axis=1), np.lexsort((idx, -km, np.where(near, population[idx], -1)))[:, -1], 0)
-    rows = np.arange(len(valid))
-    for i, j, d in zip(valid, idx[rows, pick].tolist(), km[rows, pick].tolist()):
+    rows = np.arange(len(unique))
+    named = []
+    for j, d in zip(idx[rows, pick].tolist(), km[rows, pick].tolist()):
         city, state, code = text["city"][j], text["state"][j] or None, text["country_code"][j]
         country = countries.get(code, code)
         label = ", ".join(p for p in (city, state, country) if p)
-        out[i] = {"name": city, "region": state, "country": country, "country_code": code, "distance_km": round(d, 1),
-                  "label": label if d <= TOWN_KM else f"{d:.0f} km from {label}"}
+        named.append({"name": city, "region": state, "country": country, "country_code": code, "distance_km": round(d, 1),
+                      "label": label if d <= TOWN_KM else f"{d:.0f} km from {label}"})
+    for i, u in zip(valid, back.reshape(-1).tolist()):
+        out[i] = dict(named[u])
     return out
 
 

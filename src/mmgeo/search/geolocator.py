@@ -8,9 +8,11 @@ which returns exactly what :meth:`Geolocator.rank` returns for each query, in on
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -145,6 +147,23 @@ def _name_places(hyps: Sequence[Hypotheses], candidates: Sequence[Sequence[dict[
     return [[next(flat) for _ in ps] for ps in points]
 
 
+@contextlib.contextmanager
+def _acyclic_batch() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a batch builds its results.
+
+    A sweep's batch allocates millions of small objects (hits, payload dicts, candidates, results) and keeps
+    them; the collector would scan the growing heap again and again although none of them forms a cycle
+    (reference counting frees them all the same): 1.5 of 12 CPU seconds of the 18,688-query sweep.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclass(frozen=True)
 class PreparedQuery:
     """A query after the per-photo work: stage-2 query vectors, stage-1 hypotheses, the photo in the text space."""
@@ -254,6 +273,10 @@ class Geolocator:
         s = settings or SearchSettings()
         if not queries:
             return []
+        with _acyclic_batch():
+            return self._rank_many(queries, s)
+
+    def _rank_many(self, queries: Sequence[PreparedQuery], s: SearchSettings) -> list[SearchResult]:
         t0 = time.perf_counter()
         engine = self.stage2(s)
         hyps = [q.hypotheses for q in queries]

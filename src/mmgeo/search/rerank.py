@@ -36,7 +36,7 @@ class Weights:
         """The prior's weight for this query's stage 1."""
         if self.prior_weighting != "confidence":
             return self.prior
-        return self.prior * hyp.mass_within(*hyp.top, self.confidence_radius_km) if len(hyp.prob) else 0.0
+        return self.prior * hyp.mass_near_top(self.confidence_radius_km)
 
 
 def aggregate_hits(hits: Sequence[Hit], how: str = "max") -> list[tuple[str, float, list[Hit]]]:
@@ -48,8 +48,8 @@ def aggregate_hits(hits: Sequence[Hit], how: str = "max") -> list[tuple[str, flo
     groups: dict[str, list[Hit]] = defaultdict(list)
     for h in hits:
         groups[group_key(h)].append(h)
-    scored = [(k, max(x.score for x in g) if how == "max" else float(np.mean([x.score for x in g])), g)
-              for k, g in groups.items()]
+    # hits arrive best first (the engine's order), so a group's first hit holds its max
+    scored = [(k, g[0].score if how == "max" else float(np.mean([x.score for x in g])), g) for k, g in groups.items()]
     return sorted(scored, key=lambda t: (-t[1], t[0]))
 
 
@@ -68,7 +68,7 @@ def confidence(hyp: Hypotheses, scores: Sequence[float], radius_km: float) -> fl
     (gap/0.1, capped; 0 with a single candidate)."""
     if len(hyp.prob) == 0 or not len(scores):
         return 0.0
-    mass = hyp.mass_within(*hyp.top, radius_km)
+    mass = hyp.mass_near_top(radius_km)
     gap = (scores[0] - scores[1]) if len(scores) > 1 else 0.0  # a lone candidate beat nobody: no margin
     return float(0.5 * mass + 0.5 * min(1.0, max(0.0, gap) / 0.1))
 

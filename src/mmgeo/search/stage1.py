@@ -20,6 +20,7 @@ from mmgeo.geo import Hypotheses
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import VectorIdentity, check_vector_identity
 from mmgeo.search.features import PhotoFeatures
+from mmgeo.search.stage2 import engine_params
 
 
 class Stage1(Protocol):
@@ -57,12 +58,13 @@ class KnnStage1:
                               VectorIdentity(using, encoder.name, encoder.weights_id, encoder.dim))
         self.store, self.encoder, self.collection, self.using, self.temperature = store, encoder, collection, using, temperature
         self.name = f"knn:{collection}"
+        self.params = engine_params(store.get_metadata(collection))  # its own index, as stage 2 searches its collection
 
     def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100,
                  features: PhotoFeatures | None = None) -> list[Hypotheses]:
         query_vectors = (features or PhotoFeatures(images)).of(self.encoder)
         results = self.store.search_batch(self.collection, query_vectors, using=self.using, limit=top_k,
-                                          filters=[None] * len(query_vectors))
+                                          filters=[None] * len(query_vectors), params=self.params)
         out = []
         for hits in results:
             if not hits:

@@ -51,15 +51,13 @@ from mmgeo.evaluation.bench.world import (
 )
 from mmgeo.evaluation.capacity import bench_needs, check_fits
 from mmgeo.qdrant import SearchParams, VectorIndex
-from mmgeo.qdrant.admin.tuning import DEFAULT_OVERSAMPLING
+from mmgeo.qdrant.admin.tuning import DEFAULT_OVERSAMPLING, RECALL_TARGET
 from mmgeo.qdrant.edge import EdgeStore
 from mmgeo.qdrant.schema import point_id
 
 INF = math.inf
 MMLANDMARKS_TILES = 101_302
 MMLANDMARKS_QUERIES = 18_688
-RECALL_TARGET = 0.99
-"""An HNSW graph whose recall@10 falls below this at any benchmarked radius is searched exactly by the product."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,11 @@ from mmgeo.qdrant.admin.info import INFO_KEYS, STORE_INFO_KEYS, collection_info,
 from mmgeo.qdrant.admin.snapshot import MANIFEST_NAME, create_snapshot, restore_snapshot, verify_snapshot
 from mmgeo.qdrant.admin.tuning import (
     DEFAULT_OVERSAMPLING,
+    RECALL_TARGET,
     Footprint,
     HnswSettings,
     QuantizeReport,
+    filtered_recall,
     footprint,
     measure_recall,
     optimize,
@@ -25,6 +27,8 @@ from mmgeo.qdrant.admin.tuning import (
 
 __all__ = [
     "DEFAULT_OVERSAMPLING",
+    "RECALL_TARGET",
+    "filtered_recall",
     "INFO_KEYS",
     "MANIFEST_NAME",
     "STORE_INFO_KEYS",

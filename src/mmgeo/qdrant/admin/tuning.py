@@ -17,7 +17,7 @@ import numpy as np
 
 from mmgeo.errors import StoreError
 from mmgeo.qdrant.admin.info import collection_info, identities, select
-from mmgeo.qdrant.base import Store, Tuning
+from mmgeo.qdrant.base import EXACT, GeoRadius, SearchFilter, SearchParams, Store, Tuning
 
 QuantizationKind = Literal["int8", "binary"]
 
@@ -25,6 +25,13 @@ DEFAULT_OVERSAMPLING: dict[str, float] = {"int8": 2.0, "binary": 8.0}
 """Candidates fetched per result before rescoring. Measured on 10k clustered 256-d vectors,
 recall@10: int8 0.93 at 1×, 0.9995 at 2×; binary 0.33 at 1×, 0.73 at 4×, 0.96 at 8×
 (binary suits ≥1024-d embeddings better)."""
+
+RECALL_TARGET = 0.99
+"""An HNSW graph is searched only where its measured recall@10 keeps at least this much at every radius it was
+checked at; below it the collection's ``index`` record says ``"search": "exact"`` (see
+:func:`~mmgeo.search.stage2.engine_params`)."""
+GRAPH_CHECK_RADII_KM = (25.0, 500.0, None)
+"""Regions a graph's recall is checked in: stage 2's default radius, a wide one, and no filter (None)."""
 
 
 @dataclass(frozen=True)
@@ -161,17 +168,57 @@ def optimize(
     queries: int = 100,
     limit: int = 10,
 ) -> list[QuantizeReport]:
-    """Merge segments and build the HNSW index (for unfiltered search), keeping any quantization."""
+    """Merge segments and build the HNSW index, keeping any quantization, and record the index in the
+    collection metadata (``index``) with the graph's recall as stage 2 searches it: geo-filtered
+    (:data:`GRAPH_CHECK_RADII_KM`, ACORN) and unfiltered. Searches use the graph only where that recall
+    keeps :data:`RECALL_TARGET` everywhere; otherwise the record says ``"search": "exact"``."""
     reports = []
     for name in select(store, collections):
         start = time.perf_counter()
-        vectors = identities(store, name, store.get_metadata(name))
+        metadata = store.get_metadata(name)
+        vectors = identities(store, name, metadata)
         before = footprint(store, name)
         _tune(store, name, hnsw.tuning(), "optimize")
         after = footprint(store, name)
         recall, n = measure_recall(store, name, using=vectors[0].name, queries=queries, limit=limit)
-        reports.append(QuantizeReport(name, after.quantization, before, after, recall, None, n, limit, seconds=time.perf_counter() - start))
+        graph = SearchParams(acorn=True)
+        by_region = filtered_recall(store, name, using=vectors[0].name, queries=queries, limit=limit, params=graph)
+        worst = min(by_region.values(), default=float("nan"))
+        store.set_metadata(name, {**store.get_metadata(name), "index": {
+            "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "hnsw_ef": graph.hnsw_ef, "acorn": graph.acorn,
+            f"recall@{limit}": by_region, "search": "hnsw" if worst >= RECALL_TARGET else "exact",
+            "applied": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}})
+        notes = [f"filtered recall@{limit} {worst:.3f} < {RECALL_TARGET}: searches stay exact"] if not worst >= RECALL_TARGET else []
+        reports.append(QuantizeReport(name, after.quantization, before, after, recall, None, n, limit,
+                                      seconds=time.perf_counter() - start, notes=notes))
     return reports
+
+
+def filtered_recall(store: Store, name: str, *, using: str, queries: int, limit: int, params: SearchParams,
+                    radii_km: Sequence[float | None] = GRAPH_CHECK_RADII_KM) -> dict[str, float]:
+    """Recall@``limit`` of search with ``params`` against exact search, with the queries' regions as stage 2 has them:
+    within each radius of the query point (None: no filter); keys are the radii (``"none"``).
+
+    The queries are stored points (vector and location) in id order, as in :func:`measure_recall`."""
+    sample = []
+    for p in store.scroll(name, batch_size=min(queries, 256) or 1, with_vectors=True):
+        if len(sample) >= queries:
+            break
+        if using in p.vectors and isinstance(p.payload.get("location"), dict):
+            sample.append(p)
+    out: dict[str, float] = {}
+    if not sample:
+        return out
+    vectors = np.asarray([p.vectors[using] for p in sample], dtype=np.float32)
+    for radius in radii_km:
+        filters = [None if radius is None else SearchFilter(radius=GeoRadius(p.payload["location"]["lat"],
+                                                                            p.payload["location"]["lon"], radius))
+                   for p in sample]
+        exact = store.search_batch(name, vectors, using=using, limit=limit, filters=filters, params=EXACT, fields=("key",))
+        approx = store.search_batch(name, vectors, using=using, limit=limit, filters=filters, params=params, fields=("key",))
+        hits = [len({h.id for h in a} & {h.id for h in e}) / len(e) for a, e in zip(approx, exact, strict=True) if e]
+        out["none" if radius is None else f"{radius:g}"] = float(np.mean(hits)) if hits else 1.0
+    return out
 
 
 def measure_recall(
