@@ -78,7 +78,10 @@ def test_tiny_end_to_end_run(tmp_path):
     assert params["edge plain exact"] == "exact" and params["edge int8+rescore"] == "rescore x2"
     sweep = data["sweep"]
     assert sweep["n_queries"] == 200 and sweep["rank_many_s"] > 0 and sweep["engine_search_batch_s"] > 0
-    assert sweep["engine_recall_at_10_vs_numpy"] == 1.0
+    assert sweep["engine_recall_at_10_vs_numpy"] == 1.0 and sweep["method"] == "edge plain exact"
+    [int8] = sweep["indexes"]  # the same queries on the quantized collection, rescored as its metadata says
+    assert int8["method"] == "edge int8+rescore" and int8["engine_params"] == "rescore x2"
+    assert int8["engine_recall_at_10_vs_numpy"] >= 0.99 and int8["answered"] == sweep["answered"]
     for row in data["stage2"]:
         assert {"p50_ms", "p99_ms", "qps", "batch_qps"} <= row.keys()
         if row["method"] in ("edge plain exact", "edge int8+rescore"):
@@ -92,6 +95,7 @@ def test_tiny_end_to_end_run(tmp_path):
     assert data["narrowing"][-1]["true_tile_in_region"] == 1.0 and data["narrowing"][-1]["empty_rate"] == 0.0
     assert any("Qdrant server skipped" in n for n in data["notes"])
     md = paths["md"].read_text()
+    assert "`Geolocator.rank_many` on `edge int8+rescore`" in md
     assert "## Stage-2 search" in md and "## Narrowing at MMLandmarks scale" in md and "edge plain exact" in md
     assert "Geolocator.rank_many" in md and "bare engine" in md
 

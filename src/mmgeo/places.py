@@ -105,7 +105,9 @@ def place_names(points: Sequence[tuple[float, float]]) -> list[dict[str, Any] | 
         return out
     tree, text, countries, population = _table()
     # a sweep names the same landmarks again and again: look each distinct point up once
-    unique, back = np.unique(np.array([points[i] for i in valid], dtype=np.float64), axis=0, return_inverse=True)
+    slot: dict[tuple[float, float], int] = {}
+    back = [slot.setdefault((float(points[i][0]), float(points[i][1])), len(slot)) for i in valid]
+    unique = np.array(list(slot), dtype=np.float64)
     chord, idx = tree.query(_unit(unique[:, 0], unique[:, 1]), k=_NEIGHBOURS)
     km = 2 * _EARTH_KM * np.arcsin(np.clip(chord / 2, 0, 1))
     near = km <= TOWN_KM
@@ -119,7 +121,7 @@ def place_names(points: Sequence[tuple[float, float]]) -> list[dict[str, Any] | 
         label = ", ".join(p for p in (city, state, country) if p)
         named.append({"name": city, "region": state, "country": country, "country_code": code, "distance_km": round(d, 1),
                       "label": label if d <= TOWN_KM else f"{d:.0f} km from {label}"})
-    for i, u in zip(valid, back.reshape(-1).tolist()):
+    for i, u in zip(valid, back):
         out[i] = dict(named[u])
     return out
 

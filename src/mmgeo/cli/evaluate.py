@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from mmgeo.cli.common import MmgeoCommand, console, open_store_from, store_options
 from mmgeo.cli.params import CommaChoice, EncoderName, FiniteFloat, OutputDir, Radii, encoder_option
-from mmgeo.evaluation.run import FALLBACKS
+from mmgeo.evaluation.run import REFERENCE_FALLBACKS
 from mmgeo.geo import MAX_RADIUS_KM
 from mmgeo.ingest.mmlandmarks import SPLITS
 
@@ -36,7 +36,7 @@ Examples:
               help="Dataset: each photo a query, all photos of a landmark one query, or both.")
 @click.option("--radii", type=Radii(MAX_RADIUS_KM), default="5,25,100,500,2000,inf", show_default=True,
               help="Dataset: stage-2 radii in km (inf: no narrowing).")
-@click.option("--fallbacks", type=CommaChoice(FALLBACKS), default="fail,full", show_default=True, help="Dataset: fallbacks to sweep.")
+@click.option("--fallbacks", type=CommaChoice(REFERENCE_FALLBACKS), default=",".join(REFERENCE_FALLBACKS), show_default=True, help="Dataset: fallbacks to sweep.")
 @click.option("--protocol", type=click.Choice(["reference", "ablations", "all"]), default="all", show_default=True,
               help="Dataset: the reference's rows (cosine-only rerank of the narrowed tiles, tile-level relevance, "
                    "lists 1000 deep), mmgeo's ablation rows against them, or both.")

@@ -42,28 +42,28 @@ Examples:
 @click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint (`mmgeo-train geoclip`).")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="GeoCLIP gallery: CSV/Parquet with lat, lon [default: GeoCLIP's 100K]. Must not hold query locations.")
-@click.option("--region", type=click.Choice(MODES), default="radius", show_default=True)
-@click.option("--radius", "radius_km", type=FiniteFloat(0, MAX_RADIUS_KM, min_open=True), default=25.0, show_default=True,
+@click.option("--region", type=click.Choice(MODES), default=SearchSettings.region, show_default=True)
+@click.option("--radius", "radius_km", type=FiniteFloat(0, MAX_RADIUS_KM, min_open=True), default=SearchSettings.radius_km, show_default=True,
               help="km, for --region radius (at most half the Earth's circumference; --region none for no narrowing).")
-@click.option("--mass", type=FiniteFloat(0, 1, min_open=True), default=0.9, show_default=True, help="Posterior mass in (0, 1], for --region mass.")
-@click.option("--fallback", type=click.Choice(FALLBACKS), default="widen", show_default=True,
+@click.option("--mass", type=FiniteFloat(0, 1, min_open=True), default=SearchSettings.mass, show_default=True, help="Posterior mass in (0, 1], for --region mass.")
+@click.option("--fallback", type=click.Choice(FALLBACKS), default=SearchSettings.fallback, show_default=True,
               help="When the region holds no candidates.")
-@click.option("--top-n", type=click.IntRange(1), default=5, show_default=True, help="Answers to list (at least 1).")
-@click.option("--aggregate", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+@click.option("--top-n", type=click.IntRange(1), default=SearchSettings.top_n, show_default=True, help="Answers to list (at least 1).")
+@click.option("--aggregate", type=click.Choice(["max", "mean"]), default=SearchSettings.aggregate, show_default=True,
               help="A landmark's score from its tiles.")
-@click.option("--fusion", type=click.Choice(["mean", "score"]), default="mean", show_default=True,
+@click.option("--fusion", type=click.Choice(["mean", "score"]), default=SearchSettings.fusion, show_default=True,
               help="Several photos: mean embedding, or mean of per-photo scores.")
 @click.option("--text-encoder", default=None,
               help="Photo→text space for the Wikipedia rerank: a CLIP pair name, or a projection file from "
                    "`mmgeo-train text-projection`.")
-@click.option("--w-image", type=FiniteFloat(0), default=1.0, show_default=True)
-@click.option("--w-text", type=FiniteFloat(0), default=0.3, show_default=True)
-@click.option("--w-prior", type=FiniteFloat(0), default=0.2, show_default=True)
+@click.option("--w-image", type=FiniteFloat(0), default=SearchSettings.w_image, show_default=True)
+@click.option("--w-text", type=FiniteFloat(0), default=SearchSettings.w_text, show_default=True)
+@click.option("--w-prior", type=FiniteFloat(0), default=SearchSettings.w_prior, show_default=True)
 @click.option("--prior-weighting", type=click.Choice(PRIOR_WEIGHTINGS), default=SearchSettings.prior_weighting,
               show_default=True, help="confidence: the prior's weight scales with stage 1's concentration (a weak "
                                       "stage 1 barely moves the ranking); fixed: always --w-prior.")
 @click.option("--rrf", is_flag=True, help="Reciprocal-rank fusion instead of the weighted sum.")
-@click.option("--min-confidence", type=FiniteFloat(0, 1), default=0.0, show_default=True, help="Abstain ('unsure') below this (0-1).")
+@click.option("--min-confidence", type=FiniteFloat(0, 1), default=SearchSettings.min_confidence, show_default=True, help="Abstain ('unsure') below this (0-1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
 @click.option("--geojson", type=OutputFile(), default=None, help="Write a GeoJSON FeatureCollection.")
 @click.option("--html", "html_path", type=OutputFile(), default=None, help="Write a self-contained HTML report: map, photos, evidence.")

@@ -15,7 +15,7 @@ from typing import Any
 
 from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import REFERENCE_EARTH_RADIUS_KM
-from mmgeo.evaluation.run import FAIL_NOTE, FALLBACKS, RADII_KM, evaluate, load_queries, plan, ranked_depth
+from mmgeo.evaluation.run import FAIL_NOTE, RADII_KM, REFERENCE_FALLBACKS, evaluate, load_queries, plan, ranked_depth
 from mmgeo.geo import EARTH_RADIUS_KM
 from mmgeo.qdrant.base import Store
 from mmgeo.search.factory import build_geolocator
@@ -30,7 +30,7 @@ def evaluate_dataset(
     split: str = "query",
     per: str = "both",
     radii: Sequence[float] = RADII_KM,
-    fallbacks: Sequence[str] = FALLBACKS,
+    fallbacks: Sequence[str] = REFERENCE_FALLBACKS,
     protocol: str = "all",
     earth_radius_km: float | None = None,
     limit: int | None = None,

@@ -58,7 +58,9 @@ from mmgeo.qdrant.base import SearchFilter
 from mmgeo.search.geolocator import Geolocator, PreparedQuery, SearchSettings
 
 RADII_KM = (5.0, 25.0, 100.0, 500.0, 2000.0, math.inf)
-FALLBACKS = ("fail", "full")
+REFERENCE_FALLBACKS = ("fail", "full")
+"""The reference protocol's fallbacks: the search's own (:data:`mmgeo.search.geolocator.FALLBACKS`) less ``widen``,
+which the reference system does not have."""
 ABLATION_RADII_KM = (25.0, math.inf)
 PROTOCOLS = ("reference", "ablations", "all")
 """``reference``: stage 1 and the reference sweep; ``ablations``: the reference rows at
@@ -107,7 +109,7 @@ class Config:
         if self.protocol == "reference" and s is not None and not (
                 s.w_prior == 0 and s.w_text == 0 and not s.rrf and s.aggregate == "tile" and self.level == "tile"
                 and s.index == "exact"
-                and s.region in ("radius", "none") and s.fallback in FALLBACKS and s.top_n <= s.candidates):
+                and s.region in ("radius", "none") and s.fallback in REFERENCE_FALLBACKS and s.top_n <= s.candidates):
             raise ValueError(f"{self.method!r} is labelled protocol 'reference' but its settings are not the "
                              f"reference's (exact cosine only, tile by tile, a disk, fail/full): {s}")
 
@@ -137,7 +139,7 @@ def reference_settings(depth: int, radius_km: float, fallback: str) -> SearchSet
     return replace(base, region="none") if math.isinf(radius_km) else replace(base, radius_km=radius_km)
 
 
-def reference_sweep(depth: int, radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = FALLBACKS) -> list[Config]:
+def reference_sweep(depth: int, radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = REFERENCE_FALLBACKS) -> list[Config]:
     """Stage 1 alone, then the reference's radius × fallback grid (both fallbacks at r = ∞, as it reports them)."""
     return [Config("stage1", None, "reference")] + [Config("stage1+stage2", reference_settings(depth, r, fb), "reference")
                                                     for r in radii for fb in fallbacks]
@@ -171,7 +173,7 @@ def ablations(depth: int, radii: Sequence[float] = ABLATION_RADII_KM, *, fallbac
     return configs
 
 
-def plan(protocol: str, depth: int, radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = FALLBACKS, *,
+def plan(protocol: str, depth: int, radii: Sequence[float] = RADII_KM, fallbacks: Sequence[str] = REFERENCE_FALLBACKS, *,
          text: bool = False) -> list[Config]:
     """The configurations of a :data:`PROTOCOLS` run (duplicates dropped, first kept)."""
     if protocol not in PROTOCOLS:

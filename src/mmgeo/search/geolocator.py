@@ -13,7 +13,7 @@ import gc
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -294,7 +294,7 @@ class Geolocator:
         places = _name_places(hyps, candidates)
         candidates = [[Candidate(**c, place=p) for c, p in zip(cs, ps[1:])] for cs, ps in zip(candidates, places)]
         t2 = time.perf_counter()
-        n, settings_dict = len(queries), asdict(s)
+        n, settings_dict = len(queries), {f.name: getattr(s, f.name) for f in fields(s)}  # flat values: no deep copy
         share = {"stage2": (t1 - t0) / n, "rerank": (t2 - t1) / n}
         return [self._result(q, s, r0, r, size, c, ps[0], share, settings_dict)
                 for q, r0, r, size, c, ps in zip(queries, first, regions, sizes, candidates, places)]

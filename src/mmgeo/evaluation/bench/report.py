@@ -92,14 +92,19 @@ def _cpu(s: dict[str, Any], key: str) -> str:
 
 
 def _sweep_section(s: dict[str, Any], k: int) -> list[str]:
+    rows = []
+    for run in [s, *s.get("indexes", [])]:
+        on = f" on `{run['method']}`" if "method" in run else ""
+        rows += [
+            f"| `Geolocator.rank_many`{on} (the product: regions, search, region sizes, rerank, place names, results) | "
+            f"{run['rank_many_s']:.2f} | target ≤ {s['target_s']:g} s; {run['answered']:,} queries answered{_cpu(run, 'rank_many')} |",
+            f"| bare engine{on}: `search_batch`, same regions, limit {run['engine_limit']}, {run['engine_params']} | "
+            f"{run['engine_search_batch_s']:.2f} | recall@{k} vs numpy {run['engine_recall_at_10_vs_numpy']:.4f}"
+            f"{_cpu(run, 'engine_search_batch')} |",
+        ]
     return [
         f"## Whole stage-2 sweep: {s['n_queries']:,} queries, {s['n_tiles']:,} tiles, r = {s['radius_km']:g} km", "",
-        "| path | seconds | note |", "|---|---|---|",
-        f"| `Geolocator.rank_many` (the product: regions, search, region sizes, rerank, place names, results) | "
-        f"{s['rank_many_s']:.2f} | target ≤ {s['target_s']:g} s; {s['answered']:,} queries answered{_cpu(s, 'rank_many')} |",
-        f"| bare engine: `search_batch`, same regions, limit {s['engine_limit']}, {s['engine_params']} | "
-        f"{s['engine_search_batch_s']:.2f} | recall@{k} vs numpy {s['engine_recall_at_10_vs_numpy']:.4f}"
-        f"{_cpu(s, 'engine_search_batch')} |",
+        "| path | seconds | note |", "|---|---|---|", *rows,
         f"| numpy exact | {s['numpy_s']:.1f} | |",
         f"| reference Python loop | {s['reference_loop_s_extrapolated']:.0f} | **extrapolated** from "
         f"{s['reference_loop_timed_queries']} timed queries |", "",
