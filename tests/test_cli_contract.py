@@ -209,6 +209,8 @@ def _run(workdir, monkeypatch, argv):
     monkeypatch.setenv("MMGEO_STORE", str(workdir / STORE))
     for var in ("QDRANT_URL", "QDRANT_API_KEY", "MMGEO_DEBUG", "MMGEO_MAX_PIXELS"):
         monkeypatch.delenv(var, raising=False)
+    if argv[0] == "serve" and "--port" not in argv:  # a free port: the case must not depend on 8000 being unused
+        argv = [*argv, "--port", "0"]
     before = _listing(workdir)
     result = CliRunner().invoke(cli, argv)
     assert _listing(workdir) == before, f"left behind: {_listing(workdir) - before}"
