@@ -1,14 +1,21 @@
 """Stage 2 as the product runs it (:meth:`Geolocator.rank` / ``rank_many``) on a store that
-``benchmarks/ingest_scale.py --keep`` built, at any size (1M tiles and up).
+``benchmarks/ingest_scale.py --keep`` built through ``mmgeo-ingest``, at any size (1M tiles and up).
 
     python benchmarks/ingest_scale.py --sizes 1000000 --keep --workdir /data/bench
-    python benchmarks/rank_scale.py --store /data/bench/ingest-1000000-XXXX/store --tiles 1000000
+    python benchmarks/rank_scale.py --store /data/bench/ingest-1000000-XXXX/store --tiles 1000000 \\
+        --int8 --sweep 18688 --ingest-json benchmarks/results/ingest.json --stem bench-1m
 
 The world (locations, and so the tiles in each region) is regenerated from the same seed; each query's
 vector is its true tile's stored vector plus the benchmark's query noise, and its stage-1 hypotheses
-come from the benchmark's GeoCLIP error model (``mmgeo-bench``'s own preparation). Reports per radius:
-``rank`` p50/p99 (one query at a time), ``rank_many`` throughput and whether it equals ``rank``, and the
-mean/median candidates per query counted on the world's locations. Writes benchmarks/results/{stem}.{json,md}.
+come from the benchmark's GeoCLIP error model (``mmgeo-bench``'s own preparation).
+
+For the plain store ``mmgeo-ingest`` built (searched exactly), then with ``--int8`` for the same store
+quantized in place the way ``mmgeo store quantize int8`` does it (:func:`mmgeo.qdrant.admin.tuning.quantize`;
+no HNSW graph, as ``mmgeo-bench``'s "int8+rescore" row), it reports per radius: ``rank`` p50/p99 (one query
+at a time), ``rank_many`` throughput and whether it equals ``rank``, recall@10 of the engine search with the
+product's parameters against exact search on the plain store, and the candidates per query counted on the
+world's locations; then the ``--sweep`` queries at 25 km through ``rank_many``. Build time, disk and RSS
+per variant. Writes benchmarks/results/{stem}.{json,md}.
 """
 
 from __future__ import annotations
@@ -19,28 +26,97 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
 
+from mmgeo.evaluation.bench.engine import region_filter
 from mmgeo.evaluation.bench.product import BenchVectors, PreparedStage1, prepare, settings_for, time_product
 from mmgeo.evaluation.bench.world import Queries, candidate_counts, make_queries, make_world
-from mmgeo.qdrant import EdgeStore
+from mmgeo.qdrant import EdgeStore, SearchParams
+from mmgeo.qdrant.admin.tuning import HnswSettings, quantize
 from mmgeo.qdrant.schema import collection_name, point_id
 from mmgeo.search.geolocator import Geolocator
+from mmgeo.search.stage2 import HIT_FIELDS, engine_params
 
 COLLECTION = collection_name("satellite")
+K = 10
+WARMUP = 5
+"""Untimed queries per variant before timing."""
 
 
 def query_vectors(store: EdgeStore, q: Queries, seed: int, noise: float = 1.0) -> np.ndarray:
     """The true tiles' stored vectors plus unit noise of norm ``noise``, unit length (as ``make_queries`` makes them)."""
     ids = [point_id(COLLECTION, f"tile-{t}") for t in q.tile.tolist()]
-    stored = {p.id: p.vectors["image"] for p in store.retrieve(COLLECTION, sorted(set(ids)), with_vectors=True)}
+    unique = sorted(set(ids))
+    stored = {}
+    for start in range(0, len(unique), 1024):
+        stored |= {p.id: p.vectors["image"] for p in store.retrieve(COLLECTION, unique[start:start + 1024], with_vectors=True)}
     tiles = np.stack([np.asarray(stored[i], np.float32) for i in ids])
     rng = np.random.default_rng([seed, 5])
     n = rng.standard_normal(tiles.shape, dtype=np.float32)
     v = tiles + noise * n / np.linalg.norm(n, axis=1, keepdims=True)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def engine_hits(store: EdgeStore, q: Queries, n: int, radius: float, params: SearchParams) -> list[set[str]]:
+    """The engine's top-``K`` ids for the first ``n`` queries in their stage-2 region, with ``params``."""
+    filters = [region_filter(a, o, radius) for a, o in zip(q.est_lat[:n].tolist(), q.est_lon[:n].tolist())]
+    out: list[set[str]] = []
+    for start in range(0, n, 64):
+        found = store.search_batch(COLLECTION, q.vectors[start:min(n, start + 64)], using="image", limit=K,
+                                   filters=filters[start:min(n, start + 64)], params=params, fields=HIT_FIELDS)
+        out += [{h.id for h in hits} for hits in found]
+    return out
+
+
+def recall(got: list[set[str]], exact: list[set[str]]) -> float | None:
+    shares = [len(g & e) / len(e) for g, e in zip(got, exact, strict=True) if e]
+    return round(float(np.mean(shares)), 4) if shares else None
+
+
+def disk_mb(path: Path) -> float:
+    return round(sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def rss_mb() -> float:
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def measure(store: EdgeStore, q: Queries, prepared, radii, counts, args, exact: dict | None) -> tuple[list[dict], dict]:
+    """Rows per radius (product timing, engine recall vs ``exact``) and the sweep, for the store as it is now."""
+    geo = Geolocator(store, BenchVectors(q.vectors.shape[1], name="precomputed", weights_id="precomputed"),
+                     PreparedStage1(), collection=COLLECTION)
+    params = engine_params(store.get_metadata(COLLECTION))
+    for p in prepared[:WARMUP]:  # the first searches after opening read the store from disk: not what a running service sees
+        geo.rank(p, settings_for(25.0))
+    rows, exact_now = [], {}
+    for j, r in enumerate(radii):
+        n = args.unfiltered_queries if math.isinf(r) else args.queries
+        stats = time_product(geo, prepared[:n], settings_for(r), n_single=n, batch_size=32)
+        hits = engine_hits(store, q, n, r, params)
+        exact_now[r] = hits if exact is None else exact[r]
+        cand = [args.tiles] * n if math.isinf(r) else counts[:n, j].tolist()
+        rows.append({"radius_km": "inf" if math.isinf(r) else r, "queries": n,
+                     **{k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()},
+                     "recall_at_10_vs_exact": recall(hits, exact_now[r]), "engine_params": str(params),
+                     "candidates_mean": float(np.mean(cand)), "candidates_median": float(np.median(cand))})
+        print(json.dumps(rows[-1]), flush=True)
+    sweep = {}
+    if args.sweep:
+        world_q = make_queries(make_world(args.tiles, seed=args.seed, dim=None), args.sweep, seed=args.seed + 1)
+        world_q.vectors = query_vectors(store, world_q, args.seed + 1)
+        sweep_prepared = prepare(world_q, seed=args.seed + 1)
+        t, c = time.perf_counter(), time.process_time()
+        results = []
+        for start in range(0, len(sweep_prepared), 256):
+            results += geo.rank_many(sweep_prepared[start:start + 256], settings_for(25.0))
+        sweep = {"queries": args.sweep, "radius_km": 25.0, "rank_many_s": round(time.perf_counter() - t, 2),
+                 "rank_many_cpu_s": round(time.process_time() - c, 2),
+                 "answered": int(sum(bool(r.candidates) for r in results))}
+        print(json.dumps(sweep), flush=True)
+    return rows, {"sweep": sweep, "exact": exact_now}
 
 
 def main() -> None:
@@ -51,47 +127,83 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300, help="queries per filtered radius")
     ap.add_argument("--unfiltered-queries", type=int, default=20, help="queries with no region (a full scan each)")
     ap.add_argument("--radii", default="25,500,inf")
+    ap.add_argument("--int8", action="store_true", help="then quantize the store in place (int8, rescored) and measure again")
+    ap.add_argument("--sweep", type=int, default=0, help="sweep queries at 25 km through rank_many (18688: MMLandmarks)")
+    ap.add_argument("--ingest-json", type=Path, help="ingest_scale.py results holding this size's build")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--stem", default="rank-scale")
     args = ap.parse_args()
     started = time.perf_counter()
+    load0 = os.getloadavg()
     world = make_world(args.tiles, seed=args.seed, dim=None)
     store = EdgeStore(args.store)
     q = make_queries(world, args.queries, seed=args.seed)
     q.vectors = query_vectors(store, q, args.seed)
-    geo = Geolocator(store, BenchVectors(q.vectors.shape[1], name="precomputed", weights_id="precomputed"),
-                     PreparedStage1(), collection=COLLECTION)
     prepared = prepare(q, seed=args.seed)
     radii = [math.inf if r.strip() == "inf" else float(r) for r in args.radii.split(",")]
     counts = candidate_counts(world, q.est_lat, q.est_lon, [r for r in radii if not math.isinf(r)])
-    rows = []
-    load0 = os.getloadavg()[0]
-    for j, r in enumerate(radii):
-        n = args.unfiltered_queries if math.isinf(r) else args.queries
-        stats = time_product(geo, prepared[:n], settings_for(r), n_single=n, batch_size=32)
-        cand = [args.tiles] * n if math.isinf(r) else counts[:n, j].tolist()
-        rows.append({"radius_km": "inf" if math.isinf(r) else r, "queries": n, **{k: round(v, 3) if isinstance(v, float) else v
-                     for k, v in stats.items()}, "candidates_mean": float(np.mean(cand)), "candidates_median": float(np.median(cand))})
-        print(json.dumps(rows[-1]), flush=True)
-    disk = sum(f.stat().st_blocks * 512 for f in args.store.rglob("*") if f.is_file())
-    results = {"tiles": args.tiles, "store": str(args.store), "store_disk_mb": round(disk / 2**20, 1),
-               "rss_mb_after": round(psutil.Process().memory_info().rss / 2**20, 1), "cpus": os.cpu_count(),
-               "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)], "rows": rows,
-               "wall_s": round(time.perf_counter() - started, 1)}
+    built = None
+    if args.ingest_json:
+        built = next((r for r in json.loads(args.ingest_json.read_text())["runs"] if r["n_vectors"] == args.tiles), None)
+    collection_dir = args.store / COLLECTION
+    variants: list[dict[str, Any]] = []
+    rows, extra = measure(store, q, prepared, radii, counts, args, None)
+    plain_build = {"by": "mmgeo-ingest --embeddings (upsert + optimize, ready to query)"}
+    if built:
+        plain_build |= {"build_s": built["wall_s"], "optimize_s": built["stage_seconds"]["optimize"],
+                        "ingest_peak_rss_mb": built["peak_rss_mb"], "ingest_peak_rss_anon_mb": built["peak_rss_anon_mb"]}
+    variants.append({"method": "edge plain exact", **plain_build, "disk_mb": disk_mb(collection_dir), "rss_mb_after": rss_mb(),
+                     "rows": rows, "sweep": extra["sweep"]})
+    if args.int8:
+        print("quantizing int8 ...", flush=True)
+        t = time.perf_counter()
+        [report] = quantize(store, "int8", collections=[COLLECTION], hnsw=HnswSettings(m=0), queries=20)
+        build_s = time.perf_counter() - t
+        rows8, extra8 = measure(store, q, prepared, radii, counts, args, extra["exact"])
+        variants.append({"method": "edge int8+rescore", "by": "mmgeo store quantize int8 (tuning.quantize, no HNSW graph) on the plain store",
+                         "build_s": round(build_s, 1), "quantize_own_recall_at_10": report.recall,
+                         "disk_mb": disk_mb(collection_dir), "rss_mb_after": rss_mb(), "rows": rows8, "sweep": extra8["sweep"]})
     store.close()
+    results = {"tiles": args.tiles, "dim": int(q.vectors.shape[1]), "store": str(args.store), "cpus": os.cpu_count(),
+               "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+               "load_avg_1m_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
+               "variants": variants, "ingest": built, "wall_s": round(time.perf_counter() - started, 1),
+               "command": "python benchmarks/rank_scale.py " + " ".join(
+                   f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False))}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"# Geolocator.rank at {args.tiles:,} tiles (plain exact, Qdrant Edge)", "",
-             f"Store {results['store_disk_mb']:,.0f} MB on disk; process RSS after {results['rss_mb_after']:,.0f} MB; "
-             f"{results['cpus']} CPUs, load average {results['load_avg_1m_before_after'][0]} → "
-             f"{results['load_avg_1m_before_after'][1]} (shared machine); run wall {results['wall_s']} s.", "",
-             "| radius km | queries | rank p50 ms | rank p99 ms | rank_many QPS | rank_many = rank | candidates mean | median |",
-             "|---|---:|---:|---:|---:|---|---:|---:|"]
-    for row in rows:
-        lines.append(f"| {row['radius_km']} | {row['queries']} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['batch_qps']:.1f} | "
-                     f"{row['rank_many_equals_rank']} | {row['candidates_mean']:,.0f} | {row['candidates_median']:,.0f} |")
-    (args.out / f"{args.stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (args.out / f"{args.stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (args.out / f"{args.stem}.md").write_text(format_markdown(results))
+    print(format_markdown(results))
+
+
+def format_markdown(res: dict[str, Any]) -> str:
+    lines = [f"# Stage 2 at {res['tiles']:,} tiles through `Geolocator.rank` (Qdrant Edge, {res['dim']}-d)", "",
+             f"{res['cpus']} CPUs, {res['ram_gib']} GiB RAM (shared machine), load average "
+             f"{res['load_avg_1m_before_after'][0]} → {res['load_avg_1m_before_after'][1]}; this script's wall {res['wall_s']} s.", ""]
+    if res.get("ingest"):
+        i = res["ingest"]
+        lines += [f"Store built by `mmgeo-ingest --embeddings`: {i['wall_s']} s wall ({i['vectors_per_s']:,.0f} vectors/s ready to query, "
+                  f"optimize {i['stage_seconds']['optimize']:.0f} s), peak RSS {i['peak_rss_mb']:,.0f} MB "
+                  f"({i['peak_rss_anon_mb']:,.0f} MB own), load {i['load_avg_1m_before']} → {i['load_avg_1m_after']}.", ""]
+    lines += ["| method | build s | disk MB | RSS MB after | radius km | queries | rank p50 ms | p99 ms | rank_many QPS | "
+              "= rank | recall@10 vs exact | candidates mean / median |",
+              "|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|"]
+    for v in res["variants"]:
+        for j, r in enumerate(v["rows"]):
+            head = (f"| {v['method']} | {v.get('build_s', '–')} | {v['disk_mb']:,.0f} | {v['rss_mb_after']:,.0f} " if j == 0
+                    else "| | | | ")
+            lines.append(head + f"| {r['radius_km']} | {r['queries']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['batch_qps']:.1f} | "
+                         f"{r['rank_many_equals_rank']} | {r['recall_at_10_vs_exact']} | {r['candidates_mean']:,.0f} / {r['candidates_median']:,.0f} |")
+    sweeps = [v for v in res["variants"] if v.get("sweep")]
+    if sweeps:
+        lines += ["", "Sweep (`rank_many`, r = 25 km, the world's own queries):", "",
+                  "| method | queries | wall s | CPU s | answered |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {v['method']} | {v['sweep']['queries']:,} | {v['sweep']['rank_many_s']} | {v['sweep']['rank_many_cpu_s']} | "
+                  f"{v['sweep']['answered']:,} |" for v in sweeps]
+    lines += ["", "recall@10: the engine search with the product's parameters (the collection's metadata) against an exact "
+              "search of the plain store, same regions. Plain exact is its own reference (1.0). "
+              f"{WARMUP} untimed queries per variant first (the store's files into the page cache).", ""]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
