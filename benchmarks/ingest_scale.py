@@ -30,17 +30,29 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmgeo.evaluation.bench import WorldSpec, make_world
+from mmgeo.evaluation.bench import World, WorldSpec, make_world
 from mmgeo.evaluation.capacity import check_fits, gib, ingest_needs
+from mmgeo.geo import haversine_km
 
 DIM = 1024
 CHUNK = 65_536
 
 
-def write_world(n: int, folder: Path, seed: int = 0, spec: WorldSpec | None = None) -> tuple[Path, Path]:
-    """The world's tiles as ``manifest.parquet`` + ``embeddings.parquet`` in ``folder``, written chunk by chunk."""
+def region_tiles(world: World, region: tuple[float, float, float] | None) -> np.ndarray:
+    """Indices of the world's tiles within ``region`` = (lat, lon, km) of its centre (all tiles for None)."""
+    if region is None:
+        return np.arange(world.size)
+    lat, lon, km = region
+    return np.flatnonzero(haversine_km(world.lat, world.lon, lat, lon) <= km)
+
+
+def write_world(n: int, folder: Path, seed: int = 0, spec: WorldSpec | None = None,
+                region: tuple[float, float, float] | None = None, world: World | None = None) -> tuple[Path, Path]:
+    """The world's tiles (those in ``region`` only, a region-sharded node's slice) as ``manifest.parquet`` +
+    ``embeddings.parquet`` in ``folder``, written chunk by chunk; tile ids are the whole world's."""
     spec = spec or WorldSpec()
-    world = make_world(n, seed=seed, dim=None, spec=spec)
+    world = world or make_world(n, seed=seed, dim=None, spec=spec)
+    keep = region_tiles(world, region)
     rng = np.random.default_rng([seed, 2])
     directions = rng.standard_normal((len(world.centres) + 1, DIM), dtype=np.float32)
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
@@ -50,15 +62,16 @@ def write_world(n: int, folder: Path, seed: int = 0, spec: WorldSpec | None = No
     with pq.ParquetWriter(manifest, pa.schema([("id", pa.string()), ("lat", pa.float64()), ("lon", pa.float64()),
                                                ("modality", pa.string()), ("split", pa.string()), ("path", pa.string())])) as m, \
          pq.ParquetWriter(embeddings, pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), DIM))])) as e:
-        for start in range(0, n, CHUNK):
-            stop = min(n, start + CHUNK)
-            ids = [f"tile-{i}" for i in range(start, stop)]
-            m.write_table(pa.table({"id": ids, "lat": world.lat[start:stop], "lon": world.lon[start:stop],
+        for start in range(0, keep.size, CHUNK):
+            stop = min(keep.size, start + CHUNK)
+            rows = keep[start:stop]
+            ids = [f"tile-{i}" for i in rows.tolist()]
+            m.write_table(pa.table({"id": ids, "lat": world.lat[rows], "lon": world.lon[rows],
                                     "modality": ["satellite"] * len(ids), "split": ["index"] * len(ids),
                                     "path": [f"tiles/{i}.png" for i in ids]}))
             block = rng.standard_normal((stop - start, DIM), dtype=np.float32)
             block *= own / np.linalg.norm(block, axis=1, keepdims=True)
-            block += spec.cluster_weight * directions[world.cluster[start:stop]]
+            block += spec.cluster_weight * directions[world.cluster[rows]]
             block /= np.linalg.norm(block, axis=1, keepdims=True)
             e.write_table(pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), DIM)}))
     return manifest, embeddings
@@ -91,20 +104,24 @@ def run_ingest_command(manifest: Path, embeddings: Path, store: Path, errors: Pa
             "load_avg_1m_after": load1[0], "report": report, "command": " ".join(cmd)}
 
 
-def bench_size(n: int, work: Path, seed: int, keep: bool) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix=f"ingest-{n}-", dir=work))
+def bench_size(n: int, work: Path, seed: int, keep: bool, region: tuple[float, float, float] | None = None) -> dict:
+    world = make_world(n, seed=seed, dim=None)
+    tiles = n if region is None else int(region_tiles(world, region).size)
+    check_fits(ingest_needs(tiles, DIM), work, f"ingesting {tiles:,} vectors of {DIM}")
+    folder = Path(tempfile.mkdtemp(prefix=f"ingest-{n}-" if region is None else f"slice-{n}-", dir=work))
     try:
         t = time.perf_counter()
-        manifest, embeddings = write_world(n, folder, seed)
+        manifest, embeddings = write_world(n, folder, seed, region=region, world=world)
         gen_s = time.perf_counter() - t
         store = folder / "store"
         m = run_ingest_command(manifest, embeddings, store, folder / "errors.txt")
         disk = sum(f.stat().st_blocks * 512 for f in store.rglob("*") if f.is_file())
         r = m["report"]
-        if r["ingested"] != n:
-            raise SystemExit(f"only {r['ingested']:,} of {n:,} vectors were ingested ({r['skipped']} skipped)")
-        return {"n_vectors": n, "dim": DIM, "wall_s": round(m["wall_s"], 2), "vectors_per_s": round(n / m["wall_s"], 1),
-                "cpu_s": round(m["cpu_s"], 2), "vectors_per_cpu_s": round(n / m["cpu_s"], 1),
+        if r["ingested"] != tiles:
+            raise SystemExit(f"only {r['ingested']:,} of {tiles:,} vectors were ingested ({r['skipped']} skipped)")
+        return {"n_vectors": tiles, **({"world_tiles": n, "region_lat_lon_km": list(region)} if region else {}), "dim": DIM,
+                "wall_s": round(m["wall_s"], 2), "vectors_per_s": round(tiles / m["wall_s"], 1),
+                "cpu_s": round(m["cpu_s"], 2), "vectors_per_cpu_s": round(tiles / m["cpu_s"], 1),
                 "peak_rss_mb": round(m["peak_rss_mb"], 1), "peak_rss_anon_mb": round(m["peak_rss_anon_mb"], 1),
                 "store_disk_mb": round(disk / 2**20, 1),
                 "input_parquet_mb": round(embeddings.stat().st_size / 2**20, 1),
@@ -141,10 +158,14 @@ def main() -> None:
     ap.add_argument("--stem", default="ingest", help="output file name stem")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the generated inputs and stores")
+    ap.add_argument("--region", help="LAT,LON,KM: ingest only the world's tiles within KM of (LAT, LON), the slice a "
+                                     "region-sharded node holds (ids stay the whole world's)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    for n in sizes:  # refuse up front, before anything is written
-        check_fits(ingest_needs(n, DIM), args.workdir, f"ingesting {n:,} vectors of {DIM}")
+    region = tuple(float(v) for v in args.region.split(",")) if args.region else None
+    if region is None:
+        for n in sizes:  # refuse up front, before anything is written
+            check_fits(ingest_needs(n, DIM), args.workdir, f"ingesting {n:,} vectors of {DIM}")
     started = time.perf_counter()
     results = {"machine": {"cpus": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
                            "platform": platform.platform(), "free_disk": gib(shutil.disk_usage(args.workdir).free)},
@@ -152,7 +173,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for n in sizes:  # results are written after each size, so a long run keeps what it measured
         print(f"{n:,} vectors ...", file=sys.stderr, flush=True)
-        results["runs"].append(bench_size(n, args.workdir, args.seed, args.keep))
+        results["runs"].append(bench_size(n, args.workdir, args.seed, args.keep, region))
         results["total_wall_s"] = round(time.perf_counter() - started, 1)
         (args.out / f"{args.stem}.json").write_text(json.dumps(results, indent=2) + "\n")
         (args.out / f"{args.stem}.md").write_text(format_markdown(results))

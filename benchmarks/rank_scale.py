@@ -33,7 +33,8 @@ import psutil
 
 from mmgeo.evaluation.bench.engine import region_filter
 from mmgeo.evaluation.bench.product import BenchVectors, PreparedStage1, prepare, settings_for, time_product
-from mmgeo.evaluation.bench.world import Queries, candidate_counts, make_queries, make_world
+from mmgeo.evaluation.bench.world import Queries, World, candidate_counts, make_queries, make_world
+from mmgeo.geo import haversine_km
 from mmgeo.qdrant import EdgeStore, SearchParams
 from mmgeo.qdrant.admin.tuning import HnswSettings, quantize
 from mmgeo.qdrant.schema import collection_name, point_id
@@ -58,6 +59,21 @@ def query_vectors(store: EdgeStore, q: Queries, seed: int, noise: float = 1.0) -
     n = rng.standard_normal(tiles.shape, dtype=np.float32)
     v = tiles + noise * n / np.linalg.norm(n, axis=1, keepdims=True)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def in_region(world: World, n: int, region: tuple[float, float, float], margin_km: float, seed: int) -> Queries:
+    """``n`` of the benchmark's queries whose true tile lies in ``region`` (lat, lon, km) and whose stage-1 estimate
+    lies ``margin_km`` inside it: their search regions of up to ``margin_km`` hold the same tiles in the slice as
+    in the whole world."""
+    lat, lon, km = region
+    q = make_queries(world, n * 500, seed=seed)
+    ok = ((haversine_km(world.lat[q.tile], world.lon[q.tile], lat, lon) <= km)
+          & (haversine_km(q.est_lat, q.est_lon, lat, lon) <= km - margin_km))
+    picked = np.flatnonzero(ok)[:n]
+    if picked.size < n:
+        raise SystemExit(f"only {picked.size} of {n * 500} queries fall in the region; widen it or ask for fewer")
+    return Queries(*(None if v is None else v[picked] for v in (q.tile, q.true_lat, q.true_lon, q.est_lat, q.est_lon,
+                                                                 q.error_km, q.vectors)))
 
 
 def engine_hits(store: EdgeStore, q: Queries, n: int, radius: float, params: SearchParams) -> list[set[str]]:
@@ -130,21 +146,27 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true", help="then quantize the store in place (int8, rescored) and measure again")
     ap.add_argument("--sweep", type=int, default=0, help="sweep queries at 25 km through rank_many (18688: MMLandmarks)")
     ap.add_argument("--ingest-json", type=Path, help="ingest_scale.py results holding this size's build")
+    ap.add_argument("--region", help="LAT,LON,KM: the store holds only the world's tiles within KM of (LAT, LON) "
+                                     "(ingest_scale.py --region); queries are drawn inside it, finite radii only")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--stem", default="rank-scale")
     args = ap.parse_args()
+    region = tuple(float(v) for v in args.region.split(",")) if args.region else None
     started = time.perf_counter()
     load0 = os.getloadavg()
     world = make_world(args.tiles, seed=args.seed, dim=None)
     store = EdgeStore(args.store)
-    q = make_queries(world, args.queries, seed=args.seed)
+    radii = [math.inf if r.strip() == "inf" else float(r) for r in args.radii.split(",")]
+    if region is not None and (any(math.isinf(r) for r in radii) or args.sweep or args.int8):
+        raise SystemExit("--region measures finite radii only, without --sweep or --int8")
+    q = (make_queries(world, args.queries, seed=args.seed) if region is None
+         else in_region(world, args.queries, region, max(radii), args.seed))
     q.vectors = query_vectors(store, q, args.seed)
     prepared = prepare(q, seed=args.seed)
-    radii = [math.inf if r.strip() == "inf" else float(r) for r in args.radii.split(",")]
     counts = candidate_counts(world, q.est_lat, q.est_lon, [r for r in radii if not math.isinf(r)])
     built = None
     if args.ingest_json:
-        built = next((r for r in json.loads(args.ingest_json.read_text())["runs"] if r["n_vectors"] == args.tiles), None)
+        built = next((r for r in json.loads(args.ingest_json.read_text())["runs"] if r.get("world_tiles", r["n_vectors"]) == args.tiles), None)
     collection_dir = args.store / COLLECTION
     variants: list[dict[str, Any]] = []
     rows, extra = measure(store, q, prepared, radii, counts, args, None)
@@ -163,8 +185,9 @@ def main() -> None:
         variants.append({"method": "edge int8+rescore", "by": "mmgeo store quantize int8 (tuning.quantize, no HNSW graph) on the plain store",
                          "build_s": round(build_s, 1), "quantize_own_recall_at_10": report.recall,
                          "disk_mb": disk_mb(collection_dir), "rss_mb_after": rss_mb(), "rows": rows8, "sweep": extra8["sweep"]})
+    stored = store.count(COLLECTION)
     store.close()
-    results = {"tiles": args.tiles, "dim": int(q.vectors.shape[1]), "store": str(args.store), "cpus": os.cpu_count(),
+    results = {"tiles": args.tiles, **({"region_lat_lon_km": list(region), "stored_tiles": stored} if region else {}), "dim": int(q.vectors.shape[1]), "store": str(args.store), "cpus": os.cpu_count(),
                "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
                "load_avg_1m_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
                "variants": variants, "ingest": built, "wall_s": round(time.perf_counter() - started, 1),
@@ -177,7 +200,9 @@ def main() -> None:
 
 
 def format_markdown(res: dict[str, Any]) -> str:
-    lines = [f"# Stage 2 at {res['tiles']:,} tiles through `Geolocator.rank` (Qdrant Edge, {res['dim']}-d)", "",
+    where = (f" — the slice within {res['region_lat_lon_km'][2]:g} km of ({res['region_lat_lon_km'][0]}, {res['region_lat_lon_km'][1]}), "
+             f"{res['stored_tiles']:,} tiles loaded alone" if res.get("region_lat_lon_km") else "")
+    lines = [f"# Stage 2 at {res['tiles']:,} tiles through `Geolocator.rank` (Qdrant Edge, {res['dim']}-d){where}", "",
              f"{res['cpus']} CPUs, {res['ram_gib']} GiB RAM (shared machine), load average "
              f"{res['load_avg_1m_before_after'][0]} → {res['load_avg_1m_before_after'][1]}; this script's wall {res['wall_s']} s.", ""]
     if res.get("ingest"):
