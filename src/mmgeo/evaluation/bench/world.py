@@ -221,16 +221,22 @@ def _xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
 
 
+COUNT_BLOCK_BYTES = 256 * 2**20
+"""Largest block of point-tile dot products :func:`candidate_counts` holds at once."""
+
+
 def candidate_counts(world: World, lat: np.ndarray, lon: np.ndarray, radii_km: Sequence[float],
                      chunk: int = 256) -> np.ndarray:
     """Tiles within each radius of each point, shape (points, radii).
 
     Counted as unit-vector dot products >= cos(r / R) (the same great circles as :func:`haversine_km`,
-    in one matrix product per chunk instead of a haversine per pair)."""
+    in one matrix product per chunk instead of a haversine per pair). A chunk's products are held at most
+    :data:`COUNT_BLOCK_BYTES` at once, so a 10M-tile world takes a few points per product, not 20 GB."""
     tiles = _xyz(world.lat, world.lon).T.copy()
     pts = _xyz(np.asarray(lat), np.asarray(lon))
     thresholds = [math.cos(r / EARTH_RADIUS_KM) if r < math.pi * EARTH_RADIUS_KM else -2.0 for r in radii_km]
     out = np.empty((len(pts), len(thresholds)), dtype=np.int64)
+    chunk = max(1, min(chunk, COUNT_BLOCK_BYTES // (8 * max(1, tiles.shape[1]))))
     for start in range(0, len(pts), chunk):
         dots = pts[start:start + chunk] @ tiles
         for j, thr in enumerate(thresholds):
