@@ -32,7 +32,7 @@ $(DEMO)/world/demo-photo.jpg: | $(STAMP)
 
 $(DEMO)/.ingested: $(DEMO)/world/demo-photo.jpg
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits train,query,index --modalities satellite --encoder efficientnet_lite0 --store $(DEMO)/store
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits train --modalities ground --encoder efficientnet_lite0 --store $(DEMO)/store
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits train,index --modalities ground --encoder efficientnet_lite0 --store $(DEMO)/store
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits train,query --modalities text --encoder minilm-l6 --store $(DEMO)/store
 	touch $@
 

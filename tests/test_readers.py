@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mmgeo.errors import InputError, LayoutNotFoundError
-from mmgeo.ingest.demo_world import LANDMARKS
+from mmgeo.ingest.demo_world import LANDMARKS, WorldParams
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.mmlandmarks import MMLandmarks
 
@@ -15,13 +15,15 @@ def test_demo_world_reads_back_completely(demo_world):
     problems = []
     records = list(MMLandmarks(demo_world, modalities=("satellite", "ground", "text")).iter_records(problems))
     assert problems == []
-    n = len(LANDMARKS)
+    n, p = len(LANDMARKS), WorldParams()
     by = {}
     for r in records:
         by[(r.split, r.modality)] = by.get((r.split, r.modality), 0) + 1
     assert by[("train", "satellite")] + by[("query", "satellite")] == n
-    assert by[("train", "ground")] + by[("query", "ground")] == 4 * n
-    assert by[("index", "satellite")] == 6 * n
+    assert by[("train", "ground")] + by[("query", "ground")] == p.n_ground * n
+    places = p.street_places * n + p.scattered_places
+    assert by[("index", "satellite")] == by[("index", "ground")] == places  # a tile and a street photo per index place
+    assert all(r.landmark_id is None for r in records if r.split == "index")
     assert by[("query", "text")] + by[("train", "text")] == n
     empire = next(r for r in records if r.name == "Empire State Building" and r.modality == "text")
     assert empire.category == "skyscraper" and "Art Deco" in empire.text

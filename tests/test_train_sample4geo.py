@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mmgeo.cli.train import train_group
 from mmgeo.encoders import create_encoder
 from mmgeo.errors import InputError
-from mmgeo.ingest.demo_world import make_demo_world
+from mmgeo.ingest.demo_world import WorldParams, make_demo_world
 from mmgeo.training.sample4geo import IncompatibleResumeError, Sample4GeoTrainConfig, train_sample4geo
 
 
@@ -55,7 +55,7 @@ def test_checkpoint_loads_through_registry_with_identical_embeddings(run, demo_w
 
 
 def test_interrupted_run_resumed_equals_uninterrupted(tmp_path):
-    world = make_demo_world(tmp_path / "w", n_ground=2, distractors_per_landmark=0)
+    world = make_demo_world(tmp_path / "w", WorldParams(n_ground=2, street_places=0, scattered_places=0))
     cfg = _config(world, tmp_path / "full", epochs=3, img_size=32, dss_from_epoch=2, dss_pool=8)
     full = train_sample4geo(cfg)
 

@@ -48,9 +48,25 @@ def cli() -> None:
 
 @cli.command("demo-world")
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="The draw: the same seed writes the same files.")
 def demo_world_command(root: Path, seed: int) -> None:
-    """Write the offline demo world (MMLandmarks layout, real US landmark coordinates) to ROOT.
+    """Write the offline demo world to ROOT: MMLandmarks layout, real US landmark coordinates,
+    drawn photos whose look says roughly where they were taken.
+
+    \b
+    The model (mmgeo.ingest.demo_world):
+    * a place's look is a smooth random field over the map (a Gaussian process with
+      continental, regional and city length scales) of 11 attributes: facade colour and
+      tone, soil, building density and height, vegetation and tree kind, street-grid
+      angle, haze, roof style, window style; nearby places look alike;
+    * each landmark adds its own structure (colours, pattern; its category sets the
+      pattern and main colour); each photo sees its place through a random view;
+    * train/query: 50 landmarks (every third a query landmark) with a satellite tile,
+      4 ground photos and an article; index: 340 places (6 around every landmark at
+      0.3-60 km, 40 scattered) with a tile and a geotagged street photo
+      (index/mml_index_ground.csv), the gallery that kNN stage 1 searches.
+    The look's scales were calibrated so that kNN stage 1 on the unseen query landmarks
+    errs like GeoCLIP on MMLandmarks (README, "The demo world").
 
     \b
     Example:

@@ -1,0 +1,60 @@
+"""The demo world: deterministic from its seed, a look that varies smoothly with location, the layout read back."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from mmgeo.geo import destination
+from mmgeo.ingest.demo_world import DEMO_PHOTO, LANDMARKS, WorldParams, make_demo_world
+from mmgeo.ingest.demo_world.look import ATTRIBUTES, LookField
+from mmgeo.ingest.mmlandmarks import MMLandmarks
+
+SMALL = WorldParams(n_ground=1, street_places=1, scattered_places=2)
+
+
+def _digest(root) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_other_seed_other_world(tmp_path):
+    a = _digest(make_demo_world(tmp_path / "a", SMALL, seed=3))
+    b = _digest(make_demo_world(tmp_path / "b", SMALL, seed=3))
+    c = _digest(make_demo_world(tmp_path / "c", SMALL, seed=4))
+    assert a == b
+    assert DEMO_PHOTO in a and "index/mml_index_ground.csv" in a
+    assert len(set(a.values()) & set(c.values())) < len(a) // 2  # another seed draws other photos
+
+
+def test_index_places_have_a_tile_and_a_street_photo_at_the_same_spot(tmp_path):
+    root = make_demo_world(tmp_path / "w", SMALL)
+    index = list(MMLandmarks(root, ["index"], ["satellite", "ground"]).iter_records(problems := []))
+    assert problems == []
+    tiles = {(r.lat, r.lon) for r in index if r.modality == "satellite"}
+    photos = {(r.lat, r.lon) for r in index if r.modality == "ground"}
+    assert tiles == photos and len(tiles) == len(LANDMARKS) * SMALL.street_places + SMALL.scattered_places
+
+
+def test_look_is_smooth_near_and_unrelated_far():
+    field = LookField(WorldParams().scales_km, WorldParams().scale_weights, seed=0)
+    rng = np.random.default_rng(0)
+    starts = [(rng.uniform(30, 46), rng.uniform(-120, -75)) for _ in range(300)]
+
+    def mean_gap(km: float) -> float:
+        ends = [destination(lat, lon, float(rng.uniform(0, 360)), km) for lat, lon in starts]
+        a = field.attributes(*np.array(starts).T)
+        b = field.attributes(*np.array(ends).T)
+        return float(np.mean((a - b) ** 2))
+
+    near, city, far = mean_gap(1.0), mean_gap(25.0), mean_gap(4000.0)
+    overall = field.attributes(*np.array(starts).T).var(axis=0).mean()
+    assert field.attributes(40.0, -100.0).shape == (len(ATTRIBUTES),)
+    assert near < 0.01 * far and near < city < far  # nearby places look alike, more so the nearer
+    assert far == pytest.approx(2 * overall, rel=0.5)  # thousands of km apart: independent draws
+
+
+def test_look_field_checks_its_scales():
+    with pytest.raises(ValueError, match="equal length"):
+        LookField((100.0,), (1.0, 2.0), seed=0)
