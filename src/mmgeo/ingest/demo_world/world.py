@@ -6,7 +6,10 @@ import csv
 import hashlib
 import json
 import math
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +47,10 @@ class WorldParams:
         query_every: every ``query_every``-th landmark (from the second) is a query landmark.
     """
 
-    scales_km: tuple[float, ...] = (1500.0, 300.0, 30.0)
-    scale_weights: tuple[float, ...] = (1.0, 0.6, 0.5)
-    photo_noise: float = 0.5
-    landmark_size: float = 0.4
+    scales_km: tuple[float, ...] = (2000.0, 300.0, 30.0)
+    scale_weights: tuple[float, ...] = (1.0, 0.4, 0.2)
+    photo_noise: float = 0.125
+    landmark_size: float = 0.2
     n_ground: int = 4
     street_places: int = 6
     street_km: tuple[float, float] = (0.3, 60.0)
@@ -80,7 +83,50 @@ def _index_places(params: WorldParams, seed: int) -> list[tuple[float, float]]:
     return [(round(lat, 6), round(lon, 6)) for lat, lon in places]
 
 
-def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, seed: int = 0) -> Path:
+def _split(i: int, params: WorldParams) -> str:
+    return "query" if i % params.query_every == 1 else "train"
+
+
+def _save(img: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, quality=92) if path.suffix == ".jpg" else img.save(path)
+
+
+def _photo_look(field: LookField, params: WorldParams, lat: float, lon: float, rng: np.random.Generator) -> np.ndarray:
+    look = field.attributes(lat, lon)
+    return look + params.photo_noise * rng.normal(0, 1, look.shape)
+
+
+def _landmark_photo(field: LookField, params: WorldParams, seed: int, i: int, view: int) -> Image.Image:
+    lm = LANDMARKS[i]
+    rng = np.random.default_rng([seed, 0x6A0D, i, view])
+    sig = signature(np.random.default_rng([seed, 0x516, i]), lm.category)
+    return render_ground(_photo_look(field, params, lm.lat, lm.lon, rng), rng, sig, landmark_size=params.landmark_size)
+
+
+def _draw_landmark(root: Path, params: WorldParams, seed: int, i: int) -> None:
+    """Landmark ``i``'s tile and ground photos (each from its own random stream: any order, any process)."""
+    field, lm, lid, split = LookField(params.scales_km, params.scale_weights, seed), LANDMARKS[i], str(1000 + i), _split(i, params)
+    sig = signature(np.random.default_rng([seed, 0x516, i]), lm.category)
+    tile = render_satellite(field.attributes(lm.lat, lm.lon), np.random.default_rng([seed, 0x5A7, i]), sig)
+    _save(tile, root / shard_path(split, "satellite", _hex_id(seed, "sat", lid)))
+    for k in range(params.n_ground):
+        _save(_landmark_photo(field, params, seed, i, k), root / shard_path(split, "ground", _hex_id(seed, "ground", lid, k)))
+    if i == 0:  # a new photo of a known landmark, listed in no CSV: what a user would ask about
+        _landmark_photo(field, params, seed, 0, _DEMO_VIEW).save(root / DEMO_PHOTO, quality=92)
+
+
+def _draw_index_place(root: Path, params: WorldParams, seed: int, j: int, lat: float, lon: float) -> None:
+    """Index place ``j``: its own building seen from above (tile) and from the street (photo)."""
+    field = LookField(params.scales_km, params.scale_weights, seed)
+    rng = np.random.default_rng([seed, 0x1DE5, j])
+    structure = signature(rng)
+    _save(render_satellite(field.attributes(lat, lon), rng, structure), root / shard_path("index", "satellite", _hex_id(seed, "index", j)))
+    photo = render_ground(_photo_look(field, params, lat, lon, rng), rng, structure, landmark_size=params.landmark_size)
+    _save(photo, root / shard_path("index", "ground", _hex_id(seed, "street", j)))
+
+
+def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, seed: int = 0, workers: int | None = None) -> Path:
     """Write the demo world to ``root`` in the MMLandmarks layout and return ``root``.
 
     * ``train``/``query``: the :data:`LANDMARKS` (every ``query_every``-th from the second is a query
@@ -90,60 +136,36 @@ def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, se
       unseen landmark by (retrieval over geotagged photos, as Im2GPS);
     * ``demo-photo.jpg``: a new photo of the Empire State Building (a training landmark), in no CSV.
 
-    Everything is drawn from ``seed``: the same seed writes the same bytes.
+    Everything is drawn from ``seed``: the same seed writes the same bytes, with any number of
+    ``workers`` (processes drawing the images; default: the CPUs, at most 4).
     """
     root = Path(root)
-    field = LookField(params.scales_km, params.scale_weights, seed)
+    places = _index_places(params, seed)
+    jobs = [(_draw_landmark, i) for i in range(len(LANDMARKS))] + [(_draw_index_place, j, *p) for j, p in enumerate(places)]
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for done in [pool.submit(fn, root, params, seed, *args) for fn, *args in jobs]:
+                done.result()
+    else:
+        for fn, *args in jobs:
+            fn(root, params, seed, *args)
+
     rows: dict[str, dict[str, list]] = {s: {"landmarks": [], "ground": [], "satellite": [], "text": []} for s in ("train", "query")}
     info: list[list] = []
-
-    def save(img: Image.Image, rel: str) -> None:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        img.save(path, quality=92) if rel.endswith(".jpg") else img.save(path)
-
-    def photo_look(lat: float, lon: float, rng: np.random.Generator) -> np.ndarray:
-        look = field.attributes(lat, lon)
-        return look + params.photo_noise * rng.normal(0, 1, look.shape)
-
-    def landmark_photo(i: int, k: int) -> Image.Image:
-        lm = LANDMARKS[i]
-        rng = np.random.default_rng([seed, 0x6A0D, i, k])
-        sig = signature(np.random.default_rng([seed, 0x516, i]), lm.category)
-        return render_ground(photo_look(lm.lat, lm.lon, rng), rng, sig, landmark_size=params.landmark_size)
-
     for i, lm in enumerate(LANDMARKS):
-        lid = str(1000 + i)
-        split = "query" if i % params.query_every == 1 else "train"
-        commons = lm.name.replace(" ", "_")
+        lid, split, commons = str(1000 + i), _split(i, params), lm.name.replace(" ", "_")
         rows[split]["landmarks"].append([lid, commons, lm.lat, lm.lon])
         info.append([lid, lm.lat, lm.lon, "", lm.category, f"place/{lm.category}", commons, f"Q{900000 + i}"])
-        sig = signature(np.random.default_rng([seed, 0x516, i]), lm.category)
-        sat_id = _hex_id(seed, "sat", lid)
-        save(render_satellite(field.attributes(lm.lat, lm.lon), np.random.default_rng([seed, 0x5A7, i]), sig),
-             shard_path(split, "satellite", sat_id))
-        rows[split]["satellite"].append([lid, sat_id])
-        ground_ids = [_hex_id(seed, "ground", lid, k) for k in range(params.n_ground)]
-        for k, gid in enumerate(ground_ids):
-            save(landmark_photo(i, k), shard_path(split, "ground", gid))
-        rows[split]["ground"].append([lid, " ".join(ground_ids)])
+        rows[split]["satellite"].append([lid, _hex_id(seed, "sat", lid)])
+        rows[split]["ground"].append([lid, " ".join(_hex_id(seed, "ground", lid, k) for k in range(params.n_ground))])
         text_id = _hex_id(seed, "text", lid)
         text_path = root / shard_path(split, "text", text_id)
         text_path.parent.mkdir(parents=True, exist_ok=True)
         text_path.write_text(json.dumps(_article(lm), indent=1), encoding="utf-8")
         rows[split]["text"].append([lid, text_id])
-
-    tiles, streets = [], []
-    for j, (lat, lon) in enumerate(_index_places(params, seed)):
-        look = field.attributes(lat, lon)
-        tile_id, photo_id = _hex_id(seed, "index", j), _hex_id(seed, "street", j)
-        rng = np.random.default_rng([seed, 0x1DE5, j])
-        structure = signature(rng)  # the place's own building: seen from above on the tile, from the street in the photo
-        save(render_satellite(look, rng, structure), shard_path("index", "satellite", tile_id))
-        save(render_ground(photo_look(lat, lon, rng), rng, structure, landmark_size=params.landmark_size),
-             shard_path("index", "ground", photo_id))
-        tiles.append([tile_id, lat, lon, 2020])
-        streets.append([photo_id, lat, lon, 2020])
+    tiles = [[_hex_id(seed, "index", j), lat, lon, 2020] for j, (lat, lon) in enumerate(places)]
+    streets = [[_hex_id(seed, "street", j), lat, lon, 2020] for j, (lat, lon) in enumerate(places)]
 
     def write_csv(rel: str, header: list[str], data: list[list]) -> None:
         path = root / rel
@@ -161,6 +183,4 @@ def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, se
     write_csv(modality_csv("index", "satellite"), ["images", "lat", "lon", "year"], tiles)
     write_csv(modality_csv("index", "ground"), ["images", "lat", "lon", "year"], streets)
     write_csv(INFO_CSV, ["landmark_id", "lat", "lon", "bbox", "category", "hierarchical_category", "WikipediaPage", "QID"], info)
-    # A new photo of a known landmark, listed in no CSV: what a user would ask about.
-    landmark_photo(0, _DEMO_VIEW).save(root / DEMO_PHOTO, quality=92)
     return root
