@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Stage 1 of the demo is retrieval over the dataset's geotagged ground photos (--stage1 knn): on 33
-# training places it locates a new photo far better than a GeoCLIP head trained on them (see README).
+# Stage 1 of the demo is retrieval over the world's geotagged ground photos (--stage1 knn, README "The demo
+# world"). --top-n 10: the text rerank looks at the image top 4 x top-n, and the demo photo's landmark ranks
+# below 20th by image alone among the 46 tiles around New York; the rerank's text signal puts it first.
 demo: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --stage1 knn \
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --stage1 knn --top-n 10 \
 	  --text-encoder $(DEMO)/text-projection.safetensors --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
 	@echo "map: $(DEMO)/map.html   GeoJSON: $(DEMO)/result.geojson"
 

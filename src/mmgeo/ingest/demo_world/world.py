@@ -49,7 +49,7 @@ class WorldParams:
 
     scales_km: tuple[float, ...] = (2000.0, 300.0, 30.0)
     scale_weights: tuple[float, ...] = (1.0, 0.4, 0.2)
-    photo_noise: float = 0.125
+    photo_noise: float = 0.15
     landmark_size: float = 0.2
     n_ground: int = 4
     street_places: int = 6
