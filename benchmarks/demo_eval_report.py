@@ -1,7 +1,6 @@
 """Turn ``mmgeo-eval``'s results on the demo world into ``benchmarks/results/demo-eval.{md,json}``.
 
-    mmgeo-eval demo/world --store demo/store --stage1 knn --text-encoder demo/text-projection.safetensors --out demo/eval
-    PYTHONPATH=src python benchmarks/demo_eval_report.py demo/eval/results.json --timings demo/timings.txt
+    make demo-eval DEMO=demo-eval WORLD_OPTS="--synthetic-landmarks 150"   # runs this script last
 
 The Markdown holds stage 1 next to GeoCLIP's published index-only curve on MMLandmarks, R@1/R@10 per
 image and per landmark for the rows the demo's README discusses, and the full results table.
@@ -15,13 +14,13 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from demo_world_calibration import GEOCLIP_INDEX_ONLY  # benchmarks/ is on the path when run as a script
+
 from mmgeo.evaluation.report import format_markdown, results_table
 from mmgeo.ingest.demo_world import WorldParams
 
-GEOCLIP_INDEX_ONLY = {"acc@25km": 0.2879, "acc@200km": 0.4448, "acc@750km": 0.6907, "acc@2500km": 0.9107}
-"""GeoCLIP zero-shot on MMLandmarks' 18,688 query photos, index-only GPS gallery (shared/REFERENCE.md)."""
-COMMAND = ("mmgeo-eval demo/world --store demo/store --stage1 knn --text-encoder demo/text-projection.safetensors "
-           "--out demo/eval   # after make demo's steps; mmgeo demo-world seed 0")
+COMMAND = 'make demo-eval DEMO=demo-eval WORLD_OPTS="--synthetic-landmarks 150"'
+SYNTHETIC_LANDMARKS = 150
 RETRIEVAL_ROWS = (
     ("no filter (r = ∞)", "stage1+stage2", math.inf, "fail"),
     ("r = 25 km, fail", "stage1+stage2", 25.0, "fail"),
@@ -34,6 +33,9 @@ RETRIEVAL_ROWS = (
     ("r = 25 km, full, + text", "stage1+stage2 +text", 25.0, "full"),
     ("r = ∞, + text", "stage1+stage2 +text", math.inf, "full"),
 )
+
+
+WORLD = WorldParams(synthetic_landmarks=SYNTHETIC_LANDMARKS)
 
 
 def _radius(value: object) -> float:
@@ -59,8 +61,11 @@ def main() -> None:
     rows = json.loads(args.results.read_text(encoding="utf-8"))
     modes = ("image", "landmark")
     lines = ["# mmgeo-eval on the demo world", "", f"`{COMMAND}`", "",
-             f"World: `{WorldParams()}`, seed 0. Stage 1: `--stage1 knn` over the geotagged ground photos "
-             "(train landmarks' and index street photos). Stage 2: EfficientNet-Lite0 ground→satellite cosine.", "",
+             f"World: `{WORLD}`, seed 0: the demo world's model with {SYNTHETIC_LANDMARKS} drawn landmarks added to the "
+             "50 real ones. Stage 2: Sample4Geo trained on the world's training landmarks (`make demo`'s "
+             "`mmgeo-train sample4geo`: EfficientNet-Lite0 frozen at 128 px, a 128-d projection), query landmarks unseen. "
+             "Stage 1: `--stage1 knn` with the same encoder over the geotagged ground photos (train landmarks' and "
+             "index street photos).", "",
              "## Stage 1 vs GeoCLIP on MMLandmarks (index-only gallery, per photo)", "",
              "| | acc@25km | acc@200km | acc@750km | acc@2500km |", "|---|---|---|---|---|"]
     lines.append("| GeoCLIP, MMLandmarks (published) | " + " | ".join(_pct(v) for v in GEOCLIP_INDEX_ONLY.values()) + " |")
@@ -88,7 +93,7 @@ def main() -> None:
     lines += ["", "## All rows", "", format_markdown(results_table(rows))]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo-eval.md").write_text("\n".join(lines), encoding="utf-8")
-    payload = {"command": COMMAND, "world": {"seed": 0, **asdict(WorldParams())},
+    payload = {"command": COMMAND, "world": {"seed": 0, **asdict(WORLD)},
                "geoclip_index_only": GEOCLIP_INDEX_ONLY, "stage1": stage1, "stage1_minus_geoclip": delta,
                "retrieval": picked, "rows": rows}
     (args.out / "demo-eval.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

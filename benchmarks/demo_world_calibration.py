@@ -1,13 +1,16 @@
 """Calibrate the demo world's difficulty: stage-1 error of kNN on unseen query landmarks vs GeoCLIP's.
 
-For each parameter setting and seed: write the world, embed its ground photos with the demo's encoder
-(EfficientNet-Lite0, as ``mmgeo-ingest`` does), place every query photo at its nearest geotagged
-gallery photo (train landmarks' photos + index street photos, cosine; the top hypothesis of
-``--stage1 knn``) and print acc@25/200/750/2500 km next to GeoCLIP's published index-only curve.
-Only stage 1 is measured: the world is never tuned on stage-2 numbers.
+For each parameter setting and seed: write the world, train the demo's stage-2 encoder on its training
+landmarks exactly as ``make demo`` does (``mmgeo-train sample4geo`` with the Makefile's options; no validation
+split, so nothing about the query landmarks reaches the model), embed the geotagged ground photos (train
+landmarks' photos + index street photos) and the query photos with it, place every query photo at its
+nearest gallery photo (cosine; the top hypothesis of ``--stage1 knn``) and print acc@25/200/750/2500 km next
+to GeoCLIP's published index-only curve, with the standard error over query landmarks (photos of one
+landmark are not independent: the landmark is the sampling unit). Only stage 1 is measured: the world is
+never tuned on stage-2 numbers.
 
     PYTHONPATH=src python benchmarks/demo_world_calibration.py --out /tmp/cal --seeds 0,1 \
-        --set photo_noise=0.5 --set scale_weights=1,0.6,0.5
+        --set synthetic_landmarks=300 --set photo_noise=0.15
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
+import shlex
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -22,12 +27,22 @@ from pathlib import Path
 import numpy as np
 
 from mmgeo.encoders.registry import create_encoder
-from mmgeo.evaluation.metrics import geolocation_accuracy
+from mmgeo.geo import haversine_km
 from mmgeo.ingest.demo_world import WorldParams, make_demo_world
 from mmgeo.ingest.mmlandmarks import MMLandmarks
 
 GEOCLIP_INDEX_ONLY = {"acc@25km": 0.2879, "acc@200km": 0.4448, "acc@750km": 0.6907, "acc@2500km": 0.9107}
 """GeoCLIP zero-shot on MMLandmarks' 18,688 query photos, index-only gallery (shared/REFERENCE.md)."""
+MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
+
+
+def demo_stage2_options(makefile: Path = MAKEFILE) -> list[str]:
+    """``make demo``'s ``mmgeo-train sample4geo`` options (the Makefile's ``STAGE2_TRAIN``): one recipe."""
+    text = makefile.read_text(encoding="utf-8").replace("\\\n", " ")
+    match = re.search(r"^STAGE2_TRAIN\s*=\s*(.+)$", text, flags=re.M)
+    if match is None:
+        raise SystemExit(f"{makefile}: no STAGE2_TRAIN")
+    return shlex.split(match.group(1))
 
 
 def _parse(assignments: list[str]) -> WorldParams:
@@ -42,21 +57,32 @@ def _parse(assignments: list[str]) -> WorldParams:
     return replace(WorldParams(), **changes)
 
 
-def stage1_curve(root: Path, encoder) -> dict[str, float]:
-    """kNN stage 1's top hypothesis for each query photo of ``root``, scored like ``mmgeo-eval``."""
+def train_stage2(root: Path, out: Path) -> Path:
+    """The demo's stage-2 encoder for the world at ``root``: ``mmgeo-train sample4geo`` as ``make demo`` runs it."""
+    from mmgeo.cli.train import train_group
+
+    train_group.main(["sample4geo", str(root), "--out", str(out), *demo_stage2_options(), "--json"], standalone_mode=False)
+    return out / "last.pt"
+
+
+def stage1_hits(root: Path, encoder) -> dict[str, np.ndarray]:
+    """Per query photo: its landmark, and whether kNN stage 1's top hypothesis is within each radius."""
     gallery = list(MMLandmarks(root, ["train", "index"], ["ground"]).iter_records([]))
     queries = list(MMLandmarks(root, ["query"], ["ground"]).iter_records([]))
     g = encoder.encode_images([r.path for r in gallery])
     q = encoder.encode_images([r.path for r in queries])
-    np.savez(root / "stage1-embeddings.npz", gallery=g, queries=q,
-             gallery_latlon=[(r.lat, r.lon) for r in gallery], query_latlon=[(r.lat, r.lon) for r in queries],
-             gallery_split=[r.split for r in gallery])
     nearest = np.argmax(q @ g.T, axis=1)
-    acc = geolocation_accuracy([gallery[i].lat for i in nearest], [gallery[i].lon for i in nearest],
-                               [r.lat for r in queries], [r.lon for r in queries])
-    from_landmarks = float(np.mean([gallery[i].split == "train" for i in nearest]))
-    return {k: acc[k] for k in GEOCLIP_INDEX_ONLY} | {"n_queries": len(queries), "n_gallery": len(gallery),
-                                                     "nn_is_landmark_photo": from_landmarks}
+    km = haversine_km(np.array([gallery[i].lat for i in nearest]), np.array([gallery[i].lon for i in nearest]),
+                      np.array([r.lat for r in queries]), np.array([r.lon for r in queries]))
+    out = {k: np.asarray(km <= float(k.removeprefix("acc@").removesuffix("km"))) for k in GEOCLIP_INDEX_ONLY}
+    out["landmark"] = np.array([r.landmark_id for r in queries])
+    return out
+
+
+def landmark_mean_se(hit: np.ndarray, landmark: np.ndarray) -> tuple[float, float]:
+    """Share of photos hit, and its standard error with landmarks as the sampling unit (equal photos each)."""
+    per = np.array([hit[landmark == lid].mean() for lid in np.unique(landmark)])
+    return float(per.mean()), float(per.std(ddof=1) / np.sqrt(len(per)))
 
 
 def main() -> None:
@@ -66,18 +92,26 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="WorldParams field=value (Python literal)")
     args = ap.parse_args()
     params = _parse(args.set)
-    encoder = create_encoder("efficientnet_lite0")
-    rows = []
+    runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         t0 = time.perf_counter()
         root = make_demo_world(args.out / f"seed{seed}", params, seed=seed)
         t1 = time.perf_counter()
-        rows.append(stage1_curve(root, encoder))
-        print(json.dumps({"seed": seed, **rows[-1], "world_s": round(t1 - t0, 1),
-                          "encode_s": round(time.perf_counter() - t1, 1)}), flush=True)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in GEOCLIP_INDEX_ONLY}
-    print(json.dumps({"params": repr(params), "mean": mean,
-                      "minus_geoclip": {k: round(mean[k] - v, 4) for k, v in GEOCLIP_INDEX_ONLY.items()}}))
+        encoder = create_encoder("sample4geo", weights=train_stage2(root, args.out / f"seed{seed}-stage2"))
+        t2 = time.perf_counter()
+        hits = stage1_hits(root, encoder)
+        runs.append((seed, hits))
+        row = {k: landmark_mean_se(hits[k], hits["landmark"]) for k in GEOCLIP_INDEX_ONLY}
+        print(json.dumps({"seed": seed, "query_photos": len(hits["landmark"]), "query_landmarks": len(set(hits["landmark"])),
+                          **{k: f"{100 * m:.1f} ± {100 * se:.1f}" for k, (m, se) in row.items()},
+                          "world_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
+                          "encode_s": round(time.perf_counter() - t2, 1)}), flush=True)
+    hit = {k: np.concatenate([h[k] for _, h in runs]) for k in GEOCLIP_INDEX_ONLY}
+    lm = np.concatenate([[f"{seed}/{x}" for x in h["landmark"]] for seed, h in runs])
+    pooled = {k: landmark_mean_se(hit[k], lm) for k in GEOCLIP_INDEX_ONLY}
+    print(json.dumps({"params": repr(params), "seeds": args.seeds,
+                      "pooled": {k: f"{100 * m:.1f} ± {100 * se:.1f}" for k, (m, se) in pooled.items()},
+                      "minus_geoclip": {k: round(100 * (pooled[k][0] - v), 1) for k, v in GEOCLIP_INDEX_ONLY.items()}}))
 
 
 if __name__ == "__main__":

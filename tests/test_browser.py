@@ -8,10 +8,13 @@ loaded, the console has no error, and keeps a screenshot in its tmp_path (printe
 from __future__ import annotations
 
 import io
+import re
+import shlex
 import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,23 +36,31 @@ def _invoke(command, args):
     return out.output
 
 
+def _makefile_options(name: str) -> list[str]:
+    """A Makefile variable's options (the demo's recipe lives there once)."""
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    return shlex.split(re.search(rf"^{name}\s*=\s*(.+)$", text, flags=re.M).group(1))
+
+
 @pytest.fixture(scope="module")
 def demo(demo_world, tmp_path_factory):
-    """The README demo: the demo store (as `make demo` builds it) and its `--html` report."""
+    """The README demo: the trained stage-2 encoder and the demo store (as `make demo` builds them) and its `--html` report."""
     from mmgeo.cli.ingest import ingest_command
     from mmgeo.cli.search import search_command
     from mmgeo.cli.train import train_group
 
     tmp = tmp_path_factory.mktemp("demo")
-    store, proj, page = tmp / "store", tmp / "text-projection.safetensors", tmp / "map.html"
-    for splits, modality, encoder in (("train,query,index", "satellite", "efficientnet_lite0"),
-                                      ("train", "ground", "efficientnet_lite0"), ("train,query", "text", "minilm-l6")):
-        _invoke(ingest_command, [demo_world, "--splits", splits, "--modalities", modality, "--encoder", encoder,
+    store, proj, page, stage2 = tmp / "store", tmp / "text-projection.safetensors", tmp / "map.html", tmp / "stage2" / "last.pt"
+    _invoke(train_group, ["sample4geo", demo_world, "--out", stage2.parent, *_makefile_options("STAGE2_TRAIN"), "--json"])
+    for splits, modality, encoder in (("train,query,index", "satellite", "sample4geo"), ("train,index", "ground", "sample4geo"),
+                                      ("train,query", "text", "minilm-l6")):
+        weights = ["--weights", stage2] if encoder == "sample4geo" else []
+        _invoke(ingest_command, [demo_world, "--splits", splits, "--modalities", modality, "--encoder", encoder, *weights,
                                  "--store", store, "--json"])
-    _invoke(train_group, ["text-projection", demo_world, "--out", proj])
-    _invoke(search_command, [demo_world / "demo-photo.jpg", "--store", store, "--stage1", "knn", "--text-encoder", proj,
-                             "--html", page])
-    return {"world": demo_world, "store": store, "proj": proj, "page": page}
+    _invoke(train_group, ["text-projection", demo_world, "--image-encoder", "sample4geo", "--image-weights", stage2, "--out", proj])
+    _invoke(search_command, [demo_world / "demo-photo.jpg", "--store", store, "--weights", stage2, "--stage1", "knn",
+                             "--text-encoder", proj, "--html", page])
+    return {"world": demo_world, "store": store, "proj": proj, "page": page, "stage2": stage2}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +73,7 @@ def server(demo):
     from mmgeo.serve import create_app
 
     store = open_store(str(demo["store"]))
-    geo = build_geolocator(store, stage1="knn", text_encoder=demo["proj"])
+    geo = build_geolocator(store, weights=str(demo["stage2"]), stage1="knn", text_encoder=demo["proj"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -57,3 +57,17 @@ def test_look_is_smooth_near_and_unrelated_far():
 def test_look_field_checks_its_scales():
     with pytest.raises(ValueError, match="equal length"):
         LookField((100.0,), (1.0, 2.0), seed=0)
+
+
+def test_synthetic_landmarks_extend_the_real_ones_deterministically():
+    from mmgeo.geo import haversine_km
+    from mmgeo.ingest.demo_world import world_landmarks
+
+    few = world_landmarks(WorldParams(synthetic_landmarks=5), 0)
+    many = world_landmarks(WorldParams(synthetic_landmarks=40), 0)
+    assert few[: len(LANDMARKS)] == LANDMARKS and many[: len(few)] == few  # the k-th depends on the seed and k only
+    assert len({lm.name for lm in many}) == len(many)
+    extra = many[len(LANDMARKS):]
+    near = [min(float(haversine_km(lm.lat, lm.lon, r.lat, r.lon)) for r in LANDMARKS) for lm in extra]
+    assert max(near) <= WorldParams().synthetic_km[1] + 1  # each near a real landmark
+    assert world_landmarks(WorldParams(synthetic_landmarks=5), 1) != few

@@ -112,3 +112,25 @@ def test_ingest_with_trained_checkpoint_records_its_sha(run, demo_world, tmp_pat
         assert s.count("mmgeo_satellite") == 17
     assert vector["encoder"] == "sample4geo" and vector["dim"] == 320
     assert vector["weights_id"] == f"best.pt@sha256:{sha256_file(run.best)[:16]}"
+
+
+def test_freeze_backbone_trains_only_the_projection_from_pip_weights(tmp_path):
+    """The demo's recipe: EfficientNet-Lite0's pip weights as the backbone, frozen; only the projection learns."""
+    world = make_demo_world(tmp_path / "w", WorldParams(n_ground=2, street_places=0, scattered_places=0))
+    out = tmp_path / "frozen"
+    args = ["sample4geo", str(world), "--out", str(out), "--backbone", "tf_efficientnet_lite0", "--pretrained", "efficientnet_lite0",
+            "--freeze-backbone", "--embed-dim", "16", "--img-size", "64", "--epochs", "2", "--batch-size", "8", "--lr", "1e-2",
+            "--val-split", "none", "--json"]
+    result = CliRunner().invoke(train_group, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    trained = torch.load(out / "last.pt", weights_only=True)["model_state_dict"]
+    lite0 = create_encoder("efficientnet_lite0", device="cpu").model.state_dict()
+    backbone = {k.removeprefix("backbone."): v for k, v in trained.items() if k.startswith("backbone.")}
+    assert backbone and all(torch.equal(v, lite0[k]) for k, v in backbone.items())  # the pip weights, untouched
+    from mmgeo.encoders.sample4geo import Sample4GeoModel
+
+    torch.manual_seed(0)  # the trainer's seed: the projection moved from where it started
+    start = Sample4GeoModel("tf_efficientnet_lite0", 16)
+    assert not torch.allclose(trained["proj.weight"], start.proj.weight)
+    bad = CliRunner().invoke(train_group, [a for a in args if a not in ("--embed-dim", "16")])
+    assert bad.exit_code == 2 and "embed_dim" in bad.output

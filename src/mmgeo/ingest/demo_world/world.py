@@ -9,6 +9,7 @@ import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -45,6 +46,9 @@ class WorldParams:
         street_km: range of their distances from the landmark (log-uniform).
         scattered_places: index places spread over the contiguous US.
         query_every: every ``query_every``-th landmark (from the second) is a query landmark.
+        synthetic_landmarks: landmarks added after the real ones, each near a real one (``synthetic_km``,
+            log-uniform; landmarks cluster where people are), with its own structure, photos, tile, street
+            places and article: more landmarks to train stage 2 on and to evaluate on than the real list holds.
     """
 
     scales_km: tuple[float, ...] = (2000.0, 300.0, 30.0)
@@ -56,6 +60,8 @@ class WorldParams:
     street_km: tuple[float, float] = (0.3, 60.0)
     scattered_places: int = 40
     query_every: int = 3
+    synthetic_landmarks: int = 0
+    synthetic_km: tuple[float, float] = (2.0, 400.0)
 
 
 def _hex_id(*parts: object) -> str:
@@ -70,12 +76,28 @@ def _article(lm: Landmark) -> dict[str, str]:
     }
 
 
+@cache
+def world_landmarks(params: WorldParams, seed: int) -> tuple[Landmark, ...]:
+    """The real :data:`LANDMARKS`, then ``params.synthetic_landmarks`` drawn ones (the same for a seed,
+    whatever their number: the k-th synthetic landmark depends only on ``seed`` and k)."""
+    lo, hi = (math.log(k) for k in params.synthetic_km)
+    out = list(LANDMARKS)
+    for k in range(params.synthetic_landmarks):
+        rng = np.random.default_rng([seed, 0x5E7, k])
+        anchor = LANDMARKS[int(rng.integers(len(LANDMARKS)))]
+        kind = LANDMARKS[int(rng.integers(len(LANDMARKS)))]
+        lat, lon = destination(anchor.lat, anchor.lon, float(rng.uniform(0, 360)), float(math.exp(rng.uniform(lo, hi))))
+        out.append(Landmark(f"Demo {kind.category} {k + 1}", round(lat, 6), round(lon, 6), kind.category,
+                            f"the region of {anchor.place}", kind.blurb))
+    return tuple(out)
+
+
 def _index_places(params: WorldParams, seed: int) -> list[tuple[float, float]]:
     """Places without a landmark record: around every landmark, and scattered."""
     rng = np.random.default_rng([seed, 0x1DE5])
     lo, hi = (math.log(k) for k in params.street_km)
     places = []
-    for lm in LANDMARKS:
+    for lm in world_landmarks(params, seed):
         for _ in range(params.street_places):
             places.append(destination(lm.lat, lm.lon, float(rng.uniform(0, 360)), float(math.exp(rng.uniform(lo, hi)))))
     (lat0, lat1), (lon0, lon1) = CONTIGUOUS_US
@@ -98,7 +120,7 @@ def _photo_look(field: LookField, params: WorldParams, lat: float, lon: float, r
 
 
 def _landmark_photo(field: LookField, params: WorldParams, seed: int, i: int, view: int) -> Image.Image:
-    lm = LANDMARKS[i]
+    lm = world_landmarks(params, seed)[i]
     rng = np.random.default_rng([seed, 0x6A0D, i, view])
     sig = signature(np.random.default_rng([seed, 0x516, i]), lm.category)
     return render_ground(_photo_look(field, params, lm.lat, lm.lon, rng), rng, sig, landmark_size=params.landmark_size)
@@ -106,7 +128,7 @@ def _landmark_photo(field: LookField, params: WorldParams, seed: int, i: int, vi
 
 def _draw_landmark(root: Path, params: WorldParams, seed: int, i: int) -> None:
     """Landmark ``i``'s tile and ground photos (each from its own random stream: any order, any process)."""
-    field, lm, lid, split = LookField(params.scales_km, params.scale_weights, seed), LANDMARKS[i], str(1000 + i), _split(i, params)
+    field, lm, lid, split = LookField(params.scales_km, params.scale_weights, seed), world_landmarks(params, seed)[i], str(1000 + i), _split(i, params)
     sig = signature(np.random.default_rng([seed, 0x516, i]), lm.category)
     tile = render_satellite(field.attributes(lm.lat, lm.lon), np.random.default_rng([seed, 0x5A7, i]), sig)
     _save(tile, root / shard_path(split, "satellite", _hex_id(seed, "sat", lid)))
@@ -129,7 +151,7 @@ def _draw_index_place(root: Path, params: WorldParams, seed: int, j: int, lat: f
 def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, seed: int = 0, workers: int | None = None) -> Path:
     """Write the demo world to ``root`` in the MMLandmarks layout and return ``root``.
 
-    * ``train``/``query``: the :data:`LANDMARKS` (every ``query_every``-th from the second is a query
+    * ``train``/``query``: the :func:`world_landmarks` (every ``query_every``-th from the second is a query
       landmark), each with one satellite tile, ``n_ground`` ground photos and one article;
     * ``index``: places without a record, each with a satellite tile (``mml_index_satellite.csv``) and a
       geotagged street photo (``mml_index_ground.csv``, same columns): the gallery stage 1 places an
@@ -141,7 +163,8 @@ def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, se
     """
     root = Path(root)
     places = _index_places(params, seed)
-    jobs = [(_draw_landmark, i) for i in range(len(LANDMARKS))] + [(_draw_index_place, j, *p) for j, p in enumerate(places)]
+    landmarks = world_landmarks(params, seed)
+    jobs = [(_draw_landmark, i) for i in range(len(landmarks))] + [(_draw_index_place, j, *p) for j, p in enumerate(places)]
     workers = workers or min(4, os.cpu_count() or 1)
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
@@ -153,7 +176,7 @@ def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, se
 
     rows: dict[str, dict[str, list]] = {s: {"landmarks": [], "ground": [], "satellite": [], "text": []} for s in ("train", "query")}
     info: list[list] = []
-    for i, lm in enumerate(LANDMARKS):
+    for i, lm in enumerate(landmarks):
         lid, split, commons = str(1000 + i), _split(i, params), lm.name.replace(" ", "_")
         rows[split]["landmarks"].append([lid, commons, lm.lat, lm.lon])
         info.append([lid, lm.lat, lm.lon, "", lm.category, f"place/{lm.category}", commons, f"Q{900000 + i}"])
