@@ -65,7 +65,7 @@ def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
       pattern and main colour); each photo sees its place through a random view;
     * train/query: 50 landmarks (every third a query landmark) with a satellite tile,
       4 ground photos and an article; index: 340 places (6 around every landmark at
-      0.3-60 km, 40 scattered) with a tile and a geotagged street photo
+      0.3-30 km, 40 scattered) with a tile and a geotagged street photo
       (index/mml_index_ground.csv), the gallery that kNN stage 1 searches.
     The look's scales were calibrated so that kNN stage 1 on the unseen query landmarks
     errs like GeoCLIP on MMLandmarks (README, "The demo world").

@@ -52,12 +52,12 @@ class WorldParams:
     """
 
     scales_km: tuple[float, ...] = (2000.0, 300.0, 30.0)
-    scale_weights: tuple[float, ...] = (1.0, 0.4, 0.2)
-    photo_noise: float = 0.15
+    scale_weights: tuple[float, ...] = (1.0, 0.4, 0.3)
+    photo_noise: float = 0.1
     landmark_size: float = 0.2
     n_ground: int = 4
     street_places: int = 6
-    street_km: tuple[float, float] = (0.3, 60.0)
+    street_km: tuple[float, float] = (0.3, 30.0)
     scattered_places: int = 40
     query_every: int = 3
     synthetic_landmarks: int = 0
