@@ -53,7 +53,8 @@ $(DEMO)/text-projection.safetensors: $(STAGE2)
 demo-eval: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-eval $(DEMO)/world --store $(DEMO)/store --weights $(STAGE2) --stage1 knn \
 	  --text-encoder $(DEMO)/text-projection.safetensors --radii 25,100,500,inf --out $(DEMO)/eval
-	PYTHONPATH=src $(BIN)/python benchmarks/demo_eval_report.py $(DEMO)/eval/results.json
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train geoclip $(DEMO)/world --out $(DEMO)/geoclip-head.pt --json > $(DEMO)/geoclip.json
+	PYTHONPATH=src $(BIN)/python benchmarks/demo_eval_report.py $(DEMO)/eval/results.json --geoclip $(DEMO)/geoclip.json
 
 # ruff's rule set and the import-linter layer contracts are in pyproject.toml.
 lint: $(STAMP)
