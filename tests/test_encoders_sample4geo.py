@@ -213,3 +213,41 @@ def test_cli_ingests_with_a_configless_reference_checkpoint(encoder, tmp_path):
         store.close()
     bad = CliRunner().invoke(cli, ["ingest", str(tmp_path / "tiles.csv"), "--encoder", "sample4geo", "--encoder-option", "backbone"])
     assert bad.exit_code == 2 and "--encoder-option" in bad.output
+
+
+def test_ingest_embeds_tiles_with_the_satellite_tower_and_photos_with_the_ground_tower(tmp_path):
+    from mmgeo.ingest.job import IngestSpec, ingest_dataset
+    from mmgeo.qdrant import open_store
+
+    pair = seeded(3, lambda: Sample4GeoPair("convnext_atto", embed_dim=16))
+    encoder = Sample4GeoEncoder("pair", pair, backbone="convnext_atto", img_size=64, weights_id="r", device=torch.device("cpu"))
+    path = save_checkpoint(encoder, tmp_path / "pair.pt", {"model": {"backbone": "convnext_atto", "embed_dim": 16}, "training": {"img_size": 64}}, epoch=1)
+    images = _images()
+    rows = []
+    for i, image in enumerate(images):
+        image.save(tmp_path / f"img{i}.png")
+        rows += [f"t{i},img{i}.png,40.{i},-74.0,satellite\n", f"g{i},img{i}.png,40.{i},-74.0,ground\n"]
+    (tmp_path / "items.csv").write_text("id,path,lat,lon,modality\n" + "".join(rows))
+    store = open_store(str(tmp_path / "store"))
+    try:
+        ingest_dataset(tmp_path / "items.csv", store, IngestSpec(modalities=("satellite", "ground"), encoder="sample4geo", weights=str(path)))
+        stored = {view: {p.payload["key"]: p.vectors["image"] for p in store.scroll(f"mmgeo_{view}", with_vectors=True)}
+                  for view in ("satellite", "ground")}
+    finally:
+        store.close()
+    for view, prefix in (("satellite", "t"), ("ground", "g")):
+        vectors = np.stack([stored[view][f"{prefix}{i}"] for i in range(len(images))])
+        np.testing.assert_allclose(vectors, encoder.encode_images(images, view=view), atol=1e-5)
+    assert not np.allclose(stored["satellite"]["t0"], encoder.encode_images(images[:1], view="ground")[0], atol=1e-3)
+
+
+def test_view_options_pass_a_view_only_to_encoders_that_declare_views(encoder):
+    from mmgeo.encoders.views import view_options
+
+    class SingleView:  # e.g. efficientnet_lite0, geoclip, a projection wrapper: no view parameter
+        pass
+
+    assert view_options(encoder, "satellite") == {"view": "satellite"}
+    assert view_options(SingleView(), "satellite") == {}
+    with pytest.raises(ValueError, match="view must be one of"):
+        view_options(encoder, "aerial")

@@ -106,6 +106,8 @@ class Encoder:
     weights_id: str
     device: torch.device
     modality: str
+    views: tuple[str, ...] = ()
+    """The views ``encode_images(..., view=)`` accepts (see :mod:`mmgeo.encoders.views`); empty: no ``view`` parameter."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, weights_id={self.weights_id!r}, device={self.device})"

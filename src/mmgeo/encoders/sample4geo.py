@@ -27,7 +27,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,10 +45,9 @@ from mmgeo.encoders.base import (
 )
 from mmgeo.encoders.entry import RANDOM, EncoderEntry, Weights
 from mmgeo.encoders.sources import IMAGENET_MEAN, IMAGENET_STD, WeightsSource
+from mmgeo.encoders.views import VIEWS, View
 from mmgeo.errors import InputError
 
-View = Literal["ground", "satellite"]
-VIEWS: tuple[str, ...] = ("ground", "satellite")
 TRAINING_ONLY_KEYS = frozenset({"logit_scale"})
 """Keys of training checkpoints that carry no embedding weights (Sample4Geo's learnable temperature)."""
 REFERENCE_BACKBONE = "convnext_base.fb_in22k"
@@ -191,6 +190,7 @@ class Sample4GeoEncoder(ImageEncoder):
     """Ground and satellite image encoder; ``encode_images(..., view=...)`` picks the tower."""
 
     modality = "image"
+    views = VIEWS
 
     def __init__(self, name: str, model: nn.Module, *, backbone: str, img_size: int, weights_id: str, device: torch.device, epoch: int | None = None) -> None:
         self.name = name

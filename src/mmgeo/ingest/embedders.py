@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mmgeo.encoders.views import View, view_options
 from mmgeo.errors import ImageError, InputError
 from mmgeo.images import load_image
 from mmgeo.ingest.records import Problem, Record
@@ -63,12 +64,14 @@ class ImageEmbedder:
     At most ``max_batch_bytes`` of decoded RGB pixels are held at once: when the next image would
     go over, the images decoded so far are encoded and released first. So memory stays bounded by
     ``max_batch_bytes`` (or one image, at most ``MMGEO_MAX_PIXELS`` x 3 bytes) whatever the batch size.
+    ``view`` (``ground`` photos or ``satellite`` tiles) picks the tower of an encoder that declares views.
     """
 
-    def __init__(self, encoder: Any, vector_name: str = "image", *, batch_size: int = 32, num_workers: int = 0,
-                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
+    def __init__(self, encoder: Any, vector_name: str = "image", *, view: View = "ground", batch_size: int = 32,
+                 num_workers: int = 0, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
         _require_method(encoder, "encode_images", "images")
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.view_options = view_options(encoder, view)
         self.max_batch_bytes = max_batch_bytes
         self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
 
@@ -95,7 +98,8 @@ class ImageEmbedder:
         return kept, np.concatenate(parts), problems
 
     def _encode(self, images: list) -> np.ndarray:
-        return np.asarray(self.encoder.encode_images(images, batch_size=self.batch_size, num_workers=self.num_workers))
+        return np.asarray(self.encoder.encode_images(images, batch_size=self.batch_size, num_workers=self.num_workers,
+                                                     **self.view_options))
 
 
 class TextEmbedder:
@@ -181,4 +185,4 @@ class EmbedderSpec:
         model = create_encoder(self.encoder, weights=self.weights, **options)
         if self.modality == "text":
             return TextEmbedder(model)
-        return ImageEmbedder(model, max_batch_bytes=self.max_batch_bytes)
+        return ImageEmbedder(model, view=self.modality, max_batch_bytes=self.max_batch_bytes)
