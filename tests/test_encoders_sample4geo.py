@@ -169,7 +169,7 @@ def test_configless_reference_eval_checkpoint_with_explicit_options(encoder, tmp
     np.testing.assert_array_equal(loaded.encode_images(_images()), encoder.encode_images(_images()))
     assert loaded.backbone == "convnext_atto" and loaded.dim == 64 and not caplog.records
     at_default_size = create_encoder("sample4geo", weights=path, device="cpu", backbone="convnext_atto")
-    assert at_default_size.img_size == 384 and at_default_size.transform.transforms[0].size == (384, 384)
+    assert at_default_size.img_size == 384 and at_default_size.transform.size == 384
     assert "assuming img_size=384 as" in caplog.text
 
 
@@ -251,3 +251,33 @@ def test_view_options_pass_a_view_only_to_encoders_that_declare_views(encoder):
     assert view_options(SingleView(), "satellite") == {}
     with pytest.raises(ValueError, match="view must be one of"):
         view_options(encoder, "aerial")
+
+
+def test_eval_transform_is_torchvisions_without_importing_it():
+    from torchvision import transforms as T
+
+    from mmgeo.encoders.sample4geo import eval_transform
+    from mmgeo.encoders.sources import IMAGENET_MEAN, IMAGENET_STD
+
+    for size in (64, 128, 384):
+        reference = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        for image in [*_images(), Image.new("RGB", (500, 100), "navy")]:
+            assert torch.equal(eval_transform(size)(image), reference(image))
+
+
+def test_a_lite0_checkpoint_loads_without_timm_and_embeds_as_the_timm_tower(tmp_path):
+    """The demo's stage 2 (Sample4Geo over tf_efficientnet_lite0): built in plain torch when loaded, same vectors."""
+    import subprocess
+    import sys
+
+    model = seeded(3, lambda: Sample4GeoModel("tf_efficientnet_lite0", embed_dim=32))  # timm-built, as training builds it
+    timm_encoder = Sample4GeoEncoder("t", model, backbone="tf_efficientnet_lite0", img_size=64, weights_id="r", device=torch.device("cpu"))
+    path = save_checkpoint(timm_encoder, tmp_path / "last.pt",
+                           {"model": {"backbone": "tf_efficientnet_lite0", "embed_dim": 32}, "training": {"img_size": 64}}, epoch=1)
+    loaded = create_encoder("sample4geo", weights=path, device="cpu")
+    assert "Lite0" in type(loaded.model.backbone).__name__
+    np.testing.assert_allclose(loaded.encode_images(_images()), timm_encoder.encode_images(_images()), atol=1e-6)
+    code = (f"import sys; from mmgeo.encoders import create_encoder; create_encoder('sample4geo', weights={str(path)!r}, device='cpu'); "
+            "print(sorted(m for m in ('timm', 'torchvision', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -125,8 +125,8 @@ class _Block(nn.Module):
 
 
 class Lite0(nn.Module):
-    """EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``): ``forward`` gives ImageNet logits,
-    :meth:`features` the 1280-d pooled features."""
+    """EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``): ``forward`` gives ImageNet logits (the pooled
+    features with ``num_classes=0``, as timm's), :meth:`features` the 1280-d pooled features."""
 
     num_features = HEAD
 
@@ -140,7 +140,7 @@ class Lite0(nn.Module):
             cin = cout
         self.blocks = nn.Sequential(*stages)
         self.conv_head, self.bn2 = _ConvSame(cin, HEAD, 1), _bn(HEAD)
-        self.classifier = nn.Linear(HEAD, num_classes)
+        self.classifier: nn.Module = nn.Linear(HEAD, num_classes) if num_classes > 0 else nn.Identity()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(F.relu6(self.bn1(self.conv_stem(x))))

@@ -25,13 +25,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from mmgeo.encoders.base import (
@@ -55,22 +56,36 @@ REFERENCE_BACKBONE = "convnext_base.fb_in22k"
 REFERENCE_HYBRID_IMG_SIZE = 384
 """The reference's hybrid inference resizes every image to this size, whatever the checkpoint's config says."""
 
-if TYPE_CHECKING:
-    from torchvision import transforms as T
-
 log = logging.getLogger(__name__)
 
 
+def _native_backbones() -> dict[str, Callable[[], nn.Module]]:
+    """timm architectures mmgeo also writes out in plain torch (timm's module names and outputs): a tower whose
+    weights come from a checkpoint is built without importing timm, whose import (torchvision, ``torch._dynamo``)
+    costs seconds of every cold search."""
+    from mmgeo.encoders.efficientnet_lite import TIMM_ARCH, Lite0
+
+    return {TIMM_ARCH: lambda: Lite0(num_classes=0)}
+
+
 class Sample4GeoModel(nn.Module):
-    """One tower: ``timm`` backbone without classifier, optional ``proj`` linear layer, L2 norm."""
+    """One tower: ``timm`` backbone without classifier, optional ``proj`` linear layer, L2 norm.
 
-    def __init__(self, backbone: str, embed_dim: int = 0, *, pretrained_file: Path | None = None) -> None:
-        import timm  # imported here: timm imports torchvision and torch._dynamo (seconds), only towers need it
+    ``init=False`` (the weights are loaded next, from a checkpoint): a backbone in :func:`_native_backbones`
+    is built in plain torch, without timm; its initial weights are then meaningless.
+    """
 
+    def __init__(self, backbone: str, embed_dim: int = 0, *, pretrained_file: Path | None = None, init: bool = True) -> None:
         super().__init__()
-        if not timm.is_model(backbone):
-            raise InputError(f"unknown timm backbone {backbone!r} (e.g. convnext_base.fb_in22k; `timm.list_models()` lists them)")
-        self.backbone = _backbone(backbone, pretrained_file)
+        native = None if init or pretrained_file is not None else _native_backbones().get(backbone)
+        if native is not None:
+            self.backbone = native()
+        else:
+            import timm  # imported here: timm imports torchvision and torch._dynamo (seconds), only towers need it
+
+            if not timm.is_model(backbone):
+                raise InputError(f"unknown timm backbone {backbone!r} (e.g. convnext_base.fb_in22k; `timm.list_models()` lists them)")
+            self.backbone = _backbone(backbone, pretrained_file)
         width = int(self.backbone.num_features)
         self.proj: nn.Module = nn.Linear(width, embed_dim) if embed_dim > 0 and embed_dim != width else nn.Identity()
         self.embed_dim = embed_dim if isinstance(self.proj, nn.Linear) else width
@@ -100,17 +115,29 @@ def _backbone(backbone: str, pretrained_file: Path | None) -> nn.Module:
 class Sample4GeoPair(nn.Module):
     """Separate ground and satellite towers (keys ``ground.*`` and ``satellite.*``)."""
 
-    def __init__(self, backbone: str, embed_dim: int = 0) -> None:
+    def __init__(self, backbone: str, embed_dim: int = 0, *, init: bool = True) -> None:
         super().__init__()
-        self.ground = Sample4GeoModel(backbone, embed_dim)
-        self.satellite = Sample4GeoModel(backbone, embed_dim)
+        self.ground = Sample4GeoModel(backbone, embed_dim, init=init)
+        self.satellite = Sample4GeoModel(backbone, embed_dim, init=init)
 
 
-def eval_transform(img_size: int) -> T.Compose:
-    """The reference eval transform: resize to ``img_size`` square, ImageNet mean/std."""
-    from torchvision import transforms as T
+class EvalTransform:
+    """The reference eval transform: bilinear resize to ``img_size`` square, ImageNet mean/std; what torchvision's
+    ``Resize((s, s))``/``ToTensor``/``Normalize`` do on a PIL image (a test compares them), without importing it."""
 
-    return T.Compose([T.Resize((img_size, img_size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    def __init__(self, img_size: int) -> None:
+        self.size = img_size
+        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        pixels = np.asarray(image.resize((self.size, self.size), Image.BILINEAR), dtype=np.uint8)
+        return (torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255) - self.mean) / self.std
+
+
+def eval_transform(img_size: int) -> EvalTransform:
+    """The reference eval transform (see :class:`EvalTransform`)."""
+    return EvalTransform(img_size)
 
 
 def read_checkpoint(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any], int | None]:
@@ -279,7 +306,8 @@ class Sample4GeoEncoder(ImageEncoder):
             log.warning("%s has no config; assuming %s as the reference's inference does (pass backbone=/img_size= "
                         "or --encoder-option to choose)", path, ", ".join(defaults))
         size = img_size or trained_size or REFERENCE_HYBRID_IMG_SIZE
-        model = Sample4GeoPair(backbone, embed_dim or 0) if separate else Sample4GeoModel(backbone, embed_dim or 0)
+        model = (Sample4GeoPair(backbone, embed_dim or 0, init=False) if separate
+                 else Sample4GeoModel(backbone, embed_dim or 0, init=False))
         load_strict(model, state, f"{path} (backbone={backbone}, embed_dim={embed_dim or 0})")
         weights_id = weights_id_for(path.name, path)
         if trained_size is not None and size != trained_size:
