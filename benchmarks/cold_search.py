@@ -26,7 +26,8 @@ from pathlib import Path
 def demo_command(demo: Path) -> list[str]:
     """``make demo``'s search (the README demo) on ``demo/``."""
     exe = shutil.which("mmgeo-search") or str(Path(sys.executable).with_name("mmgeo-search"))
-    return [exe, str(demo / "world" / "demo-photo.jpg"), "--store", str(demo / "store"), "--stage1", "knn",
+    return [exe, str(demo / "world" / "demo-photo.jpg"), "--store", str(demo / "store"),
+            "--weights", str(demo / "stage2" / "last.pt"), "--stage1", "knn",
             "--text-encoder", str(demo / "text-projection.safetensors")]
 
 
