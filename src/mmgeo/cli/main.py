@@ -50,7 +50,7 @@ def cli() -> None:
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="The draw: the same seed writes the same files.")
 @click.option("--synthetic-landmarks", type=click.IntRange(0), default=0, show_default=True,
-              help="Drawn landmarks added to the 50 real ones (the evaluation world uses 300).")
+              help="Drawn landmarks added to the 50 real ones (the committed evaluation, make demo-eval, uses 150).")
 def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
     """Write the offline demo world to ROOT: MMLandmarks layout, real US landmark coordinates,
     drawn photos whose look says roughly where they were taken.
