@@ -92,6 +92,8 @@ LIBRARY_CASES = [
     (["train", "sample4geo", DATA, "--out", "run", "--pretrained", "missing.safetensors"], "--pretrained"),
     (["train", "geoclip", DATA, "--out", "head.pt"], DATA),
     (["train", "text-projection", DATA, "--out", "proj.safetensors"], DATA),
+    (["train", "text-projection", DATA, "--out", "proj.safetensors", "--image-weights", "bogus"], "bogus"),
+    (["train", "text-projection", DATA, "--out", "proj.safetensors", "--image-weights", "missing/last.pt"], "missing/last.pt"),
     (["serve", "--encoder", "efficientnet_lite0", "--weights", "bogus"], "bogus"),
     (["serve", "--encoder", "efficientnet_lite0", "--geoclip-weights", "bogus"], "bogus"),
     (["serve", "--text-encoder", "corrupt.safetensors"], "corrupt.safetensors"),

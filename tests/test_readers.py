@@ -72,6 +72,9 @@ def test_index_ground_photos_are_read_when_present_and_reach_ingest(demo_world, 
 
     root = _copy_world(demo_world, tmp_path / "w")
     spec = IngestSpec(modalities=("ground",), splits=("index",))
+    gallery = list(_reader(root, spec, "ground").iter_records([]))  # the demo world ships a street-photo gallery
+    assert gallery and all(r.landmark_id is None and r.key.startswith("index/ground/") for r in gallery)
+    (root / "index" / "mml_index_ground.csv").unlink()
     assert list(_reader(root, spec, "ground").iter_records([])) == []  # optional: MMLandmarks has none
     photo = next((root / "train" / "ground").rglob("*.jpg"))
     for hex_id in ("abc123", "abc124"):

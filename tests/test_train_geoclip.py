@@ -25,10 +25,10 @@ def trained(demo_world, tmp_path_factory):
 def test_head_learns_held_out_photos(trained):
     # Held-out photos of the training landmarks, located in a gallery without their true locations
     # (training landmarks + index tiles, minus points within 0.1 km of an answer). @25 km: the
-    # untrained head is at chance (~3 %); the demo world's index tiles lie 0.5-60 km from each
-    # landmark, so a head that learned "which place" lands within 25 km most of the time.
+    # untrained head is already above chance (a demo-world photo's look varies smoothly with place,
+    # so frozen features carry some location); a head that learned "which place" gains on it.
     before, after = trained.before["held-out-photos"], trained.after["held-out-photos"]
-    assert before["acc@25km"] <= 0.1
+    print(f"held-out photos acc@25km: before {before['acc@25km']:.3f}, after {after['acc@25km']:.3f}")
     assert after["acc@25km"] >= 0.35 and after["acc@25km"] >= before["acc@25km"] + 0.25
     # unseen landmarks: only the coarse terrain colour carries location; reported, not asserted
     assert set(trained.after) == {"unseen-landmarks", "held-out-photos"}

@@ -203,9 +203,10 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str, image_
                             splits: list[str], alpha: float) -> None:
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
     Wikipedia rerank works with encoders that have no shared image–text space."""
-    from mmgeo.encoders import create_encoder
+    from mmgeo.encoders import check_weights, create_encoder
     from mmgeo.training.text_projection import fit_text_projection
 
+    check_weights(image_encoder, image_weights)
     MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
     path, stats = fit_text_projection(dataset, create_encoder(image_encoder, weights=image_weights), create_encoder(text_encoder), out,
                                       splits=tuple(splits), alpha=alpha)

@@ -17,7 +17,7 @@ _HOMES = {
     "Encoder": "base", "ImageEncoder": "base", "TextEncoder": "base", "resolve_device": "base",
     "EncoderEntry": "entry",
     "GeoCLIPEncoder": "geoclip", "GpsGallery": "geoclip",
-    "EncoderRow": "registry", "create_encoder": "registry", "list_encoders": "registry",
+    "EncoderRow": "registry", "check_weights": "registry", "create_encoder": "registry", "list_encoders": "registry",
     "Sample4GeoEncoder": "sample4geo", "save_checkpoint": "sample4geo",
     "WeightsSource": "sources",
 }

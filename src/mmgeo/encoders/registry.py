@@ -86,6 +86,13 @@ def _resolve_weights(entry: EncoderEntry, name_tag: str | None, weights: str | o
     )
 
 
+def check_weights(name: str, weights: str | os.PathLike | None = None) -> None:
+    """Refuse an unknown encoder or weights tag, or a missing local file, without building anything
+    (what :func:`create_encoder` would refuse first), so a job can check its inputs before it starts."""
+    entry, tag = get_entry(name)
+    _resolve_weights(entry, tag, weights)
+
+
 def create_encoder(name: str, *, weights: str | os.PathLike | None = None, device: str | torch.device = "auto", **kwargs: Any) -> Encoder:
     """Build a ready-to-use encoder (eval mode, on ``device``).
 
