@@ -91,7 +91,11 @@ class Sample4GeoModel(nn.Module):
         self.embed_dim = embed_dim if isinstance(self.proj, nn.Linear) else width
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.proj(self.backbone(pixels)), dim=-1)
+        return self.head(self.backbone(pixels))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features → embedding (projection, L2 norm): what a frozen-backbone trainer runs on cached features."""
+        return F.normalize(self.proj(features), dim=-1)
 
 
 def _backbone(backbone: str, pretrained_file: Path | None) -> nn.Module:

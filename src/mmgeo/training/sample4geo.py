@@ -199,7 +199,7 @@ def _forward(towers: _Towers, view: str, paths: Sequence[Path], images: _Images,
     tower = towers.tower(view)
     if features is None:
         return tower(images(paths).to(device))
-    return torch.nn.functional.normalize(tower.proj(features(view, paths)), dim=-1)
+    return tower.head(features(view, paths))
 
 
 def _embed(towers: _Towers, view: str, paths: Sequence[Path], images: _Images, device: torch.device,

@@ -17,7 +17,7 @@ import numpy as np
 
 from mmgeo.errors import StoreError
 from mmgeo.qdrant.admin.info import collection_info, identities, select
-from mmgeo.qdrant.base import EXACT, GeoRadius, SearchFilter, SearchParams, Store, Tuning
+from mmgeo.qdrant.base import EXACT, GeoRadius, SearchFilter, SearchParams, Store, StoredPoint, Tuning
 
 QuantizationKind = Literal["int8", "binary"]
 
@@ -194,18 +194,25 @@ def optimize(
     return reports
 
 
+def _sample(store: Store, name: str, using: str, queries: int, *, located: bool = False) -> list[StoredPoint]:
+    """The first ``queries`` stored points with vector ``using`` (and a ``location`` if ``located``), in id
+    order: mmgeo ids are uuid5 hashes, so these are a uniform sample of the collection."""
+    sample = []
+    for p in store.scroll(name, batch_size=min(queries, 256) or 1, with_vectors=True):
+        if len(sample) >= queries:
+            break
+        if using in p.vectors and (not located or isinstance(p.payload.get("location"), dict)):
+            sample.append(p)
+    return sample
+
+
 def filtered_recall(store: Store, name: str, *, using: str, queries: int, limit: int, params: SearchParams,
                     radii_km: Sequence[float | None] = GRAPH_CHECK_RADII_KM) -> dict[str, float]:
     """Recall@``limit`` of search with ``params`` against exact search, with the queries' regions as stage 2 has them:
     within each radius of the query point (None: no filter); keys are the radii (``"none"``).
 
     The queries are stored points (vector and location) in id order, as in :func:`measure_recall`."""
-    sample = []
-    for p in store.scroll(name, batch_size=min(queries, 256) or 1, with_vectors=True):
-        if len(sample) >= queries:
-            break
-        if using in p.vectors and isinstance(p.payload.get("location"), dict):
-            sample.append(p)
+    sample = _sample(store, name, using, queries, located=True)
     out: dict[str, float] = {}
     if not sample:
         return out
@@ -237,12 +244,7 @@ def measure_recall(
     The queries are the first ``queries`` stored vectors in id order: mmgeo ids are uuid5
     hashes, so these are a uniform sample of the collection.
     """
-    sample = []
-    for p in store.scroll(name, batch_size=min(queries, 256) or 1, with_vectors=True):
-        if len(sample) >= queries:
-            break
-        if using in p.vectors:
-            sample.append(p.vectors[using])
+    sample = [p.vectors[using] for p in _sample(store, name, using, queries)]
     if not sample:
         return float("nan"), 0
     exact = store.approximate_ids(name, sample, using=using, limit=limit, exact=True, ignore_quantization=True)
