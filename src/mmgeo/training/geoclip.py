@@ -68,13 +68,13 @@ class GeoCLIPTrainConfig:
     def check(self) -> None:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (a contrastive batch needs negatives)")
+            raise InputError("batch_size must be >= 2 (a contrastive batch needs negatives)")
         if self.holdout_per_landmark < 0:
-            raise ValueError(f"holdout_per_landmark must be >= 0, got {self.holdout_per_landmark}")
+            raise InputError(f"holdout_per_landmark must be >= 0, got {self.holdout_per_landmark}")
         if self.queue_size < 0 or self.lr <= 0:
-            raise ValueError(f"queue_size must be >= 0 and lr > 0, got {self.queue_size}, {self.lr}")
+            raise InputError(f"queue_size must be >= 0 and lr > 0, got {self.queue_size}, {self.lr}")
 
 
 @dataclass

@@ -87,13 +87,13 @@ class Sample4GeoTrainConfig:
     def check(self) -> None:
         for name in ("epochs", "n_ground", "grad_accum", "img_size", "dss_pool"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 landmarks (a contrastive batch needs negatives), got {self.batch_size}")
+            raise InputError(f"batch_size must be >= 2 landmarks (a contrastive batch needs negatives), got {self.batch_size}")
         if self.lr <= 0 or not 0 <= self.label_smoothing < 1 or self.temperature <= 0:
-            raise ValueError("lr and temperature must be > 0 and label_smoothing in [0, 1)")
+            raise InputError("lr and temperature must be > 0 and label_smoothing in [0, 1)")
         if self.freeze_backbone and self.embed_dim < 1:
-            raise ValueError("freeze_backbone trains the projection only: it needs embed_dim >= 1")
+            raise InputError("freeze_backbone trains the projection only: it needs embed_dim >= 1")
 
     def checkpoint_config(self) -> dict[str, Any]:
         """The reference-format config (``model.backbone``, ``model.embed_dim``, ``training.img_size``) plus the recipe."""
