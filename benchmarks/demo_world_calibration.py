@@ -9,8 +9,8 @@ to GeoCLIP's published index-only curve, with the standard error over query land
 landmark are not independent: the landmark is the sampling unit). Only stage 1 is measured: the world is
 never tuned on stage-2 numbers.
 
-    PYTHONPATH=src python benchmarks/demo_world_calibration.py --out /tmp/cal --seeds 0,1 \
-        --set synthetic_landmarks=300 --set photo_noise=0.15
+    PYTHONPATH=src python benchmarks/demo_world_calibration.py --out /tmp/cal --seeds 0,1,2,3,4 \
+        --set synthetic_landmarks=150 --results benchmarks/results/demo-calibration
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import ast
 import json
 import re
 import shlex
+import sys
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -85,11 +86,36 @@ def landmark_mean_se(hit: np.ndarray, landmark: np.ndarray) -> tuple[float, floa
     return float(per.mean()), float(per.std(ddof=1) / np.sqrt(len(per)))
 
 
+def across_draws(per_seed: list[float]) -> tuple[float, float]:
+    """Mean of the seeds' shares and its standard error across draws (a draw of the world is the unit here)."""
+    x = np.asarray(per_seed)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def report_markdown(result: dict) -> str:
+    """The calibration as a Markdown table: each seed, the mean across draws, GeoCLIP and the difference."""
+    radii = list(GEOCLIP_INDEX_ONLY)
+    head = "| per photo, acc@… | " + " | ".join(k.removeprefix("acc@").replace("km", " km") for k in radii) + " |"
+    lines = [f"# Demo-world calibration (stage 1 only)\n\n`{result['command']}`\n\nWorld: `{result['params']}`\n",
+             head, "|---" * (len(radii) + 1) + "|",
+             "| GeoCLIP on MMLandmarks, index-only (published) | " + " | ".join(f"{100 * v:.1f}" for v in GEOCLIP_INDEX_ONLY.values()) + " |"]
+    for run in result["runs"]:
+        lines.append(f"| seed {run['seed']} ({run['query_photos']} photos, {run['query_landmarks']} landmarks) | "
+                     + " | ".join(f"{run[k]['mean']:.1f} ± {run[k]['se']:.1f}" for k in radii) + " |")
+    lines.append(f"| **mean of {len(result['runs'])} draws** (± across draws) | "
+                 + " | ".join(f"**{result['across_draws'][k]['mean']:.1f} ± {result['across_draws'][k]['se']:.1f}**" for k in radii) + " |")
+    lines.append("| mean − GeoCLIP (points) | " + " | ".join(f"{result['minus_geoclip'][k]:+.1f}" for k in radii) + " |")
+    lines.append("\nPer seed, ± is the standard error over query landmarks (a landmark's photos are not independent); "
+                 "the mean's ± is the standard error across draws of the world.")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--set", action="append", default=[], help="WorldParams field=value (Python literal)")
+    ap.add_argument("--results", type=Path, help="also write RESULTS.json and RESULTS.md (e.g. benchmarks/results/demo-calibration)")
     args = ap.parse_args()
     params = _parse(args.set)
     runs = []
@@ -100,18 +126,22 @@ def main() -> None:
         encoder = create_encoder("sample4geo", weights=train_stage2(root, args.out / f"seed{seed}-stage2"))
         t2 = time.perf_counter()
         hits = stage1_hits(root, encoder)
-        runs.append((seed, hits))
         row = {k: landmark_mean_se(hits[k], hits["landmark"]) for k in GEOCLIP_INDEX_ONLY}
-        print(json.dumps({"seed": seed, "query_photos": len(hits["landmark"]), "query_landmarks": len(set(hits["landmark"])),
-                          **{k: f"{100 * m:.1f} ± {100 * se:.1f}" for k, (m, se) in row.items()},
-                          "world_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
-                          "encode_s": round(time.perf_counter() - t2, 1)}), flush=True)
-    hit = {k: np.concatenate([h[k] for _, h in runs]) for k in GEOCLIP_INDEX_ONLY}
-    lm = np.concatenate([[f"{seed}/{x}" for x in h["landmark"]] for seed, h in runs])
-    pooled = {k: landmark_mean_se(hit[k], lm) for k in GEOCLIP_INDEX_ONLY}
-    print(json.dumps({"params": repr(params), "seeds": args.seeds,
-                      "pooled": {k: f"{100 * m:.1f} ± {100 * se:.1f}" for k, (m, se) in pooled.items()},
-                      "minus_geoclip": {k: round(100 * (pooled[k][0] - v), 1) for k, v in GEOCLIP_INDEX_ONLY.items()}}))
+        run = {"seed": seed, "query_photos": len(hits["landmark"]), "query_landmarks": len(set(hits["landmark"])),
+               **{k: {"mean": round(100 * m, 2), "se": round(100 * se, 2)} for k, (m, se) in row.items()},
+               "world_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1), "encode_s": round(time.perf_counter() - t2, 1)}
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+    draws = {k: across_draws([r[k]["mean"] for r in runs]) for k in GEOCLIP_INDEX_ONLY}
+    result = {"command": "python benchmarks/demo_world_calibration.py " + " ".join(sys.argv[1:]), "params": repr(params),
+              "seeds": args.seeds, "runs": runs, "geoclip_index_only": {k: 100 * v for k, v in GEOCLIP_INDEX_ONLY.items()},
+              "across_draws": {k: {"mean": round(m, 2), "se": round(se, 2)} for k, (m, se) in draws.items()},
+              "minus_geoclip": {k: round(draws[k][0] - 100 * v, 1) for k, v in GEOCLIP_INDEX_ONLY.items()}}
+    print(json.dumps({k: result[k] for k in ("params", "seeds", "across_draws", "minus_geoclip")}))
+    if args.results:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        args.results.with_suffix(".md").write_text(report_markdown(result), encoding="utf-8")
 
 
 if __name__ == "__main__":

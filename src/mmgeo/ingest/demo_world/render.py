@@ -84,7 +84,7 @@ def _finish(field: np.ndarray, rng: np.random.Generator, noise: float) -> Image.
 
 
 def render_ground(look: np.ndarray, rng: np.random.Generator, sig: Signature | None = None, *,
-                  landmark_size: float = 0.4) -> Image.Image:
+                  landmark_size: float) -> Image.Image:
     """A street-level photo: sky, a skyline of facades with windows, trees, a street towards the horizon,
     and the landmark's structure in the middle (``landmark_size``: its share of the frame's width)."""
     p = _Palette(look)
