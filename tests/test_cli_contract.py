@@ -302,7 +302,10 @@ def test_sigint_during_ingest_exits_130(tmp_path):
     rows = "".join(f"t{i},{PHOTO},{40 + i * 1e-4:.4f},-74.0,satellite\n" for i in range(3000))
     (tmp_path / MANIFEST).write_text("id,path,lat,lon,modality\n" + rows)
     argv = [_script("mmgeo-ingest"), MANIFEST, "--encoder", "efficientnet_lite0", "--store", STORE, "--batch-size", "8", "--json"]
-    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as a terminal's foreground job: SIGINT at its default (a test runner started in the background by a
+    # non-interactive shell passes SIGINT on ignored, and Python then keeps ignoring it)
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (tmp_path / STORE / "mmgeo_satellite").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
