@@ -170,10 +170,15 @@ def map_efficientnet_pytorch_keys(source: Mapping[str, torch.Tensor], target: Ma
     return mapped
 
 
+def efficientnet_pytorch_naming(state: Mapping[str, object]) -> bool:
+    """Whether a state dict uses EfficientNet-PyTorch's key names (``_conv_stem…``: the pip file), not timm's."""
+    return any(key.startswith("_conv_stem") for key in state)
+
+
 def load_lite0_state(path: Path, model: torch.nn.Module, *, trust_checkpoint: bool = False) -> OrderedDict[str, torch.Tensor]:
     """Read a Lite0 checkpoint in EfficientNet-PyTorch naming (the pip file) or timm naming (hub/local)."""
     state = load_checkpoint_file(path, trust_checkpoint=trust_checkpoint)
-    if any(key.startswith("_conv_stem") for key in state):
+    if efficientnet_pytorch_naming(state):
         return map_efficientnet_pytorch_keys(state, model.state_dict())
     return OrderedDict(state)
 

@@ -106,11 +106,12 @@ def _backbone(backbone: str, pretrained_file: Path | None) -> nn.Module:
 
     if pretrained_file is None:
         return timm.create_model(backbone, pretrained=False, num_classes=0)
-    from mmgeo.encoders.efficientnet_lite import load_lite0_state
+    from mmgeo.encoders.efficientnet_lite import efficientnet_pytorch_naming, map_efficientnet_pytorch_keys
 
-    if any(key.startswith("_conv_stem") for key in load_checkpoint_file(Path(pretrained_file))):
+    state = load_checkpoint_file(Path(pretrained_file))
+    if efficientnet_pytorch_naming(state):
         model = timm.create_model(backbone, pretrained=False)  # with its classifier: the file maps tensor by tensor
-        model.load_state_dict(load_lite0_state(Path(pretrained_file), model), strict=True)
+        model.load_state_dict(map_efficientnet_pytorch_keys(state, model.state_dict()), strict=True)
         model.reset_classifier(0)
         return model
     return timm.create_model(backbone, pretrained=True, pretrained_cfg_overlay={"file": str(pretrained_file)}, num_classes=0)
