@@ -23,14 +23,14 @@ install: $(STAMP)
 
 # The demo's image encoder is Sample4Geo trained on the world's training landmarks (README "The demo world"):
 # EfficientNet-Lite0 (pip weights) frozen at 128 px, a 128-d projection trained on ground<->satellite pairs;
-# no validation split, so nothing about the query landmarks reaches the model. Stage 1 is retrieval over the
-# world's geotagged ground photos (--stage1 knn) with the same encoder.
+# no validation split, so nothing about the query landmarks reaches the model. The store records the encoder, its
+# weights and the text projection, so the search needs no model flags; stage 1 is retrieval over the world's
+# geotagged ground photos with the same encoder (what --stage1 auto picks without GeoCLIP's weights).
 STAGE2 = $(DEMO)/stage2/last.pt
 STAGE2_TRAIN = --backbone tf_efficientnet_lite0 --pretrained efficientnet_lite0 --freeze-backbone --embed-dim 128 \
 	--img-size 128 --epochs 15 --batch-size 16 --n-ground 4 --lr 3e-3 --val-split none
 demo: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --weights $(STAGE2) --stage1 knn \
-	  --text-encoder $(DEMO)/text-projection.safetensors --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
 	@echo "map: $(DEMO)/map.html   GeoJSON: $(DEMO)/result.geojson"
 
 $(DEMO)/world/demo-photo.jpg: | $(STAMP)
@@ -45,14 +45,14 @@ $(DEMO)/.ingested: $(STAGE2)
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits train,query --modalities text --encoder minilm-l6 --store $(DEMO)/store
 	touch $@
 
-$(DEMO)/text-projection.safetensors: $(STAGE2)
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train text-projection $(DEMO)/world --image-encoder sample4geo --image-weights $(STAGE2) --out $@
+# fitted on the encoders the store records, and recorded in its text collection (so it needs the collections)
+$(DEMO)/text-projection.safetensors: $(DEMO)/.ingested
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train text-projection $(DEMO)/world --store $(DEMO)/store --out $@
 
 # The committed evaluation (benchmarks/results/demo-eval.*): the same steps on a larger draw of the same world,
 #   make demo-eval DEMO=demo-eval WORLD_OPTS="--synthetic-landmarks 150"
 demo-eval: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-eval $(DEMO)/world --store $(DEMO)/store --weights $(STAGE2) --stage1 knn \
-	  --text-encoder $(DEMO)/text-projection.safetensors --radii 25,100,500,inf --out $(DEMO)/eval
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-eval $(DEMO)/world --store $(DEMO)/store --stage1 knn --radii 25,100,500,inf --out $(DEMO)/eval
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train geoclip $(DEMO)/world --out $(DEMO)/geoclip-head.pt --json > $(DEMO)/geoclip.json
 	PYTHONPATH=src $(BIN)/python benchmarks/demo_eval_report.py $(DEMO)/eval/results.json --geoclip $(DEMO)/geoclip.json
 

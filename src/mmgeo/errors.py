@@ -47,6 +47,10 @@ class WeightsNotFoundError(MmgeoError, FileNotFoundError):
     """Model weights are not available locally and cannot be downloaded here."""
 
 
+class RecordedFileError(InputError):
+    """A file that a store recorded (the weights that built it, a text projection) moved or changed."""
+
+
 class SnapshotError(StoreError):
     """A snapshot file is missing, truncated, corrupt or not an mmgeo snapshot."""
 

@@ -78,3 +78,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def same_weights_id(a: str | None, b: str | None) -> bool:
+    """Whether two ``weights_id`` s name the same weights: equal, or the same sha256 pin (``name@sha256:…``)
+    under another file name, so a checkpoint that was renamed or moved is still the one that built a collection."""
+    if a == b:
+        return True
+    _, pin_a, rest_a = str(a).partition("@sha256:")
+    _, pin_b, rest_b = str(b).partition("@sha256:")
+    return bool(pin_a and pin_b) and rest_a == rest_b

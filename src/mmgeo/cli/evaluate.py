@@ -8,16 +8,27 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from mmgeo.cli.common import MmgeoCommand, console, open_store_from, store_options
-from mmgeo.cli.params import CommaChoice, EncoderName, FiniteFloat, OutputDir, Radii, encoder_option
+from mmgeo.cli.params import (
+    STAGE1_HELP,
+    TEXT_ENCODER_HELP,
+    CommaChoice,
+    EncoderName,
+    FiniteFloat,
+    OutputDir,
+    Radii,
+    encoder_option,
+)
 from mmgeo.evaluation.run import REFERENCE_FALLBACKS
 from mmgeo.geo import MAX_RADIUS_KM
 from mmgeo.ingest.mmlandmarks import SPLITS
+from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1
 
 EXAMPLES = """
 \b
 Examples:
-  # the demo world: the reference's sweep and mmgeo's ablations (+prior, +text, mass, landmark max/mean)
-  mmgeo-eval demo/world --store demo/store --stage1 knn --text-encoder demo/text-projection.safetensors
+  # the demo world: the reference's sweep and mmgeo's ablations (+prior, +text, mass, landmark max/mean),
+  # with the encoder and text projection the store records
+  mmgeo-eval demo/world --store demo/store --out results/
 \b
   # only the reference's rows (cosine-only, tile-level, depth 1000) on MMLandmarks
   mmgeo-eval /data/MMLandmarks --protocol reference --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
@@ -47,14 +58,14 @@ Examples:
 @click.option("--sheets", "sheets_n", type=click.IntRange(min=0), default=0, show_default=True,
               help="Dataset: picture sheets of the best and worst N queries per configuration (query photo | "
                    "predicted tile | true tile | distance) as PNG and HTML in OUT/gallery.")
-@click.option("--encoder", type=EncoderName("image"), default=None, help="Dataset: image encoder [default: the one that built the collection].")
-@click.option("--weights", default=None, help="Dataset: weights for --encoder.")
+@click.option("--encoder", type=EncoderName("image"), default=None, help="Dataset: image encoder [default: the one the store records].")
+@click.option("--weights", default=None, help="Dataset: weights for --encoder [default: the recorded ones].")
 @encoder_option
-@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
+@click.option("--stage1", type=click.Choice(STAGE1), default=DEFAULT_STAGE1, show_default=True, help=f"Dataset: {STAGE1_HELP}")
 @click.option("--geoclip-weights", default=None, help="Dataset: GeoCLIP weights tag or head checkpoint.")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Dataset: GeoCLIP gallery CSV/Parquet with lat, lon (never one holding the query locations).")
-@click.option("--text-encoder", default=None, help="Dataset: photo→text space; adds the text-rerank ablation row.")
+@click.option("--text-encoder", default=None, help=f"Dataset: adds the text-rerank ablation row. {TEXT_ENCODER_HELP}")
 @click.option("--method", default="mmgeo", show_default=True, help="Predictions: label of the configuration.")
 @click.option("--mode", default="all", show_default=True, help="Predictions: query mode label.")
 @click.option("--radius", "radius_km", type=FiniteFloat(0, min_open=True), default=None, help="Predictions: radius label in km (none = ∞).")

@@ -18,6 +18,7 @@ from mmgeo.errors import InputError
 from mmgeo.files import check_writable, check_writable_dir
 from mmgeo.geo import H3_RESOLUTIONS
 from mmgeo.images import path_problem
+from mmgeo.search.models import NO_TEXT
 
 
 def _scalar(text: str) -> Any:
@@ -55,6 +56,11 @@ def encoder_option(func: Any) -> Any:
              "without config (see `mmgeo models`).",
     )(func)
 
+
+STAGE1_HELP = ("auto: GeoCLIP when its weights are on this machine, else kNN over the store's geotagged ground photos; "
+               "geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
+TEXT_ENCODER_HELP = ("Photo→text space for the Wikipedia rerank: a projection file from `mmgeo-train text-projection`, "
+                     f"a CLIP pair name, or {NO_TEXT!r} (off) [default: the projection the store records, if any].")
 
 
 class CommaChoice(click.ParamType):

@@ -9,17 +9,26 @@ import click
 from rich.table import Table
 
 from mmgeo.cli.common import EXIT_ABSTAINED, MmgeoCommand, console, open_store_from, store_options
-from mmgeo.cli.params import EncoderName, FiniteFloat, ImageFile, OutputFile, encoder_option
+from mmgeo.cli.params import (
+    STAGE1_HELP,
+    TEXT_ENCODER_HELP,
+    EncoderName,
+    FiniteFloat,
+    ImageFile,
+    OutputFile,
+    encoder_option,
+)
 from mmgeo.files import atomic_write_text
 from mmgeo.geo import MAX_RADIUS_KM
+from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1
 from mmgeo.search.geolocator import FALLBACKS, PRIOR_WEIGHTINGS, SearchSettings
 from mmgeo.search.region import MODES
 
 EXAMPLES = """
 \b
 Examples:
-  # the README demo: offline encoder, stage 1 from geotagged ground photos
-  mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 knn
+  # the README demo: the encoder, stage 1 and text projection the store records
+  mmgeo-search demo/world/demo-photo.jpg --store demo/store
 \b
   # GeoCLIP stage 1, 2-region posterior-mass search, JSON out
   mmgeo-search photo.jpg --region mass --mass 0.9 --json
@@ -34,11 +43,11 @@ Examples:
 
 @click.command("search", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.argument("photos", nargs=-1, required=True, type=ImageFile())
-@click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
-@click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@click.option("--encoder", type=EncoderName("image"), default=None,
+              help="Image encoder [default: the one the store records for its satellite collection].")
+@click.option("--weights", default=None, help="Weights tag/path for --encoder [default: the recorded ones].")
 @encoder_option
-@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
-              help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
+@click.option("--stage1", type=click.Choice(STAGE1), default=DEFAULT_STAGE1, show_default=True, help=STAGE1_HELP)
 @click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint (`mmgeo-train geoclip`).")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="GeoCLIP gallery: CSV/Parquet with lat, lon [default: GeoCLIP's 100K]. Must not hold query locations.")
@@ -53,9 +62,7 @@ Examples:
               help="A landmark's score from its tiles.")
 @click.option("--fusion", type=click.Choice(["mean", "score"]), default=SearchSettings.fusion, show_default=True,
               help="Several photos: mean embedding, or mean of per-photo scores.")
-@click.option("--text-encoder", default=None,
-              help="Photo→text space for the Wikipedia rerank: a CLIP pair name, or a projection file from "
-                   "`mmgeo-train text-projection`.")
+@click.option("--text-encoder", default=None, help=TEXT_ENCODER_HELP)
 @click.option("--w-image", type=FiniteFloat(0), default=SearchSettings.w_image, show_default=True)
 @click.option("--w-text", type=FiniteFloat(0), default=SearchSettings.w_text, show_default=True)
 @click.option("--w-prior", type=FiniteFloat(0), default=SearchSettings.w_prior, show_default=True)
@@ -122,8 +129,11 @@ def _print_table(result, verbose: bool) -> None:
                       f"{c.image_score:.3f}", "-" if c.text_score is None else f"{c.text_score:.3f}", f"{c.prior:.3f}",
                       c.evidence[0]["source"] if c.evidence else "")
     console.print(table)
-    if result.text_space is None:
-        console.print("text rerank: off (no image→text encoder for the text collection; see --text-encoder)", style="dim")
+    if "stage1" in result.notes:
+        console.print(f"stage 1: {result.notes['stage1']}", style="dim", highlight=False)
+    if result.text_space is None or "text" in result.notes:
+        note = result.notes.get("text", "off (no image→text encoder for the text collection; see --text-encoder)")
+        console.print(f"text rerank: {note}", style="dim", highlight=False)
     if verbose:
         console.print(f"timings (ms): {result.timings_ms}", highlight=False)
         for h in result.estimate["hypotheses"][:5]:

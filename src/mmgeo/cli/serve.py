@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from mmgeo.cli.common import MmgeoCommand, console, open_store_from, store_options
-from mmgeo.cli.params import EncoderName, encoder_option
+from mmgeo.cli.params import STAGE1_HELP, TEXT_ENCODER_HELP, EncoderName, encoder_option
+from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1
 
 EXAMPLES = """
 \b
 Examples:
   # the demo store; then open http://127.0.0.1:8000 and drop demo/world/demo-photo.jpg
-  mmgeo serve --store demo/store --stage1 knn --text-encoder demo/text-projection.safetensors
+  mmgeo serve --store demo/store
 \b
   # with an API key, against a Qdrant server, for a web app on another origin
   MMGEO_API_KEY=secret mmgeo serve --qdrant-url http://localhost:6333 --cors-origin https://app.example.org
@@ -23,15 +24,15 @@ Examples:
 @click.command("serve", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every one).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
-@click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@click.option("--encoder", type=EncoderName("image"), default=None,
+              help="Image encoder [default: the one the store records for its satellite collection].")
+@click.option("--weights", default=None, help="Weights tag/path for --encoder [default: the recorded ones].")
 @encoder_option
-@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True,
-              help="geoclip: GeoCLIP over its GPS gallery; knn: nearest geotagged ground photos in the store.")
+@click.option("--stage1", type=click.Choice(STAGE1), default=DEFAULT_STAGE1, show_default=True, help=STAGE1_HELP)
 @click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="GeoCLIP gallery: CSV/Parquet with lat, lon.")
-@click.option("--text-encoder", default=None, help="Photo→text space for the rerank (as for mmgeo-search).")
+@click.option("--text-encoder", default=None, help=TEXT_ENCODER_HELP)
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=20.0, show_default=True, help="Per photo.")
 @click.option("--max-files", type=click.IntRange(min=1), default=8, show_default=True, help="Photos per request.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Per photo.")
@@ -58,6 +59,7 @@ def serve_command(host, port, encoder, weights, encoder_options, stage1, geoclip
         app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
         console.print(f"mmgeo serve: {store.location} on http://{host}:{port}/"
                       f"{' (API key required)' if require_key else ''}", highlight=False)
+        console.print(f"stage 1: {geolocator.notes['stage1']}; text rerank: {geolocator.notes['text']}", highlight=False)
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
         sock.close()

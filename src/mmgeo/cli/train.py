@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mmgeo.cli.common import MmgeoGroup, console
+from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
 from mmgeo.cli.params import CommaChoice, Device, EncoderName, FiniteFloat, OutputDir, OutputFile, TimmModel
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 
@@ -184,31 +184,49 @@ def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_n
 
 @train_group.command("text-projection", epilog="""
 \b
-Example:
-  mmgeo-train text-projection demo/world --out demo/text-projection.safetensors
-  mmgeo-search demo/world/demo-photo.jpg --stage1 knn --text-encoder demo/text-projection.safetensors
+Examples:
+  # the demo: fitted on the encoders the store records, and recorded in it (searches then use it)
+  mmgeo-train text-projection demo/world --store demo/store --out demo/text-projection.safetensors
+  mmgeo-search demo/world/demo-photo.jpg --store demo/store
+\b
+  # no store: the encoders named (a search then passes --text-encoder proj.safetensors)
+  mmgeo-train text-projection demo/world --image-encoder efficientnet_lite0 --out proj.safetensors
 """)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=OutputFile(), required=True, help="Projection file (.safetensors).")
-@click.option("--image-encoder", type=EncoderName("image"), default="efficientnet_lite0", show_default=True,
-              help="The image encoder the satellite/ground collections were built with.")
+@click.option("--image-encoder", type=EncoderName("image"), default=None,
+              help="The image encoder the satellite/ground collections were built with [default: the one the store "
+                   "records; without --store: efficientnet_lite0].")
 @click.option("--image-weights", default=None, metavar="TAG|PATH",
-              help="Its weights, e.g. a checkpoint of mmgeo-train sample4geo [the encoder's default].")
-@click.option("--text-encoder", type=EncoderName("text"), default="minilm-l6", show_default=True,
-              help="The encoder of the text collection.")
+              help="Its weights, e.g. a checkpoint of mmgeo-train sample4geo [default: the recorded ones, or the encoder's default].")
+@click.option("--text-encoder", type=EncoderName("text"), default=None,
+              help="The encoder of the text collection [default: the one the store records; without --store: minilm-l6].")
 @click.option("--splits", type=CommaChoice(SPLITS), default="train", show_default=True,
               help="Splits whose (ground photo, article) pairs fit the map.")
 @click.option("--alpha", type=FiniteFloat(0, min_open=True), default=1.0, show_default=True, help="Ridge regularisation.")
-def text_projection_command(dataset: Path, out: Path, image_encoder: str, image_weights: str | None, text_encoder: str,
-                            splits: list[str], alpha: float) -> None:
+@store_options
+def text_projection_command(dataset: Path, out: Path, image_encoder: str | None, image_weights: str | None,
+                            text_encoder: str | None, splits: list[str], alpha: float, store_path, qdrant_url, api_key) -> None:
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
-    Wikipedia rerank works with encoders that have no shared image–text space."""
-    from mmgeo.encoders import check_weights, create_encoder
-    from mmgeo.training.text_projection import fit_text_projection
+    Wikipedia rerank works with encoders that have no shared image–text space.
 
-    check_weights(image_encoder, image_weights)
+    With --store (or --qdrant-url) the encoders default to the ones the store records, are checked against its
+    collections before the fit, and the fitted file is recorded in the store: mmgeo-search, mmgeo-eval and
+    mmgeo serve then use it for the text rerank by default.
+    """
+    from mmgeo.training.text_projection import fit_text_projection, projection_encoders, record_projection
+
     MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
-    path, stats = fit_text_projection(dataset, create_encoder(image_encoder, weights=image_weights), create_encoder(text_encoder), out,
-                                      splits=tuple(splits), alpha=alpha)
+    store = open_store_from(store_path, qdrant_url, api_key) if store_path or qdrant_url else None
+    try:
+        image, text = projection_encoders(store, image_encoder, image_weights, text_encoder)
+        path, stats = fit_text_projection(dataset, image, text, out, splits=tuple(splits), alpha=alpha)
+        record = record_projection(store, path) if store is not None else None
+    finally:
+        if store is not None:
+            store.close()
     console.print(f"wrote {path}: {stats['pairs']} pairs of {stats['landmarks']} landmarks, "
                   f"train top-1 {stats['train_top1']:.1%}", highlight=False)
+    if record is not None:
+        console.print(f"recorded in {store.location} (text collection): searches use it for the text rerank by default",
+                      highlight=False)

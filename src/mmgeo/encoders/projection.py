@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from mmgeo.encoders.base import sha256_file
 from mmgeo.errors import InputError, WeightsNotFoundError
+from mmgeo.files import same_weights_id
 
 
 def fit_ridge(features: np.ndarray, targets: np.ndarray, alpha: float = 1.0) -> np.ndarray:
@@ -103,9 +104,9 @@ def load_projection(path: str | os.PathLike, base: Any | None = None) -> Project
     from mmgeo.encoders.registry import create_encoder
 
     meta, matrix, text_space = read_projection(path)
-    if base is None or base.name != meta["base_encoder"] or base.weights_id != meta["base_weights_id"]:
+    if base is None or base.name != meta["base_encoder"] or not same_weights_id(base.weights_id, meta["base_weights_id"]):
         base = create_encoder(meta["base_encoder"])
-    if base.weights_id != meta["base_weights_id"]:
+    if not same_weights_id(base.weights_id, meta["base_weights_id"]):
         raise InputError(f"{path}: fitted on {meta['base_encoder']} weights {meta['base_weights_id']}, "
                          f"but those weights are now {base.weights_id}; fit it again")
     return ProjectedImageEncoder(base, matrix, text_space, f"projection@sha256:{sha256_file(Path(path))[:16]}")

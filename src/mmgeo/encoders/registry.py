@@ -68,7 +68,8 @@ def get_entry(name: str) -> tuple[EncoderEntry, str | None]:
     return entry, tag or None
 
 
-def _resolve_weights(entry: EncoderEntry, name_tag: str | None, weights: str | os.PathLike | None) -> Weights:
+def resolve_weights(entry: EncoderEntry, name_tag: str | None, weights: str | os.PathLike | None) -> Weights:
+    """What ``weights`` names for ``entry``: a row of its weights table, a local path (that must exist), or :data:`RANDOM`."""
     if name_tag is not None and weights is not None and str(weights) != name_tag:
         raise InputError(f"encoder {entry.arch}.{name_tag}: the name already names tag {name_tag!r}; do not also pass weights={weights!r}")
     choice = name_tag if weights is None else weights
@@ -90,7 +91,7 @@ def check_weights(name: str, weights: str | os.PathLike | None = None) -> None:
     """Refuse an unknown encoder or weights tag, or a missing local file, without building anything
     (what :func:`create_encoder` would refuse first), so a job can check its inputs before it starts."""
     entry, tag = get_entry(name)
-    _resolve_weights(entry, tag, weights)
+    resolve_weights(entry, tag, weights)
 
 
 def create_encoder(name: str, *, weights: str | os.PathLike | None = None, device: str | torch.device = "auto", **kwargs: Any) -> Encoder:
@@ -109,7 +110,7 @@ def create_encoder(name: str, *, weights: str | os.PathLike | None = None, devic
     entry, tag = get_entry(name)
     options = {key: value for key, value in kwargs.items() if value is not None}
     check_options(f"encoder {entry.arch}", options, entry.options)
-    resolved = _resolve_weights(entry, tag, weights)
+    resolved = resolve_weights(entry, tag, weights)
     full_name = f"{entry.arch}.{resolved.tag}" if isinstance(resolved, WeightsSource) else entry.arch
     return entry.builder(full_name, resolved, resolve_device(device), **options)
 

@@ -62,6 +62,8 @@ def evaluate_dataset(
         rows += evaluate(located, queries, configs, mode=mode, earth_radius_km=earth, on_query=tick, details=details)
     notes = [f"protocol reference: cosine-only rerank of the narrowed tiles, tile-level relevance, lists {depth} "
              f"deep, mAP over landmarks with a tile; distances on a {earth:g} km sphere.", FAIL_NOTE]
+    notes += [f"{label}: {located.notes[key]}" for key, label in (("stage1", "stage 1"), ("text", "text rerank"))
+              if key in located.notes]
     return rows, notes
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,12 +68,13 @@ class ImageEmbedder:
     """
 
     def __init__(self, encoder: Any, vector_name: str = "image", *, view: View = "ground", batch_size: int = 32,
-                 num_workers: int = 0, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
+                 num_workers: int = 0, max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+                 source: Mapping[str, Any] | None = None) -> None:
         _require_method(encoder, "encode_images", "images")
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
         self.view_options = view_options(encoder, view)
         self.max_batch_bytes = max_batch_bytes
-        self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
+        self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim, source)
 
     def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
         kept, images, problems, parts = [], [], [], []
@@ -105,10 +106,11 @@ class ImageEmbedder:
 class TextEmbedder:
     """Encodes the text of text records (readers compose it as ``"Title. lead text"``)."""
 
-    def __init__(self, encoder: Any, vector_name: str = "text", *, batch_size: int = 32) -> None:
+    def __init__(self, encoder: Any, vector_name: str = "text", *, batch_size: int = 32,
+                 source: Mapping[str, Any] | None = None) -> None:
         _require_method(encoder, "encode_texts", "texts")
         self.encoder, self.batch_size = encoder, batch_size
-        self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim)
+        self.identity = VectorIdentity(vector_name, encoder.name, encoder.weights_id, encoder.dim, source)
 
     def __call__(self, batch: Sequence[Record]) -> tuple[list[Record], np.ndarray, list[Problem]]:
         kept = [r for r in batch if r.text]
@@ -155,7 +157,9 @@ class EmbedderSpec:
     """What a worker needs to build its embedder: small and picklable (Ray actors build their own model).
 
     Exactly one source of vectors: ``encoder`` (a registered encoder name), ``precomputed`` (ids and a
-    matrix), or neither (the records carry their own ``vector``, of ``record_dim`` dimensions).
+    matrix), or neither (the records carry their own ``vector``, of ``record_dim`` dimensions). An encoder's
+    :class:`~mmgeo.encoders.record.EncoderRecord` goes with its vectors; a weights file inside ``store_folder``
+    (the embedded store's folder) is recorded relative to it.
     """
 
     modality: str
@@ -167,6 +171,7 @@ class EmbedderSpec:
     embedding_model: str = "precomputed"
     record_dim: int = 0
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    store_folder: str | None = None
 
     def __call__(self) -> Embedder:
         """Build the embedder (and load its model): called once per worker."""
@@ -178,11 +183,13 @@ class EmbedderSpec:
         if self.encoder is None:
             return RecordVectorEmbedder(VectorIdentity(vector_name, self.embedding_model, "precomputed", self.record_dim))
         from mmgeo.encoders import create_encoder  # heavy (torch): imported only when a model is used
+        from mmgeo.encoders.record import EncoderRecord
 
         options = dict(self.encoder_options)
         if self.trust_checkpoint:
             options["trust_checkpoint"] = True
         model = create_encoder(self.encoder, weights=self.weights, **options)
+        source = EncoderRecord.describe(self.encoder, self.weights, options, model, self.store_folder).to_dict()
         if self.modality == "text":
-            return TextEmbedder(model)
-        return ImageEmbedder(model, view=self.modality, max_batch_bytes=self.max_batch_bytes)
+            return TextEmbedder(model, source=source)
+        return ImageEmbedder(model, view=self.modality, max_batch_bytes=self.max_batch_bytes, source=source)

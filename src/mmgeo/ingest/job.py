@@ -25,7 +25,7 @@ from mmgeo.ingest.mmlandmarks import INDEX_MODALITIES, SPLITS, MMLandmarks
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.ingest.runner import IngestReport, run_ingest
 from mmgeo.qdrant.base import Store
-from mmgeo.qdrant.schema import collection_name
+from mmgeo.qdrant.schema import collection_name, store_folder
 
 ENGINES = ("local", "ray")
 
@@ -167,6 +167,7 @@ def run_plan(
         raise InputError("Ray actors that write need a store_builder that opens a Qdrant server "
                          "(the embedded store is locked by one process: the driver writes)")
     batch_size = spec.batch_size or (MODEL_BATCH if spec.encoder else PRECOMPUTED_BATCH)
+    folder = store_folder(store)
     reports: list[IngestReport] = []
     for selection in plan.selections:
         modality, records, problems = selection.modality, selection.records, selection.problems
@@ -180,7 +181,8 @@ def run_plan(
                 raise InputError(f"{plan.source}: no encoder or embeddings given and the manifest has no 'vector' column")
             record_dim = int(np.asarray(selection.first.vector).shape[-1])
         embedder = EmbedderSpec(modality, spec.encoder, spec.weights, tuple(spec.encoder_options), spec.trust_checkpoint,
-                                plan.precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes)
+                                plan.precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes,
+                                None if folder is None else str(folder))
         advance = (lambda n, m=modality: on_batch(m, n)) if on_batch else None
         distributor, parquet_out = None, None
         if spec.engine == "ray":

@@ -10,13 +10,15 @@ from __future__ import annotations
 import datetime as _dt
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import mmgeo
 from mmgeo.errors import CollectionMismatchError, StoreError
+from mmgeo.files import same_weights_id
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, h3_cells_batch, h3_field
 from mmgeo.qdrant.base import IndexKind, Store, VectorIndex, VectorSpec
 
@@ -116,15 +118,41 @@ OPTIONAL_FIELDS = ("landmark_id", "name", "split", "source", "category", "title"
 
 @dataclass(frozen=True)
 class VectorIdentity:
-    """What produced a named vector: the encoder, its weights and the dimension."""
+    """What produced a named vector: the encoder, its weights and the dimension.
+
+    ``source`` (not part of the identity) is how to build that encoder again, an
+    :class:`~mmgeo.encoders.record.EncoderRecord` as a dict, stored as ``vectors.<name>.source``.
+    """
 
     name: str
     encoder: str
     weights_id: str
     dim: int
+    source: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"encoder": self.encoder, "weights_id": self.weights_id, "dim": self.dim}
+        built = {"encoder": self.encoder, "weights_id": self.weights_id, "dim": self.dim}
+        return {**built, SOURCE_KEY: dict(self.source)} if self.source else built
+
+
+SOURCE_KEY = "source"
+"""Key of a named vector's metadata (``vectors.<name>.source``): how to build its encoder again (written by ingest)."""
+PROJECTION_KEY = "projection"
+"""Key of the text vector's metadata (``vectors.text.projection``): the photo→text projection that
+``mmgeo-train text-projection --store`` recorded (a file and its sha256, and the image encoder it was fitted on)."""
+
+
+def recorded(metadata: Mapping[str, Any], vector: str, key: str) -> dict[str, Any] | None:
+    """What a collection's metadata records under ``vectors.<vector>.<key>`` (None if nothing)."""
+    value = (metadata.get("vectors") or {}).get(vector, {}).get(key)
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def store_folder(store: Store) -> Path | None:
+    """The folder of an embedded store (recorded files inside it are stored relative to it); None for a server,
+    whose recorded paths are absolute."""
+    root = getattr(store, "root", None)
+    return Path(root) if root is not None else None
 
 
 ROOTS_KEY = "dataset_roots"
@@ -157,8 +185,15 @@ def collection_metadata(
     }
 
 
-def check_vector_identity(collection: str, metadata: Mapping[str, Any], vector: VectorIdentity) -> None:
-    """Refuse to mix vectors of different models or dimensions in one named vector."""
+INGEST_REMEDY = "Use the same encoder, or --recreate to rebuild the collection."
+
+
+def check_vector_identity(collection: str, metadata: Mapping[str, Any], vector: VectorIdentity, *,
+                          remedy: str = INGEST_REMEDY, verb: str = "refusing vectors from") -> None:
+    """Refuse to mix vectors of different models or dimensions in one named vector.
+
+    ``remedy`` ends the message: ingest's (:data:`INGEST_REMEDY`) by default; a search says what to pass instead.
+    """
     built = metadata.get("vectors", {}).get(vector.name)
     if built is None:
         have = ", ".join(metadata.get("vectors", {})) or "none"
@@ -166,12 +201,12 @@ def check_vector_identity(collection: str, metadata: Mapping[str, Any], vector: 
             f"collection {collection!r} has no vector named {vector.name!r} (it has: {have}); "
             "use --recreate to rebuild it"
         )
-    if built.get("dim") != vector.dim or built.get("encoder") != vector.encoder or built.get("weights_id") != vector.weights_id:
+    if (built.get("dim") != vector.dim or built.get("encoder") != vector.encoder
+            or not same_weights_id(built.get("weights_id"), vector.weights_id)):
         raise CollectionMismatchError(
             f"collection {collection!r} vector {vector.name!r} was built by encoder {built.get('encoder')!r} "
-            f"(weights {built.get('weights_id')!r}, dim {built.get('dim')}); refusing vectors from "
-            f"{vector.encoder!r} (weights {vector.weights_id!r}, dim {vector.dim}). "
-            "Use the same encoder, or --recreate to rebuild the collection."
+            f"(weights {built.get('weights_id')!r}, dim {built.get('dim')}); {verb} "
+            f"{vector.encoder!r} (weights {vector.weights_id!r}, dim {vector.dim}). {remedy}"
         )
 
 
@@ -213,6 +248,12 @@ def ensure_collection(
             f"collection {name!r} at {store.location} stores H3 resolutions {sorted(stored)}, not {sorted(resolutions)}; "
             f"ingest with --h3-resolutions {','.join(map(str, sorted(stored)))}, or --recreate to rebuild it"
         )
+    if vector.source and recorded(meta, vector.name, SOURCE_KEY) != dict(vector.source):
+        # same vectors (identity checked): record where the encoder comes from now (a store ingested before
+        # mmgeo recorded it, or weights that moved)
+        vectors = dict(meta["vectors"])
+        vectors[vector.name] = {**vectors[vector.name], SOURCE_KEY: dict(vector.source)}
+        store.set_metadata(name, {**meta, "vectors": vectors})
     return name
 
 

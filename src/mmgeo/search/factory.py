@@ -1,8 +1,9 @@
 """A :class:`~mmgeo.search.geolocator.Geolocator` from a store and a few names: what ``mmgeo-search`` wires.
 
-``build_geolocator(store, stage1="knn")`` reads which encoder built the satellite collection, loads it, picks
-the stage-1 estimator (GeoCLIP over a GPS gallery, or kNN over the store's geotagged ground photos) and the
-optional photo→text encoder for the rerank. :func:`locate` is ``mmgeo-search`` as one call.
+``build_geolocator(store)`` builds the image encoder the store records (:mod:`mmgeo.search.models`), picks the
+stage-1 estimator (GeoCLIP over a GPS gallery when its weights are here, else kNN over the store's geotagged
+ground photos) and the photo→text encoder of the rerank (the projection the store records, unless told
+otherwise), and notes each choice and why. :func:`locate` is ``mmgeo-search`` as one call.
 """
 
 from __future__ import annotations
@@ -12,22 +13,74 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmgeo.errors import CollectionNotFoundError, InputError
+from mmgeo.errors import InputError, WeightsNotFoundError
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import collection_name
 from mmgeo.search.geolocator import Geolocator, SearchSettings
+from mmgeo.search.models import built_vector, image_encoder, text_plan
 from mmgeo.search.result import SearchResult
 
-STAGE1 = ("geoclip", "knn")
-
+STAGE1 = ("auto", "geoclip", "knn")
+"""Stage-1 estimators: ``auto`` (GeoCLIP when its weights are on this machine, else kNN when the store has
+geotagged ground photos), ``geoclip``, ``knn``."""
+DEFAULT_STAGE1 = "auto"
 
 def collection_encoder(store: Store, modality: str = "satellite") -> str:
     """The name of the image encoder that built ``modality``'s collection (from its metadata)."""
-    name = collection_name(modality)
-    if not store.has_collection(name):
-        raise CollectionNotFoundError(f"collection {name!r} does not exist in {store.location}; "
-                                      f"build it with `mmgeo-ingest DATASET --modalities {modality} --encoder NAME`")
-    return store.get_metadata(name)["vectors"]["image"]["encoder"]
+    return built_vector(store, modality, "image")["encoder"]
+
+
+def _ground_photos(store: Store) -> int:
+    name = collection_name("ground")
+    return store.count(name) if store.has_collection(name) else 0
+
+
+def _geoclip_missing() -> list[str]:
+    """Where GeoCLIP's default weights come from, for each part not on this machine (checked, never loaded)."""
+    from mmgeo.encoders.registry import registry
+
+    entry = registry()["geoclip"]
+    source = entry.weights[entry.default_tag]
+    return [s.describe() for s in (source, *source.requires) if s.local_path() is None]
+
+
+def choose_stage1(store: Store, stage1: str = DEFAULT_STAGE1, *, geoclip_weights: str | None = None,
+                  gps_gallery: str | os.PathLike | None = None) -> tuple[str, str]:
+    """``(estimator, why)``: the stage 1 a search uses, decided without loading a model.
+
+    ``auto``: GeoCLIP when GeoCLIP options are given or its weights are on this machine, else kNN when the store
+    holds geotagged ground photos, else GeoCLIP (whose error then says what is missing).
+    """
+    if stage1 not in STAGE1:
+        raise InputError(f"unknown stage 1 {stage1!r}; valid: {', '.join(STAGE1)}")
+    if stage1 != "auto":
+        return stage1, f"--stage1 {stage1}"
+    if geoclip_weights or gps_gallery:
+        return "geoclip", "GeoCLIP options given (--geoclip-weights/--gps-gallery)"
+    missing = _geoclip_missing()
+    if not missing:
+        return "geoclip", "GeoCLIP's weights are on this machine"
+    photos = _ground_photos(store)
+    if photos:
+        return "knn", (f"GeoCLIP's weights are not on this machine ({' + '.join(missing)}), so kNN over the "
+                       f"{photos} geotagged ground photos in {collection_name('ground')}")
+    return "geoclip", "GeoCLIP's weights are not on this machine and the store has no geotagged ground photos for kNN"
+
+
+def _geoclip_stage1(store: Store, geoclip_weights: str | None, gps_gallery: str | os.PathLike | None) -> Any:
+    from mmgeo.encoders import create_encoder
+    from mmgeo.search.stage1 import GeoCLIPStage1
+
+    gallery = load_gps_gallery(gps_gallery) if gps_gallery else None
+    try:
+        geoclip = create_encoder("geoclip", weights=geoclip_weights)
+    except WeightsNotFoundError as exc:
+        photos = _ground_photos(store)
+        hint = (f"or use --stage1 knn: the store has {photos} geotagged ground photos" if photos else
+                "--stage1 knn needs geotagged ground photos in the store "
+                "(`mmgeo-ingest DATASET --splits train --modalities ground --encoder …`)")
+        raise WeightsNotFoundError(f"stage 1 GeoCLIP: {str(exc).rstrip('.')}; {hint}") from None
+    return GeoCLIPStage1(geoclip, gallery)
 
 
 def load_gps_gallery(path: str | os.PathLike) -> Any:
@@ -46,65 +99,40 @@ def load_gps_gallery(path: str | os.PathLike) -> Any:
     return GpsGallery.from_coordinates(path.stem, coords, may_leak=False, source=str(path))
 
 
-def load_text_encoder(value: str | os.PathLike, image_encoder: Any | None = None) -> Any:
-    """The photo→text encoder of the rerank: a fitted projection file (``*.safetensors``; it reuses
-    ``image_encoder`` when fitted on it, so a photo goes through that backbone once) or a registered
-    image+text encoder name (a CLIP pair)."""
-    value = str(value)
-    if _is_projection_file(value):
-        from mmgeo.encoders.projection import load_projection
-
-        return load_projection(value, base=image_encoder)
-    from mmgeo.encoders import create_encoder
-
-    return create_encoder(value)
-
-
-def _is_projection_file(value: str | os.PathLike) -> bool:
-    return str(value).endswith(".safetensors") or Path(value).is_file()
-
-
 def build_geolocator(
     store: Store,
     *,
     encoder: str | None = None,
     weights: str | None = None,
     encoder_options: Mapping[str, Any] | None = None,
-    stage1: str = "geoclip",
+    stage1: str = DEFAULT_STAGE1,
     geoclip_weights: str | None = None,
     gps_gallery: str | os.PathLike | None = None,
     text_encoder: str | os.PathLike | None = None,
 ) -> Geolocator:
-    """The geolocator over ``store``.
+    """The geolocator over ``store``; ``geolocator.notes`` says which encoder, stage 1 and text rerank it uses and why.
 
     Args:
-        encoder, weights, encoder_options: the image encoder (default: the one that built the satellite collection).
-        stage1: ``geoclip`` (GeoCLIP over its GPS gallery) or ``knn`` (nearest geotagged ground photos in the store).
+        encoder, weights, encoder_options: the image encoder (default: the one the store records for its
+            satellite collection; ``weights`` alone: that encoder with these weights).
+        stage1: ``auto`` (see :func:`choose_stage1`), ``geoclip`` (GeoCLIP over its GPS gallery) or ``knn``
+            (nearest geotagged ground photos in the store).
         geoclip_weights: GeoCLIP weights tag or head checkpoint (``mmgeo-train geoclip``).
         gps_gallery: GeoCLIP gallery file with lat, lon (default: GeoCLIP's 100K); never one holding the queries.
-        text_encoder: photo→text space for the Wikipedia rerank (see :func:`load_text_encoder`); None: no text signal.
+        text_encoder: photo→text space for the Wikipedia rerank: a projection file (``*.safetensors``) or a
+            registered image+text encoder; None: the projection the store records, if any; ``"none"``: no text signal.
     """
-    from mmgeo.encoders import create_encoder
-    from mmgeo.search.stage1 import GeoCLIPStage1, KnnStage1
+    from mmgeo.search.stage1 import KnnStage1
 
-    if stage1 not in STAGE1:
-        raise InputError(f"unknown stage 1 {stage1!r}; valid: {', '.join(STAGE1)}")
-    if text_encoder and _is_projection_file(text_encoder):  # a bad file or name fails before any model loads
-        from mmgeo.encoders.projection import read_projection
-
-        read_projection(text_encoder)
-    elif text_encoder:
-        from mmgeo.encoders.registry import get_entry
-
-        get_entry(str(text_encoder))
-    image_encoder = create_encoder(encoder or collection_encoder(store), weights=weights, **dict(encoder_options or {}))
-    if stage1 == "knn":
-        estimator = KnnStage1(store, image_encoder)
-    else:
-        gallery = load_gps_gallery(gps_gallery) if gps_gallery else None
-        estimator = GeoCLIPStage1(create_encoder("geoclip", weights=geoclip_weights), gallery)
-    texts = load_text_encoder(text_encoder, image_encoder) if text_encoder else None
-    return Geolocator(store, image_encoder, estimator, text_encoder=texts)
+    kind, why = choose_stage1(store, stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery)
+    texts = text_plan(store, None if text_encoder is None else str(text_encoder))  # checked before any model loads
+    image, source = image_encoder(store, encoder, weights, encoder_options)
+    estimator = KnnStage1(store, image) if kind == "knn" else _geoclip_stage1(store, geoclip_weights, gps_gallery)
+    notes = {"encoder": source, "stage1": f"{kind} ({why})", "text": texts.note}
+    located = Geolocator(store, image, estimator, text_encoder=texts.load(image), notes=notes)
+    if texts.value and located.text_space is None:
+        located.notes["text"] = f"off (the store has no {located.text_collection} collection)"
+    return located
 
 
 def locate(photos: Sequence[str | os.PathLike], store: Store, settings: SearchSettings | None = None,

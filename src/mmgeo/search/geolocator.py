@@ -26,6 +26,7 @@ from mmgeo.places import place_names
 from mmgeo.qdrant.base import SearchFilter, Store
 from mmgeo.qdrant.schema import VectorIdentity, check_not_dropping, check_vector_identity, collection_name
 from mmgeo.search.features import PhotoFeatures, encoder_identity
+from mmgeo.search.models import query_remedy
 from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_region
 from mmgeo.search.rerank import Group, Weights, confidence, rank_groups, text_scores, top_groups
 from mmgeo.search.result import Candidate, SearchResult
@@ -188,6 +189,8 @@ class Geolocator:
             (a CLIP pair, or a fitted :class:`~mmgeo.encoders.projection.ProjectedImageEncoder`, whose
             ``text_space`` names the space); enables the photo↔text rerank signal.
         collection: the collection searched in stage 2 (default: satellite tiles).
+        notes: which encoder, stage 1 and text rerank were chosen and why (``encoder``, ``stage1``, ``text``;
+            :func:`~mmgeo.search.factory.build_geolocator` fills it); every result carries them.
     """
 
     store: Store
@@ -196,6 +199,7 @@ class Geolocator:
     text_encoder: Any | None = None
     collection: str = field(default_factory=lambda: collection_name("satellite"))
     text_collection: str = field(default_factory=lambda: collection_name("text"))
+    notes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.store.has_collection(self.collection) or self.store.count(self.collection) == 0:
@@ -205,7 +209,8 @@ class Geolocator:
         check_not_dropping(self.store, self.collection)
         self.metadata = self.store.get_metadata(self.collection)
         check_vector_identity(self.collection, self.metadata,
-                              VectorIdentity("image", self.encoder.name, self.encoder.weights_id, self.encoder.dim))
+                              VectorIdentity("image", self.encoder.name, self.encoder.weights_id, self.encoder.dim),
+                              remedy=query_remedy(self.store, self.metadata, "image"), verb="this search's encoder is")
         self.text_space = self._text_space()
 
     def _text_space(self) -> str | None:
@@ -214,7 +219,9 @@ class Geolocator:
         space = getattr(self.text_encoder, "text_space", None) or {
             "encoder": self.text_encoder.name, "weights_id": self.text_encoder.weights_id, "dim": self.text_encoder.dim}
         check_vector_identity(self.text_collection, self.store.get_metadata(self.text_collection),
-                              VectorIdentity("text", space["encoder"], space["weights_id"], space["dim"]))
+                              VectorIdentity("text", space["encoder"], space["weights_id"], space["dim"]),
+                              remedy="Pass a --text-encoder into that space (a projection fitted with `mmgeo-train "
+                                     "text-projection`), or --text-encoder none.", verb="the text encoder maps photos into")
         return self.text_encoder.name
 
     def stage2(self, s: SearchSettings) -> Stage2:
@@ -348,4 +355,5 @@ class Geolocator:
                     "geometry": region.geometry()},
             candidates=candidates, confidence=conf, abstained=conf < s.min_confidence,
             text_space=self.text_space, timings_ms=timings, settings=dict(settings_dict), problems=q.problems,
+            notes=dict(self.notes),
         )

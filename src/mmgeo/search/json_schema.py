@@ -31,7 +31,7 @@ SEARCH_RESULT_SCHEMA = {
     "title": "mmgeo search result",
     "type": "object",
     "required": ["schema_version", "mmgeo_version", "photos", "estimate", "region", "candidates", "answer",
-                 "confidence", "abstained", "text_space", "timings_ms", "settings", "problems"],
+                 "confidence", "abstained", "text_space", "timings_ms", "settings", "problems", "notes"],
     "properties": {
         "schema_version": {"const": 1},
         "photos": {"type": "array", "items": {"type": "string"}},
@@ -46,5 +46,6 @@ SEARCH_RESULT_SCHEMA = {
         "text_space": _NULLABLE_STR,
         "timings_ms": {"type": "object", "additionalProperties": _NUM},
         "problems": {"type": "array", "items": {"type": "string"}},
+        "notes": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }

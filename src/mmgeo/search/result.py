@@ -48,6 +48,8 @@ class SearchResult:
     timings_ms: dict[str, float]
     settings: dict[str, Any]
     problems: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
+    """Which encoder, stage 1 and text rerank the search used, and why (``encoder``, ``stage1``, ``text``)."""
 
     @property
     def best(self) -> Candidate | None:

@@ -20,6 +20,7 @@ from mmgeo.geo import Hypotheses
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import VectorIdentity, check_vector_identity
 from mmgeo.search.features import PhotoFeatures
+from mmgeo.search.models import query_remedy
 from mmgeo.search.stage2 import engine_params
 
 
@@ -54,8 +55,9 @@ class KnnStage1:
             raise CollectionNotFoundError(
                 f"stage 1 'knn' needs geotagged photos in {collection!r} ({store.location}); build it with "
                 f"`mmgeo-ingest DATASET --splits train --modalities ground --encoder {encoder.name}`")
-        check_vector_identity(collection, store.get_metadata(collection),
-                              VectorIdentity(using, encoder.name, encoder.weights_id, encoder.dim))
+        metadata = store.get_metadata(collection)
+        check_vector_identity(collection, metadata, VectorIdentity(using, encoder.name, encoder.weights_id, encoder.dim),
+                              remedy=query_remedy(store, metadata, using), verb="this search's encoder is")
         self.store, self.encoder, self.collection, self.using, self.temperature = store, encoder, collection, using, temperature
         self.name = f"knn:{collection}"
         self.params = engine_params(store.get_metadata(collection))  # its own index, as stage 2 searches its collection

@@ -172,7 +172,7 @@ def create_app(geolocator: Geolocator, *, limits: ServeLimits | None = None, api
     def health() -> dict[str, Any]:
         return {"status": "ok", "mmgeo_version": mmgeo.__version__, "store": store.location,
                 "collection": geolocator.collection, "stage1": geolocator.stage1.name,
-                "text_space": geolocator.text_space, "api_key_required": bool(api_key),
+                "text_space": geolocator.text_space, "notes": geolocator.notes, "api_key_required": bool(api_key),
                 "attribution": ATTRIBUTION, "limits": dataclasses.asdict(limits)}
 
     @app.get("/collections")
