@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1, build_geolocator
+
 REFERENCE_EARTH_RADIUS_KM = 6371.0
 RECALL_KS = (1, 5, 10, 25)
 MAP_K = 1000
@@ -229,13 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--store", required=True)
-    parser.add_argument("--stage1", default="geoclip", choices=["geoclip", "knn"])
+    parser.add_argument("--stage1", default=DEFAULT_STAGE1, choices=STAGE1)
     parser.add_argument("--results", type=Path, required=True, help="results.json written by mmgeo-eval")
     parser.add_argument("--tol", type=float, default=1e-9)
     args = parser.parse_args(argv)
 
     from mmgeo.qdrant import open_store
-    from mmgeo.search.factory import build_geolocator
 
     rows = json.loads(args.results.read_text())
     earth = {float(r["earth_radius_km"]) for r in rows if r.get("protocol") == "reference"}

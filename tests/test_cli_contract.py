@@ -34,7 +34,7 @@ LABELS = {
     ("serve", "--require-key"),
     *{(cmd, "--api-key") for cmd in ("ingest", "search", "eval", "bench", "store info", "store push", "store pull",
                                       "store snapshot", "store restore", "store quantize", "store optimize", "store gallery",
-                                      "serve")},
+                                      "serve", "train text-projection")},
 }
 
 # Placeholders that make the rest of a command line valid, so the bad value is what fails: (arguments, options).
@@ -97,6 +97,7 @@ LIBRARY_CASES = [
     (["train", "text-projection", DATA, "--out", "proj.safetensors"], DATA),
     (["train", "text-projection", DATA, "--out", "proj.safetensors", "--image-weights", "bogus"], "bogus"),
     (["train", "text-projection", DATA, "--out", "proj.safetensors", "--image-weights", "missing/last.pt"], "missing/last.pt"),
+    (["train", "text-projection", DATA, "--out", "proj.safetensors", "--store", "no-such-store"], "no-such-store"),
     (["serve", "--encoder", "efficientnet_lite0", "--weights", "bogus"], "bogus"),
     (["serve", "--encoder", "efficientnet_lite0", "--geoclip-weights", "bogus"], "bogus"),
     (["serve", "--text-encoder", "corrupt.safetensors"], "corrupt.safetensors"),

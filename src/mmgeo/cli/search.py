@@ -30,7 +30,7 @@ Examples:
   # the README demo: the encoder, stage 1 and text projection the store records
   mmgeo-search demo/world/demo-photo.jpg --store demo/store
 \b
-  # GeoCLIP stage 1, 2-region posterior-mass search, JSON out
+  # 2-region posterior-mass search (stage 1 auto: GeoCLIP when its weights are here), JSON out
   mmgeo-search photo.jpg --region mass --mass 0.9 --json
 \b
   # several photos of one place, a map and GeoJSON for GIS tools

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
-from mmgeo.cli.params import CommaChoice, Device, EncoderName, FiniteFloat, OutputDir, OutputFile, TimmModel
+from mmgeo.cli.common import MmgeoGroup, console, open_store_from
+from mmgeo.cli.params import CommaChoice, Device, EncoderName, FiniteFloat, OutputDir, OutputFile, ServerUrl, TimmModel
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 
 GEOCLIP_EXAMPLES = """
@@ -204,7 +204,10 @@ Examples:
 @click.option("--splits", type=CommaChoice(SPLITS), default="train", show_default=True,
               help="Splits whose (ground photo, article) pairs fit the map.")
 @click.option("--alpha", type=FiniteFloat(0, min_open=True), default=1.0, show_default=True, help="Ridge regularisation.")
-@store_options
+@click.option("--store", "store_path", default=None, metavar="PATH",
+              help="Embedded store to fit for and record the projection in (never taken from MMGEO_STORE: recording is asked for).")
+@click.option("--qdrant-url", default=None, type=ServerUrl(), help="Or a Qdrant server's store to fit for and record it in.")
+@click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="Qdrant API key [env QDRANT_API_KEY].")
 def text_projection_command(dataset: Path, out: Path, image_encoder: str | None, image_weights: str | None,
                             text_encoder: str | None, splits: list[str], alpha: float, store_path, qdrant_url, api_key) -> None:
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
@@ -214,11 +217,19 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str | None,
     collections before the fit, and the fitted file is recorded in the store: mmgeo-search, mmgeo-eval and
     mmgeo serve then use it for the text rerank by default.
     """
-    from mmgeo.training.text_projection import fit_text_projection, projection_encoders, record_projection
+    from mmgeo.encoders import check_weights
+    from mmgeo.training.text_projection import (
+        DEFAULT_IMAGE_ENCODER,
+        fit_text_projection,
+        projection_encoders,
+        record_projection,
+    )
 
-    MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
+    if image_encoder or not (store_path or qdrant_url):  # else the store names the encoder
+        check_weights(image_encoder or DEFAULT_IMAGE_ENCODER, image_weights)
     store = open_store_from(store_path, qdrant_url, api_key) if store_path or qdrant_url else None
     try:
+        MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
         image, text = projection_encoders(store, image_encoder, image_weights, text_encoder)
         path, stats = fit_text_projection(dataset, image, text, out, splits=tuple(splits), alpha=alpha)
         record = record_projection(store, path) if store is not None else None

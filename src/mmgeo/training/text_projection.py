@@ -66,10 +66,9 @@ def projection_encoders(store: Store | None, image: str | None = None, image_wei
 
     With a store they are checked against its collections before anything is fitted (see :func:`check_fits_store`).
     """
-    from mmgeo.encoders import check_weights, create_encoder
+    from mmgeo.encoders import create_encoder
 
     if store is None:
-        check_weights(image or DEFAULT_IMAGE_ENCODER, image_weights)
         return create_encoder(image or DEFAULT_IMAGE_ENCODER, weights=image_weights), create_encoder(text or DEFAULT_TEXT_ENCODER)
     texts = collection_name("text")
     if not store.has_collection(texts):
