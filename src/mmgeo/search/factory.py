@@ -17,17 +17,14 @@ from mmgeo.errors import InputError, WeightsNotFoundError
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import collection_name
 from mmgeo.search.geolocator import Geolocator, SearchSettings
-from mmgeo.search.models import built_vector, image_encoder, text_plan
+from mmgeo.search.models import image_encoder, text_plan
 from mmgeo.search.result import SearchResult
 
 STAGE1 = ("auto", "geoclip", "knn")
 """Stage-1 estimators: ``auto`` (GeoCLIP when its weights are on this machine, else kNN when the store has
 geotagged ground photos), ``geoclip``, ``knn``."""
 DEFAULT_STAGE1 = "auto"
-
-def collection_encoder(store: Store, modality: str = "satellite") -> str:
-    """The name of the image encoder that built ``modality``'s collection (from its metadata)."""
-    return built_vector(store, modality, "image")["encoder"]
+"""The stage 1 of ``mmgeo-search``, ``mmgeo-eval``, ``mmgeo serve`` and the Python API unless told otherwise."""
 
 
 def _ground_photos(store: Store) -> int:
