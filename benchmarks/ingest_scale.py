@@ -47,21 +47,22 @@ def region_tiles(world: World, region: tuple[float, float, float] | None) -> np.
 
 
 def write_world(n: int, folder: Path, seed: int = 0, spec: WorldSpec | None = None,
-                region: tuple[float, float, float] | None = None, world: World | None = None) -> tuple[Path, Path]:
+                region: tuple[float, float, float] | None = None, world: World | None = None,
+                dim: int = DIM) -> tuple[Path, Path]:
     """The world's tiles (those in ``region`` only, a region-sharded node's slice) as ``manifest.parquet`` +
-    ``embeddings.parquet`` in ``folder``, written chunk by chunk; tile ids are the whole world's."""
+    ``embeddings.parquet`` of ``dim``-d vectors in ``folder``, written chunk by chunk; tile ids are the whole world's."""
     spec = spec or WorldSpec()
     world = world or make_world(n, seed=seed, dim=None, spec=spec)
     keep = region_tiles(world, region)
     rng = np.random.default_rng([seed, 2])
-    directions = rng.standard_normal((len(world.centres) + 1, DIM), dtype=np.float32)
+    directions = rng.standard_normal((len(world.centres) + 1, dim), dtype=np.float32)
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     directions[-1] = 0.0  # background tiles share no direction
     own = float(np.sqrt(1.0 - spec.cluster_weight**2))
     manifest, embeddings = folder / "manifest.parquet", folder / "embeddings.parquet"
     with pq.ParquetWriter(manifest, pa.schema([("id", pa.string()), ("lat", pa.float64()), ("lon", pa.float64()),
                                                ("modality", pa.string()), ("split", pa.string()), ("path", pa.string())])) as m, \
-         pq.ParquetWriter(embeddings, pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), DIM))])) as e:
+         pq.ParquetWriter(embeddings, pa.schema([("id", pa.string()), ("vector", pa.list_(pa.float32(), dim))])) as e:
         for start in range(0, keep.size, CHUNK):
             stop = min(keep.size, start + CHUNK)
             rows = keep[start:stop]
@@ -69,11 +70,11 @@ def write_world(n: int, folder: Path, seed: int = 0, spec: WorldSpec | None = No
             m.write_table(pa.table({"id": ids, "lat": world.lat[rows], "lon": world.lon[rows],
                                     "modality": ["satellite"] * len(ids), "split": ["index"] * len(ids),
                                     "path": [f"tiles/{i}.png" for i in ids]}))
-            block = rng.standard_normal((stop - start, DIM), dtype=np.float32)
+            block = rng.standard_normal((stop - start, dim), dtype=np.float32)
             block *= own / np.linalg.norm(block, axis=1, keepdims=True)
             block += spec.cluster_weight * directions[world.cluster[rows]]
             block /= np.linalg.norm(block, axis=1, keepdims=True)
-            e.write_table(pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), DIM)}))
+            e.write_table(pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), dim)}))
     return manifest, embeddings
 
 

@@ -250,6 +250,7 @@ def test_info_json_has_the_documented_keys(tmp_path, backend_kind):
 def test_optimize_records_the_index_and_searches_follow_its_recall(tmp_path, monkeypatch, target):
     from mmgeo.qdrant import EXACT, SearchParams
     from mmgeo.qdrant.admin import tuning
+    from mmgeo.qdrant.admin.probes import PLAN_RADII_KM
     from mmgeo.search.stage2 import engine_params
 
     monkeypatch.setattr(tuning, "RECALL_TARGET", target)  # 0: any graph keeps it; 1.01: none can
@@ -259,12 +260,15 @@ def test_optimize_records_the_index_and_searches_follow_its_recall(tmp_path, mon
         [report] = ops.optimize(store, queries=40, hnsw=ops.HnswSettings(full_scan_threshold_kb=1))
         record = store.get_metadata(name)["index"]
         assert (record["kind"], record["m"], record["acorn"]) == ("hnsw", 16, True)
-        assert set(record["recall@10"]) == {"25", "500", "none"}
+        assert set(record["recall@10"]) == {"none" if r is None else f"{r:g}" for r in PLAN_RADII_KM}
         assert all(0.0 <= r <= 1.0 for r in record["recall@10"].values())
+        assert record["measured"].startswith("perturbed") and report.plan == record["plan"]
         assert report.after.indexed_vectors == 300
-        if target == 0.0:
-            assert record["search"] == "hnsw" and not report.notes
-            assert engine_params(store.get_metadata(name)) == SearchParams(acorn=True)
-        else:
-            assert record["search"] == "exact" and "searches stay exact" in report.notes[0]
+        for band in record["plan"]:  # every band: exact, or the graph where it keeps the target and is faster
+            assert band["search"] == "exact" or (band["recall@10"] >= target and band["p50_ms"] < band["exact_p50_ms"])
+            size = (band["below"] or 10**9) - 1
+            want = EXACT if band["search"] == "exact" else SearchParams(hnsw_ef=band["hnsw_ef"], acorn=True)
+            assert engine_params(store.get_metadata(name), size=size) == want
+        if target > 1:
+            assert record["search"] == "exact" and all(b["search"] == "exact" for b in record["plan"])
             assert engine_params(store.get_metadata(name)) == EXACT

@@ -31,7 +31,7 @@ from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_
 from mmgeo.search.rerank import Group, Weights, confidence, rank_groups, text_scores, top_groups
 from mmgeo.search.result import Candidate, SearchResult
 from mmgeo.search.stage1 import Hypotheses, Stage1
-from mmgeo.search.stage2 import INDEX_MODES, Found, Stage2, engine_params, groups_needed
+from mmgeo.search.stage2 import INDEX_MODES, Found, Stage2, groups_needed, search_plan
 
 FALLBACKS = ("fail", "widen", "full")
 PRIOR_WEIGHTINGS = ("confidence", "fixed")
@@ -46,7 +46,7 @@ class SearchSettings:
     """Knobs of one search; defaults follow the reference protocol (R = 25 km) where it has one.
 
     ``index``/``hnsw_ef``/``oversampling``: how the engine searches (``auto``: the collection's own
-    index, from its metadata; see :func:`~mmgeo.search.stage2.engine_params`). ``count``: how
+    index and search plan, from its metadata; see :func:`~mmgeo.search.stage2.search_plan`). ``count``: how
     ``candidates_in_region`` is found for a region holding more points than the hits read
     (``estimate``: the payload index's cardinality estimate; ``exact``: a count pass, as evaluation needs).
     """
@@ -226,7 +226,7 @@ class Geolocator:
 
     def stage2(self, s: SearchSettings) -> Stage2:
         """The batched stage-2 search these settings ask for, on the collection's own index."""
-        return Stage2(self.store, self.collection, engine_params(self.metadata, s.index, s.hnsw_ef, s.oversampling))
+        return Stage2(self.store, self.collection, search_plan(self.metadata, s.index, s.hnsw_ef, s.oversampling))
 
     def prepare(self, photos: Sequence[str | Image.Image], top_k: int = 100) -> PreparedQuery:
         """Decode and encode the photos and run stage 1: the per-query work every setting shares.

@@ -1,9 +1,10 @@
 """Stage 2 for a batch of queries: one filtered engine pass per query, as few hits as the ranking needs.
 
-* **Index.** :func:`engine_params` reads how the collection is indexed from its metadata: a plain
+* **Index.** :func:`search_plan` reads how the collection is indexed from its metadata: a plain
   collection is searched exactly, a quantized one with rescoring and its recorded oversampling,
-  an HNSW one with its recorded ``ef`` (``SearchSettings.index`` / ``hnsw_ef`` / ``oversampling``
-  override).
+  an HNSW one by the plan ``mmgeo store optimize`` recorded: per query, from its region's size (the
+  engine's cardinality estimate), exact or the graph at the ``ef`` measured to keep recall@10 ≥ 0.99
+  in regions of that size (``SearchSettings.index`` / ``hnsw_ef`` / ``oversampling`` override).
 * **Hits.** With ``aggregate="max"`` a landmark's score is its best tile, so the top G landmarks
   are the first G distinct landmarks in score order: :meth:`Stage2.search` asks for G hits and
   asks again (x4, up to ``candidates``) only for queries whose hits hold fewer than G landmarks.
@@ -31,28 +32,63 @@ RETRY_GROWTH = 4
 """A query whose hits held too few landmarks asks again for this many times more hits."""
 
 
-def engine_params(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int | None = None,
-                  oversampling: float | None = None) -> SearchParams:
+@dataclass(frozen=True)
+class SearchPlan:
+    """Engine parameters per query, by the region's size: ``steps`` are ``(below, params)`` in ascending
+    ``below`` (points, exclusive; None = no upper bound); a size no step covers is searched exactly."""
+
+    steps: tuple[tuple[int | None, SearchParams], ...]
+
+    @classmethod
+    def fixed(cls, params: SearchParams) -> SearchPlan:
+        return cls(((None, params),))
+
+    @property
+    def by_size(self) -> bool:
+        """Whether the choice depends on the region's size (so stage 2 fetches its estimate first)."""
+        return len({p for _, p in self.steps}) > 1 or self.steps[-1][0] is not None
+
+    def choose(self, size: int | None) -> SearchParams:
+        """The parameters for a region of ``size`` points (None, size unknown: the widest step's)."""
+        if size is None:
+            return self.steps[-1][1]
+        return next((p for below, p in self.steps if below is None or size < below), EXACT)
+
+
+def search_plan(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int | None = None,
+                oversampling: float | None = None) -> SearchPlan:
     """How to search a collection: from its metadata's ``quantization`` and ``index`` records.
 
     ``auto``: exact on a plain collection; the index otherwise: with rescoring and the recorded
-    oversampling on a quantized one, the recorded ``hnsw_ef`` (and ``acorn``) on an HNSW one, unless
-    its record says ``"search": "exact"`` (its graph was measured not to keep recall, so mmgeo
-    searches it exhaustively). ``exact`` and ``approximate`` force one or the other.
+    oversampling on a quantized one; on an HNSW one, the ``plan`` its record holds (per region-size band,
+    exact or the graph at the measured ``ef``), or for an older record its ``hnsw_ef`` unless it says
+    ``"search": "exact"``. ``exact`` and ``approximate`` force one or the other for every query, and so does
+    an ``hnsw_ef`` (the graph at that ``ef``).
     """
     if index not in INDEX_MODES:
         raise ValueError(f"index must be one of {', '.join(INDEX_MODES)}, got {index!r}")
     quant = metadata.get("quantization") or {}
     graph = metadata.get("index") or {}
-    use_graph = graph.get("kind") == "hnsw" and graph.get("search", "hnsw") == "hnsw"
-    if index == "exact" or (index == "auto" and not quant and not use_graph):
-        return EXACT
-    return SearchParams(
-        hnsw_ef=hnsw_ef if hnsw_ef is not None else graph.get("hnsw_ef"),
-        rescore=bool(quant.get("rescore", True)),
-        oversampling=oversampling if oversampling is not None else quant.get("oversampling"),
-        acorn=bool(graph.get("acorn", False)),
-    )
+    hnsw = graph.get("kind") == "hnsw"
+    use_graph = hnsw and graph.get("search", "hnsw") in ("hnsw", "plan")
+    if index == "exact" or (index == "auto" and not quant and not use_graph and not (hnsw and hnsw_ef is not None)):
+        return SearchPlan.fixed(EXACT)
+
+    def approximate(ef: int | None) -> SearchParams:
+        return SearchParams(hnsw_ef=ef, rescore=bool(quant.get("rescore", True)), acorn=bool(graph.get("acorn", False)),
+                            oversampling=oversampling if oversampling is not None else quant.get("oversampling"))
+
+    if index == "auto" and hnsw_ef is None and graph.get("search") == "plan" and graph.get("plan"):
+        return SearchPlan(tuple((b["below"], approximate(b.get("hnsw_ef")) if b["search"] == "hnsw" else EXACT)
+                                for b in graph["plan"]))
+    return SearchPlan.fixed(approximate(hnsw_ef if hnsw_ef is not None else graph.get("hnsw_ef")))
+
+
+def engine_params(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int | None = None,
+                  oversampling: float | None = None, size: int | None = None) -> SearchParams:
+    """The :func:`search_plan`'s parameters for one region of ``size`` points (None: the widest region, as
+    an unfiltered search has it)."""
+    return search_plan(metadata, index, hnsw_ef, oversampling).choose(size)
 
 
 def group_key(hit: Hit) -> str:
@@ -71,17 +107,33 @@ class Found:
 
     hits: list[Hit]
     full: bool
+    estimate: int | None = None
+    """The engine's estimate of the region's size, where the plan fetched it to choose the search."""
 
 
 @dataclass
 class Stage2:
-    """Batched filtered search over one collection with fixed engine parameters."""
+    """Batched filtered search over one collection, each query with the engine parameters its plan picks."""
 
     store: Store
     collection: str
-    params: SearchParams
+    plan: SearchPlan
     using: str = "image"
     batch_size: int = 1024
+
+    def estimates(self, filters: Sequence[SearchFilter | None]) -> list[int | None]:
+        """The engine's cardinality estimate of each region where the plan depends on it (else None)."""
+        if not self.plan.by_size:
+            return [None] * len(filters)
+        total = None
+        out: list[int | None] = []
+        for f in filters:
+            if f is None or f.is_empty():
+                total = self.store.count(self.collection) if total is None else total
+                out.append(total)
+            else:
+                out.append(self.store.count(self.collection, f, exact=False))
+        return out
 
     def search(self, queries: Sequence[np.ndarray], filters: Sequence[SearchFilter | None], *, candidates: int,
                groups: int | None, per_photo: bool) -> list[Found]:
@@ -90,51 +142,63 @@ class Stage2:
         ``groups``: stop at the first hits that hold that many landmarks (None: read ``candidates`` hits).
         ``per_photo``: score each photo separately and average per tile (else search the mean photo).
         """
+        sizes = self.estimates(filters)
         if per_photo:
-            return [self._pooled(q, f, candidates) if len(q) > 1 else self._one([q[0]], [f], candidates, None)[0]
-                    for q, f in zip(queries, filters, strict=True)]
+            return [self._pooled(q, f, candidates, n) if len(q) > 1 else self._one([q[0]], [f], [n], candidates, None)[0]
+                    for q, f, n in zip(queries, filters, sizes, strict=True)]
         vectors = [_mean_unit(q) for q in queries]
-        return self._one(vectors, filters, candidates, groups)
+        return self._one(vectors, filters, sizes, candidates, groups)
 
-    def _one(self, vectors: Sequence[np.ndarray], filters: Sequence[SearchFilter | None], candidates: int,
-             groups: int | None) -> list[Found]:
+    def _one(self, vectors: Sequence[np.ndarray], filters: Sequence[SearchFilter | None], sizes: Sequence[int | None],
+             candidates: int, groups: int | None) -> list[Found]:
         out: list[Found | None] = [None] * len(vectors)
         pending = list(range(len(vectors)))
         limit = candidates if groups is None else min(candidates, groups)
         while pending:
-            hits = self._batch([vectors[i] for i in pending], [filters[i] for i in pending], limit)
+            hits = self._batch([vectors[i] for i in pending], [filters[i] for i in pending], [sizes[i] for i in pending], limit)
             again = []
             for i, h in zip(pending, hits):
                 full = len(h) >= limit
                 if full and limit < candidates and len({group_key(x) for x in h}) < groups:  # type: ignore[operator]
                     again.append(i)
                 else:
-                    out[i] = Found(h, full)
+                    out[i] = Found(h, full, sizes[i])
             pending, limit = again, min(candidates, limit * RETRY_GROWTH)
         return out  # type: ignore[return-value]
 
-    def _batch(self, vectors: Sequence[np.ndarray], filters: Sequence[SearchFilter | None], limit: int) -> list[list[Hit]]:
-        hits: list[list[Hit]] = []
-        for start in range(0, len(vectors), self.batch_size):
-            stop = start + self.batch_size
-            hits += self.store.search_batch(self.collection, np.asarray(vectors[start:stop]), using=self.using, limit=limit,
-                                            filters=filters[start:stop], params=self.params, fields=HIT_FIELDS)
+    def _batch(self, vectors: Sequence[np.ndarray], filters: Sequence[SearchFilter | None], sizes: Sequence[int | None],
+               limit: int) -> list[list[Hit]]:
+        """One engine pass per distinct plan choice (in batches), answers in the queries' order."""
+        by_params: dict[SearchParams, list[int]] = defaultdict(list)
+        for i, n in enumerate(sizes):
+            by_params[self.plan.choose(n)].append(i)
+        hits: list[list[Hit]] = [[] for _ in vectors]
+        for params, idx in by_params.items():
+            for start in range(0, len(idx), self.batch_size):
+                part = idx[start:start + self.batch_size]
+                found = self.store.search_batch(self.collection, np.asarray([vectors[i] for i in part]), using=self.using,
+                                                limit=limit, filters=[filters[i] for i in part], params=params, fields=HIT_FIELDS)
+                for i, h in zip(part, found, strict=True):
+                    hits[i] = h
         return hits
 
-    def _pooled(self, photos: np.ndarray, flt: SearchFilter | None, candidates: int) -> Found:
-        per_photo = self._batch(list(photos), [flt] * len(photos), candidates)
+    def _pooled(self, photos: np.ndarray, flt: SearchFilter | None, candidates: int, size: int | None) -> Found:
+        per_photo = self._batch(list(photos), [flt] * len(photos), [size] * len(photos), candidates)
         pooled: dict[str, list[Hit]] = defaultdict(list)
         for hits in per_photo:
             for h in hits:
                 pooled[h.id].append(h)
         hits = [Hit(i, float(sum(h.score for h in hs) / len(photos)), hs[0].payload) for i, hs in pooled.items()]
         hits.sort(key=lambda h: -h.score)
-        return Found(hits, any(len(h) >= candidates for h in per_photo))
+        return Found(hits, any(len(h) >= candidates for h in per_photo), size)
 
     def region_size(self, found: Found, flt: SearchFilter | None, exact: bool) -> int:
-        """Points in the region: the hits if they did not fill the limit, else counted or estimated."""
+        """Points in the region: the hits if they did not fill the limit, else counted, or estimated (the
+        estimate the plan already fetched, where it did)."""
         if not found.full:
             return len(found.hits)
+        if not exact and found.estimate is not None:
+            return found.estimate
         return self.store.count(self.collection, flt, exact=exact)
 
 

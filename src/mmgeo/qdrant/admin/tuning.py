@@ -17,7 +17,16 @@ import numpy as np
 
 from mmgeo.errors import StoreError
 from mmgeo.qdrant.admin.info import collection_info, identities, select
-from mmgeo.qdrant.base import EXACT, GeoRadius, SearchFilter, SearchParams, Store, StoredPoint, Tuning
+from mmgeo.qdrant.admin.probes import (
+    Probes,
+    choose_plan,
+    plan_curve,
+    probe_queries,
+    recall_by_radius,
+    recall_of,
+    region_filters,
+)
+from mmgeo.qdrant.base import EXACT, SearchParams, Store, Tuning
 
 QuantizationKind = Literal["int8", "binary"]
 
@@ -27,11 +36,11 @@ recall@10: int8 0.93 at 1×, 0.9995 at 2×; binary 0.33 at 1×, 0.73 at 4×, 0.9
 (binary suits ≥1024-d embeddings better)."""
 
 RECALL_TARGET = 0.99
-"""An HNSW graph is searched only where its measured recall@10 keeps at least this much at every radius it was
-checked at; below it the collection's ``index`` record says ``"search": "exact"`` (see
-:func:`~mmgeo.search.stage2.engine_params`)."""
+"""An HNSW graph is searched only where its recall@10 on real-like queries (:mod:`~mmgeo.qdrant.admin.probes`)
+keeps at least this much: per band of region size, the collection's ``index`` record holds the plan (exact, or
+the graph at an ``ef`` that keeps it; see :func:`~mmgeo.search.stage2.search_plan`)."""
 GRAPH_CHECK_RADII_KM = (25.0, 500.0, None)
-"""Regions a graph's recall is checked in: stage 2's default radius, a wide one, and no filter (None)."""
+"""Regions :func:`filtered_recall` checks by default: stage 2's default radius, a wide one, and no filter (None)."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,10 @@ class QuantizeReport:
     """One collection before and after :func:`quantize` or :func:`optimize`.
 
     ``recall`` is recall@``limit`` of approximate search (HNSW + quantization, with the chosen
-    rescoring/oversampling) against exact search, on ``queries`` stored vectors used as queries;
-    ``recall_unquantized`` the same with quantization ignored, so their difference is what the
-    quantization costs.
+    rescoring/oversampling) against exact search, on ``queries`` real-like queries (``measured`` says how they
+    were made: :func:`~mmgeo.qdrant.admin.probes.probe_queries`); ``recall_unquantized`` the same with
+    quantization ignored, so their difference is what the quantization costs. For :func:`optimize`, ``recall``
+    is that of the search plan it recorded, over every region it measured (``plan``: per region-size band).
     """
 
     collection: str
@@ -93,6 +103,8 @@ class QuantizeReport:
     oversampling: float | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    measured: str = ""
+    plan: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,8 +147,9 @@ def quantize(
         before = footprint(store, name)
         _tune(store, name, hnsw.tuning(kind, vectors_on_disk=True), "quantization")
         using = vectors[0].name
-        recall, n = measure_recall(store, name, using=using, queries=queries, limit=limit, rescore=rescore, oversampling=oversampling)
-        plain, _ = measure_recall(store, name, using=using, queries=queries, limit=limit, ignore_quantization=True)
+        probes = probe_queries(store, name, using=using, queries=queries)
+        recall, n = measure_recall(store, name, using=using, probes=probes, limit=limit, rescore=rescore, oversampling=oversampling)
+        plain, _ = measure_recall(store, name, using=using, probes=probes, limit=limit, ignore_quantization=True)
         store.set_metadata(
             name,
             {
@@ -146,6 +159,7 @@ def quantize(
                     "rescore": rescore,
                     "oversampling": oversampling,
                     f"recall@{limit}": recall,
+                    "measured": probes.method,
                     "applied": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 },
             },
@@ -154,7 +168,7 @@ def quantize(
             QuantizeReport(
                 name, kind, before, footprint(store, name), recall, plain, n, limit, rescore, oversampling,
                 time.perf_counter() - start,
-                notes=[f"recall measured on vector {using!r}"] if len(vectors) > 1 else [],
+                notes=[f"recall measured on vector {using!r}"] if len(vectors) > 1 else [], measured=probes.method,
             )
         )
     return reports
@@ -168,10 +182,11 @@ def optimize(
     queries: int = 100,
     limit: int = 10,
 ) -> list[QuantizeReport]:
-    """Merge segments and build the HNSW index, keeping any quantization, and record the index in the
-    collection metadata (``index``) with the graph's recall as stage 2 searches it: geo-filtered
-    (:data:`GRAPH_CHECK_RADII_KM`, ACORN) and unfiltered. Searches use the graph only where that recall
-    keeps :data:`RECALL_TARGET` everywhere; otherwise the record says ``"search": "exact"``."""
+    """Merge segments and build the HNSW index, keeping any quantization, then measure the graph on real-like
+    queries (:mod:`~mmgeo.qdrant.admin.probes`) in regions of every size and record in the collection metadata
+    (``index``) the search plan: per band of region size, exact or the graph at the smallest ``ef`` that keeps
+    :data:`RECALL_TARGET`, whichever is faster. ``recall@10`` in the record is the graph at its default ``ef``
+    per radius; ``measured`` says how the queries were made."""
     reports = []
     for name in select(store, collections):
         start = time.perf_counter()
@@ -180,50 +195,54 @@ def optimize(
         before = footprint(store, name)
         _tune(store, name, hnsw.tuning(), "optimize")
         after = footprint(store, name)
-        recall, n = measure_recall(store, name, using=vectors[0].name, queries=queries, limit=limit)
-        graph = SearchParams(acorn=True)
-        by_region = filtered_recall(store, name, using=vectors[0].name, queries=queries, limit=limit, params=graph)
-        worst = min(by_region.values(), default=float("nan"))
+        using = vectors[0].name
+        quant = metadata.get("quantization") or {}
+        graph = SearchParams(acorn=True, rescore=bool(quant.get("rescore", True)), oversampling=quant.get("oversampling"))
+        probes = probe_queries(store, name, using=using, queries=queries)
+        regions = plan_curve(store, name, probes, using=using, limit=limit, graph=graph, target=RECALL_TARGET)
+        plan = choose_plan(regions, RECALL_TARGET)
+        chosen = [_planned(r, plan) for r in regions]
+        recalls = [r for r in chosen if r is not None]
+        recall = float(np.mean(recalls)) if recalls else float("nan")
+        uses_graph = any(b["search"] == "hnsw" for b in plan)
         store.set_metadata(name, {**store.get_metadata(name), "index": {
-            "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "hnsw_ef": graph.hnsw_ef, "acorn": graph.acorn,
-            f"recall@{limit}": by_region, "search": "hnsw" if worst >= RECALL_TARGET else "exact",
+            "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "hnsw_ef": None, "acorn": graph.acorn,
+            f"recall@{limit}": recall_by_radius(regions, None), "plan": plan, "measured": probes.method,
+            "search": "plan" if uses_graph else "exact",
             "applied": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}})
-        notes = [f"filtered recall@{limit} {worst:.3f} < {RECALL_TARGET}: searches stay exact"] if not worst >= RECALL_TARGET else []
-        reports.append(QuantizeReport(name, after.quantization, before, after, recall, None, n, limit,
-                                      seconds=time.perf_counter() - start, notes=notes))
+        default = recall_by_radius(regions, None)
+        notes = [f"graph at its default ef: recall@{limit} {min(default.values()):.3f} < {RECALL_TARGET} in some regions"
+                 ] if min(default.values(), default=1.0) < RECALL_TARGET else []
+        notes += [f"{b['band']} points: " + (f"graph ef={b['hnsw_ef'] or 'default'}" if b["search"] == "hnsw" else "exact")
+                  + f" (recall@{limit} {b['recall@10']:.3f}, p50 {b['p50_ms']:.2f} ms; exact {b['exact_p50_ms']:.2f} ms)"
+                  for b in plan]
+        reports.append(QuantizeReport(name, after.quantization, before, after, recall, None, len(probes.vectors), limit,
+                                      seconds=time.perf_counter() - start, notes=notes, measured=probes.method, plan=plan))
     return reports
 
 
-def _sample(store: Store, name: str, using: str, queries: int, *, located: bool = False) -> list[StoredPoint]:
-    """The first ``queries`` stored points with vector ``using`` (and a ``location`` if ``located``), in id
-    order: mmgeo ids are uuid5 hashes, so these are a uniform sample of the collection."""
-    sample = []
-    for p in store.scroll(name, batch_size=min(queries, 256) or 1, with_vectors=True):
-        if len(sample) >= queries:
-            break
-        if using in p.vectors and (not located or isinstance(p.payload.get("location"), dict)):
-            sample.append(p)
-    return sample
+def _planned(region: dict[str, Any], plan: Sequence[dict[str, Any]]) -> float | None:
+    """The recall the plan gets in one measured region (1.0 where it searches exactly)."""
+    step = next(b for b in plan if b["below"] is None or region["size"] < b["below"])
+    if step["search"] == "exact":
+        return 1.0 if region["graph"] else None
+    return region["graph"][step["hnsw_ef"]][0]
 
 
 def filtered_recall(store: Store, name: str, *, using: str, queries: int, limit: int, params: SearchParams,
                     radii_km: Sequence[float | None] = GRAPH_CHECK_RADII_KM) -> dict[str, float]:
-    """Recall@``limit`` of search with ``params`` against exact search, with the queries' regions as stage 2 has them:
-    within each radius of the query point (None: no filter); keys are the radii (``"none"``).
-
-    The queries are stored points (vector and location) in id order, as in :func:`measure_recall`."""
-    sample = _sample(store, name, using, queries, located=True)
+    """Recall@``limit`` of search with ``params`` against exact search on real-like queries
+    (:func:`~mmgeo.qdrant.admin.probes.probe_queries`), within each radius of the query's region centre (None:
+    no filter); keys are the radii (``"none"``)."""
+    probes = probe_queries(store, name, using=using, queries=queries)
     out: dict[str, float] = {}
-    if not sample:
+    if not len(probes.vectors):
         return out
-    vectors = np.asarray([p.vectors[using] for p in sample], dtype=np.float32)
-    for radius in radii_km:
-        filters = [None if radius is None else SearchFilter(radius=GeoRadius(p.payload["location"]["lat"],
-                                                                            p.payload["location"]["lon"], radius))
-                   for p in sample]
-        exact = store.search_batch(name, vectors, using=using, limit=limit, filters=filters, params=EXACT, fields=("key",))
-        approx = store.search_batch(name, vectors, using=using, limit=limit, filters=filters, params=params, fields=("key",))
-        hits = [len({h.id for h in a} & {h.id for h in e}) / len(e) for a, e in zip(approx, exact, strict=True) if e]
+    for radius in radii_km if probes.located else [None]:
+        filters = region_filters(probes, radius)
+        exact = store.search_batch(name, probes.vectors, using=using, limit=limit, filters=filters, params=EXACT, fields=("key",))
+        approx = store.search_batch(name, probes.vectors, using=using, limit=limit, filters=filters, params=params, fields=("key",))
+        hits = [r for r in recall_of([{h.id for h in a} for a in approx], [{h.id for h in e} for e in exact]) if r is not None]
         out["none" if radius is None else f"{radius:g}"] = float(np.mean(hits)) if hits else 1.0
     return out
 
@@ -238,13 +257,14 @@ def measure_recall(
     rescore: bool = True,
     oversampling: float | None = None,
     ignore_quantization: bool = False,
+    probes: Probes | None = None,
 ) -> tuple[float, int]:
-    """Recall@``limit`` of approximate search against exact search; returns (recall, queries used).
+    """Recall@``limit`` of unfiltered approximate search against exact search; returns (recall, queries used).
 
-    The queries are the first ``queries`` stored vectors in id order: mmgeo ids are uuid5
-    hashes, so these are a uniform sample of the collection.
-    """
-    sample = [p.vectors[using] for p in _sample(store, name, using, queries)]
+    The queries are real-like (``probes``, else :func:`~mmgeo.qdrant.admin.probes.probe_queries` makes
+    ``queries`` of them): never points of the collection."""
+    probes = probes or probe_queries(store, name, using=using, queries=queries)
+    sample = list(probes.vectors[probes.dense])
     if not sample:
         return float("nan"), 0
     exact = store.approximate_ids(name, sample, using=using, limit=limit, exact=True, ignore_quantization=True)
@@ -252,5 +272,3 @@ def measure_recall(
                                    ignore_quantization=ignore_quantization, rescore=rescore, oversampling=oversampling)
     hits = [len(set(a) & set(e)) / max(1, len(e)) for a, e in zip(approx, exact, strict=True)]
     return float(np.mean(hits)), len(sample)
-
-

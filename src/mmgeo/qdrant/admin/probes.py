@@ -1,0 +1,216 @@
+"""Recall measured on queries like the real ones, and the search plan per region size it yields.
+
+A stored vector used as a query finds itself and its near-duplicates, which any graph does; a real query is a
+photo that is not in the store. So the probes are, in order of preference:
+
+* **cross-view**: the store's own ground-photo vectors against its satellite collection (same encoder, the
+  shared space stage 2 searches), each at the photo's location;
+* **perturbed**: stored vectors plus random noise of norm :data:`PROBE_NOISE`, renormalised (cosine ≈ 0.71 to
+  their source, as a ground photo to its tile in ``mmgeo-bench``'s world), each at its source's location.
+
+Regions are drawn where the data is dense (centred on the probes' own locations, so as often as the points
+are there) and at random (uniform centres in the points' bounding box). :func:`plan_curve` measures recall@10
+against exact search and the time per query of exact search and of the HNSW graph at a ladder of ``ef``, per
+band of region size (the engine's cardinality estimate, as stage 2 sees it); :func:`choose_plan` keeps, per
+band, the fastest that holds the recall target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mmgeo.qdrant.base import EXACT, GeoRadius, SearchFilter, SearchParams, Store, StoredPoint
+
+PROBE_NOISE = 1.0
+"""Norm of the random noise added to a stored unit vector to make a perturbed probe (``mmgeo-bench``'s query noise)."""
+PLAN_RADII_KM: tuple[float | None, ...] = (2.0, 5.0, 25.0, 100.0, 500.0, None)
+"""Region radii the plan is measured at (None: no filter), so that every region size a store has is seen."""
+SIZE_BANDS = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000)
+"""Upper bounds (points, exclusive) of the region-size bands the plan is chosen per; the last band is open."""
+EF_LADDER: tuple[int | None, ...] = (None, 128, 256, 512, 1024, 2048)
+"""HNSW ``ef`` values tried, smallest first (None: the engine's default, ``ef_construct``)."""
+MIN_BAND_QUERIES = 10
+"""A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Query vectors not in the collection, with region centres; ``method`` says how they were made."""
+
+    vectors: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    dense: np.ndarray
+    """True where the region is centred on the probe's own location (dense data), False for a random centre."""
+    method: str
+
+    @property
+    def located(self) -> bool:
+        return bool(self.lat.size) and not np.isnan(self.lat).any()
+
+
+def band_of(size: int) -> int:
+    """The index of the :data:`SIZE_BANDS` band holding a region of ``size`` points."""
+    return int(np.searchsorted(SIZE_BANDS, size, side="right"))
+
+
+def band_label(band: int) -> str:
+    lo = 0 if band == 0 else SIZE_BANDS[band - 1]
+    return f"{lo:,}+" if band >= len(SIZE_BANDS) else f"{lo:,}–{SIZE_BANDS[band]:,}"
+
+
+def sample_points(store: Store, name: str, using: str, queries: int, *, located: bool = False) -> list[StoredPoint]:
+    """The first ``queries`` stored points with vector ``using`` (and a ``location`` if ``located``), in id
+    order: mmgeo ids are uuid5 hashes, so these are a uniform sample of the collection."""
+    sample = []
+    for p in store.scroll(name, batch_size=min(queries, 256) or 1, with_vectors=True):
+        if len(sample) >= queries:
+            break
+        if using in p.vectors and (not located or isinstance(p.payload.get("location"), dict)):
+            sample.append(p)
+    return sample
+
+
+def _cross_view_source(store: Store, name: str, using: str) -> str | None:
+    """The ground-photo collection whose ``using`` vectors share ``name``'s encoder space, if the store has one."""
+    if not name.endswith("_satellite"):
+        return None
+    ground = name.removesuffix("satellite") + "ground"
+    if not store.has_collection(ground):
+        return None
+    mine = (store.get_metadata(name).get("vectors") or {}).get(using)
+    theirs = (store.get_metadata(ground).get("vectors") or {}).get(using)
+    same = mine and theirs and all(mine.get(k) == theirs.get(k) for k in ("encoder", "weights_id", "dim"))
+    return ground if same else None
+
+
+def probe_queries(store: Store, name: str, *, using: str, queries: int, seed: int = 0) -> Probes:
+    """``queries`` real-like probes for collection ``name`` (cross-view where the store has it, else perturbed),
+    plus half as many random region centres (see the module docstring)."""
+    rng = np.random.default_rng([seed, 28])
+    source = _cross_view_source(store, name, using)
+    sample = sample_points(store, source or name, using, queries, located=True) if source else []
+    if sample:
+        vectors = np.asarray([p.vectors[using] for p in sample], dtype=np.float32)
+        method = f"cross-view: {len(sample)} ground-photo vectors of {source!r} against {name!r}"
+    else:
+        sample = sample_points(store, name, using, queries, located=True) or sample_points(store, name, using, queries)
+        stored = np.asarray([p.vectors[using] for p in sample], dtype=np.float32).reshape(len(sample), -1)
+        noise = rng.standard_normal(stored.shape, dtype=np.float32)
+        vectors = stored + PROBE_NOISE * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+        method = (f"perturbed: {len(sample)} stored vectors plus random noise of norm {PROBE_NOISE:g} "
+                  "(cosine ≈ 0.71 to the source), renormalised; the source is not counted as a hit")
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    loc = [p.payload.get("location") for p in sample]
+    lat = np.asarray([x["lat"] if isinstance(x, dict) else np.nan for x in loc], dtype=np.float64)
+    lon = np.asarray([x["lon"] if isinstance(x, dict) else np.nan for x in loc], dtype=np.float64)
+    dense = np.ones(len(sample), dtype=bool)
+    if len(sample) and not np.isnan(lat).any():
+        k = max(1, len(sample) // 2)
+        vectors = np.vstack([vectors, vectors[:k]])
+        lat = np.concatenate([lat, rng.uniform(lat.min(), lat.max(), k)])
+        lon = np.concatenate([lon, rng.uniform(lon.min(), lon.max(), k)])
+        dense = np.concatenate([dense, np.zeros(k, dtype=bool)])
+        method += f"; regions centred on the {len(sample)} probes' own locations (dense) and on {k} uniform random centres"
+    return Probes(vectors, lat, lon, dense, method)
+
+
+def region_filters(probes: Probes, radius_km: float | None) -> list[SearchFilter | None]:
+    if radius_km is None:
+        return [None] * len(probes.vectors)
+    return [SearchFilter(radius=GeoRadius(float(a), float(o), radius_km)) for a, o in zip(probes.lat, probes.lon)]
+
+
+def _search_timed(store: Store, name: str, probes: Probes, filters: Sequence[SearchFilter | None], *, using: str,
+                  limit: int, params: SearchParams) -> tuple[list[set[str]], list[float]]:
+    """Ids and milliseconds per query, one query at a time (as :meth:`Geolocator.rank` sends them)."""
+    ids, ms = [], []
+    for v, f in zip(probes.vectors, filters, strict=True):
+        t = time.perf_counter()
+        hits = store.search(name, v, using=using, limit=limit, flt=f, params=params, fields=("key",))
+        ms.append((time.perf_counter() - t) * 1e3)
+        ids.append({h.id for h in hits})
+    return ids, ms
+
+
+def recall_of(got: Sequence[set[str]], exact: Sequence[set[str]]) -> list[float | None]:
+    """Per query: the share of the exact top ids found (None where the region is empty)."""
+    return [len(g & e) / len(e) if e else None for g, e in zip(got, exact, strict=True)]
+
+
+def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: int, graph: SearchParams,
+               target: float, radii_km: Sequence[float | None] = PLAN_RADII_KM,
+               ef_ladder: Sequence[int | None] = EF_LADDER) -> list[dict[str, Any]]:
+    """Per region (probe x radius): its estimated size, band, exact time, and recall@``limit`` and time of the
+    graph at each ``ef`` of the ladder (with ``graph``'s other settings). The ladder stops once every band
+    holds ``target`` or is slower than exact."""
+    radii = radii_km if probes.located else [None]
+    total = store.count(name)
+    regions: list[dict[str, Any]] = []
+    per_radius = []
+    for radius in radii:
+        filters = region_filters(probes, radius)
+        sizes = [total if f is None else store.count(name, f, exact=False) for f in filters]
+        exact, exact_ms = _search_timed(store, name, probes, filters, using=using, limit=limit, params=EXACT)
+        per_radius.append((filters, exact))
+        regions += [{"radius_km": radius, "dense": bool(d), "size": s, "band": band_of(s), "exact_ms": t, "graph": {}}
+                    for d, s, t in zip(probes.dense, sizes, exact_ms)]
+    for ef in ef_ladder:
+        got: list[float | None] = []
+        for filters, exact in per_radius:
+            ids, ms = _search_timed(store, name, probes, filters, using=using, limit=limit,
+                                    params=SearchParams(hnsw_ef=ef, rescore=graph.rescore, oversampling=graph.oversampling,
+                                                        acorn=graph.acorn))
+            got += [(r, t) for r, t in zip(recall_of(ids, exact), ms)]
+        for region, (r, t) in zip(regions, got):
+            region["graph"][ef] = (r, t)
+        if all(b["recall"] >= target or b["ms"] > b["exact_ms"] for b in _bands(regions, ef).values()):
+            break
+    return regions
+
+
+def _bands(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[int, dict[str, Any]]:
+    """Per band measured with ``ef``: regions, mean recall, median graph and exact ms."""
+    out: dict[int, dict[str, Any]] = {}
+    for b in sorted({r["band"] for r in regions}):
+        rows = [r for r in regions if r["band"] == b and ef in r["graph"]]
+        if not rows:
+            continue
+        recalls = [r["graph"][ef][0] for r in rows if r["graph"][ef][0] is not None]
+        out[b] = {"regions": len(rows), "recall": float(np.mean(recalls)) if recalls else 1.0,
+                  "ms": float(np.median([r["graph"][ef][1] for r in rows])),
+                  "exact_ms": float(np.median([r["exact_ms"] for r in rows]))}
+    return out
+
+
+def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[str, Any]]:
+    """Per measured band: exact, or the graph at the ``ef`` that holds ``target`` (mean recall over the band's
+    regions, at least :data:`MIN_BAND_QUERIES` of them) where that is faster than exact; ascending bands."""
+    efs = list(dict.fromkeys(ef for r in regions for ef in r["graph"]))
+    plan = []
+    for b in sorted({r["band"] for r in regions}):
+        rows = [r for r in regions if r["band"] == b]
+        exact_ms = float(np.median([r["exact_ms"] for r in rows]))
+        best: dict[str, Any] = {"search": "exact", "recall@10": 1.0, "p50_ms": round(exact_ms, 3)}
+        for ef in efs:
+            band = _bands(rows, ef).get(b)
+            if band and band["regions"] >= MIN_BAND_QUERIES and band["recall"] >= target and band["ms"] < best["p50_ms"]:
+                best = {"search": "hnsw", "hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3)}
+        plan.append({"band": band_label(b), "below": SIZE_BANDS[b] if b < len(SIZE_BANDS) else None,
+                     "regions": len(rows), **best, "exact_p50_ms": round(exact_ms, 3)})
+    return plan
+
+
+def recall_by_radius(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[str, float]:
+    """Mean recall of the graph at ``ef`` per radius (``"none"``: no filter), over dense and random regions."""
+    out: dict[str, float] = {}
+    for radius in dict.fromkeys(r["radius_km"] for r in regions):
+        got = [r["graph"][ef][0] for r in regions if r["radius_km"] == radius and ef in r["graph"]]
+        got = [g for g in got if g is not None]
+        out["none" if radius is None else f"{radius:g}"] = round(float(np.mean(got)), 4) if got else 1.0
+    return out

@@ -1,0 +1,125 @@
+"""Recall on real-like queries and the per-query search plan (issue 28): a graph that finds stored vectors
+but misses queries that are not in the store must not be searched at its default ``ef``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmgeo.qdrant import EXACT, ClientStore, EdgeStore, SearchFilter, SearchParams, StoredPoint
+from mmgeo.qdrant import admin as ops
+from mmgeo.qdrant.admin.probes import PROBE_NOISE, SIZE_BANDS, band_of, probe_queries
+from mmgeo.qdrant.base import GeoRadius
+from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, point_id
+from mmgeo.search.stage2 import SearchPlan, Stage2, engine_params, search_plan
+
+DIM = 64
+IDENT = VectorIdentity("image", "test-encoder", "random-init(seed=0)", DIM)
+CITY = (40.7075, -74.0113)
+
+
+def _city(store, n: int, *, modality: str = "satellite", seed: int = 0) -> str:
+    """``n`` points packed within ~10 km of a city centre (every region of 25 km holds nearly all of them),
+    vectors sharing one of 20 neighbourhood directions plus their own (the benchmark world's model)."""
+    name = ensure_collection(store, modality, IDENT)
+    rng = np.random.default_rng(seed)
+    hoods = rng.standard_normal((20, DIM)).astype(np.float32)
+    hoods /= np.linalg.norm(hoods, axis=1, keepdims=True)
+    own = rng.standard_normal((n, DIM)).astype(np.float32)
+    own /= np.linalg.norm(own, axis=1, keepdims=True)
+    vecs = 0.55 * hoods[rng.integers(0, 20, n)] + 0.835 * own
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    lat = CITY[0] + rng.uniform(-0.08, 0.08, n)
+    lon = CITY[1] + rng.uniform(-0.1, 0.1, n)
+    store.upsert(name, [StoredPoint(point_id(name, f"{modality}-{i}"),
+                                    build_payload(key=f"{modality}-{i}", modality=modality, lat=float(lat[i]), lon=float(lon[i]),
+                                                  landmark_id=f"lm{i % 50}", split="index"), {"image": vecs[i]})
+                        for i in range(n)])
+    return name
+
+
+def _recall(store, name, probes, params_for) -> float:
+    shares = []
+    for v, a, o in zip(probes.vectors, probes.lat, probes.lon):
+        flt = SearchFilter(radius=GeoRadius(float(a), float(o), 25.0))
+        exact = {h.id for h in store.search(name, v, using="image", limit=10, flt=flt, params=EXACT)}
+        got = {h.id for h in store.search(name, v, using="image", limit=10, flt=flt, params=params_for(flt))}
+        shares.append(len(exact & got) / len(exact))
+    return float(np.mean(shares))
+
+
+def test_a_graph_that_misses_real_like_queries_is_not_searched_at_its_default_ef(tmp_path):
+    with EdgeStore(tmp_path / "s") as store:
+        name = _city(store, 3000)
+        hnsw = ops.HnswSettings(m=8, ef_construct=32, full_scan_threshold_kb=1)
+        [report] = ops.optimize(store, queries=40, hnsw=hnsw)
+        record = store.get_metadata(name)["index"]
+        assert record["measured"].startswith("perturbed") and report.measured == record["measured"]
+        default = SearchParams(acorn=True)
+        # the graph at its default ef misses real-like queries, and the record says so
+        assert record["recall@10"]["25"] < ops.RECALL_TARGET
+        assert any("default ef" in n for n in report.notes)
+        # ... so a 25 km region (all 3,000 points) is searched exactly or with a larger ef, never the default
+        plan = search_plan(store.get_metadata(name))
+        chosen = plan.choose(3000)
+        assert chosen == EXACT or (chosen.hnsw_ef or 0) > hnsw.ef_construct
+        assert chosen != default
+        # and that keeps recall on fresh real-like queries (another draw)
+        fresh = probe_queries(store, name, using="image", queries=30, seed=7)
+        assert _recall(store, name, fresh, lambda flt: plan.choose(store.count(name, flt, exact=False))) >= 0.98
+        assert _recall(store, name, fresh, lambda flt: default) < ops.RECALL_TARGET
+
+
+def test_probes_are_not_points_of_the_collection_and_say_how_they_were_made(tmp_path):
+    with EdgeStore(tmp_path / "s") as store:
+        name = _city(store, 200)
+        probes = probe_queries(store, name, using="image", queries=20)
+        assert f"norm {PROBE_NOISE:g}" in probes.method and probes.located
+        assert len(probes.vectors) == 30 and probes.dense.sum() == 20  # 20 dense regions + 10 random centres
+        for v in probes.vectors[:5]:
+            [top] = store.search(name, v, using="image", limit=1, params=EXACT)
+            assert top.score < 0.95  # a stored vector would score 1.0
+        ground = _city(store, 50, modality="ground", seed=3)  # same encoder: the store has cross-view queries
+        cross = probe_queries(store, name, using="image", queries=20)
+        assert cross.method.startswith("cross-view") and repr(ground) in cross.method
+
+
+def test_the_plan_picks_per_region_size_and_settings_still_force_one():
+    graph = SearchParams(hnsw_ef=512, acorn=True)
+    meta = {"index": {"kind": "hnsw", "acorn": True, "search": "plan", "hnsw_ef": None,
+                      "plan": [{"below": 1000, "search": "exact"}, {"below": 100_000, "search": "hnsw", "hnsw_ef": 512},
+                               {"below": 1_000_000, "search": "exact"}]}}
+    plan = search_plan(meta)
+    assert plan.by_size
+    assert [plan.choose(n) for n in (10, 5000, 200_000, 50_000_000)] == [EXACT, graph, EXACT, EXACT]
+    assert engine_params(meta, size=5000) == graph and engine_params(meta) == EXACT  # no size: the widest band
+    assert search_plan(meta, "exact") == SearchPlan.fixed(EXACT)
+    assert search_plan(meta, hnsw_ef=64) == SearchPlan.fixed(SearchParams(hnsw_ef=64, acorn=True))
+    assert search_plan(meta, "approximate") == SearchPlan.fixed(SearchParams(acorn=True))
+    old = {"index": {"kind": "hnsw", "acorn": True, "hnsw_ef": 128, "search": "hnsw"}}  # a record from before plans
+    assert search_plan(old) == SearchPlan.fixed(SearchParams(hnsw_ef=128, acorn=True))
+    assert band_of(999) == 0 and band_of(1000) == 1 and band_of(10**9) == len(SIZE_BANDS)
+
+
+@pytest.mark.parametrize("backend", ["edge", "client-local"])
+def test_stage2_searches_each_query_with_its_planned_parameters(tmp_path, backend):
+    store = EdgeStore(tmp_path / "s") if backend == "edge" else ClientStore(path=str(tmp_path / "s"))
+    with store:
+        name = _city(store, 300)
+        plan = SearchPlan(((100, EXACT), (None, SearchParams(hnsw_ef=300))))
+        seen = []
+        search_batch = store.search_batch
+
+        def spy(*args, params=None, **kw):
+            seen.append((params, len(kw["filters"])))
+            return search_batch(*args, params=params, **kw)
+
+        store.search_batch = spy
+        engine = Stage2(store, name, plan)
+        small = SearchFilter(radius=GeoRadius(CITY[0], CITY[1], 0.5))
+        big = SearchFilter(radius=GeoRadius(CITY[0], CITY[1], 25.0))
+        q = np.ones((1, DIM), np.float32) / np.sqrt(DIM)
+        found = engine.search([q, q, q], [small, big, None], candidates=20, groups=None, per_photo=False)
+        assert sorted(seen, key=str) == sorted([(EXACT, 1), (SearchParams(hnsw_ef=300), 2)], key=str)
+        assert found[1].estimate == store.count(name, big, exact=False) and found[2].estimate == 300
+        assert engine.region_size(found[2], None, exact=False) == 300
