@@ -35,11 +35,11 @@ from mmgeo.evaluation.bench.engine import region_filter
 from mmgeo.evaluation.bench.product import BenchVectors, PreparedStage1, prepare, settings_for, time_product
 from mmgeo.evaluation.bench.world import Queries, World, candidate_counts, make_queries, make_world
 from mmgeo.geo import haversine_km
-from mmgeo.qdrant import EdgeStore, SearchParams
+from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.admin.tuning import HnswSettings, quantize
 from mmgeo.qdrant.schema import collection_name, point_id
 from mmgeo.search.geolocator import Geolocator
-from mmgeo.search.stage2 import HIT_FIELDS, engine_params
+from mmgeo.search.stage2 import HIT_FIELDS, SearchPlan, Stage2, search_plan
 
 COLLECTION = collection_name("satellite")
 K = 10
@@ -76,14 +76,15 @@ def in_region(world: World, n: int, region: tuple[float, float, float], margin_k
                                                                  q.error_km, q.vectors)))
 
 
-def engine_hits(store: EdgeStore, q: Queries, n: int, radius: float, params: SearchParams) -> list[set[str]]:
-    """The engine's top-``K`` ids for the first ``n`` queries in their stage-2 region, with ``params``."""
+def engine_hits(store: EdgeStore, q: Queries, n: int, radius: float, plan: SearchPlan) -> list[set[str]]:
+    """The engine's top-``K`` ids for the first ``n`` queries in their stage-2 region, each with the parameters
+    ``plan`` picks for its region's size (as :class:`~mmgeo.search.stage2.Stage2` does)."""
     filters = [region_filter(a, o, radius) for a, o in zip(q.est_lat[:n].tolist(), q.est_lon[:n].tolist())]
+    params = [plan.choose(s) for s in Stage2(store, COLLECTION, plan).estimates(filters)]
     out: list[set[str]] = []
-    for start in range(0, n, 64):
-        found = store.search_batch(COLLECTION, q.vectors[start:min(n, start + 64)], using="image", limit=K,
-                                   filters=filters[start:min(n, start + 64)], params=params, fields=HIT_FIELDS)
-        out += [{h.id for h in hits} for hits in found]
+    for i in range(n):
+        found = store.search(COLLECTION, q.vectors[i], using="image", limit=K, flt=filters[i], params=params[i], fields=HIT_FIELDS)
+        out.append({h.id for h in found})
     return out
 
 
@@ -104,19 +105,20 @@ def measure(store: EdgeStore, q: Queries, prepared, radii, counts, args, exact: 
     """Rows per radius (product timing, engine recall vs ``exact``) and the sweep, for the store as it is now."""
     geo = Geolocator(store, BenchVectors(q.vectors.shape[1], name="precomputed", weights_id="precomputed"),
                      PreparedStage1(), collection=COLLECTION)
-    params = engine_params(store.get_metadata(COLLECTION))
+    plan = search_plan(store.get_metadata(COLLECTION))
+    params = sorted({str(p) for _, p in plan.steps})
     for p in prepared[:WARMUP]:  # the first searches after opening read the store from disk: not what a running service sees
         geo.rank(p, settings_for(25.0))
     rows, exact_now = [], {}
     for j, r in enumerate(radii):
         n = args.unfiltered_queries if math.isinf(r) else args.queries
         stats = time_product(geo, prepared[:n], settings_for(r), n_single=n, batch_size=32)
-        hits = engine_hits(store, q, n, r, params)
+        hits = engine_hits(store, q, n, r, plan)
         exact_now[r] = hits if exact is None else exact[r]
         cand = [args.tiles] * n if math.isinf(r) else counts[:n, j].tolist()
         rows.append({"radius_km": "inf" if math.isinf(r) else r, "queries": n,
                      **{k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()},
-                     "recall_at_10_vs_exact": recall(hits, exact_now[r]), "engine_params": str(params),
+                     "recall_at_10_vs_exact": recall(hits, exact_now[r]), "engine_params": "; ".join(params),
                      "candidates_mean": float(np.mean(cand)), "candidates_median": float(np.median(cand))})
         print(json.dumps(rows[-1]), flush=True)
     sweep = {}

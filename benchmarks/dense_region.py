@@ -1,0 +1,227 @@
+"""Stage 2 where the tiles are dense: a city store of 200,000 tiles within 40 km of lower Manhattan (256-d),
+built the user's way (``mmgeo-ingest`` from a Parquet manifest with vectors, then ``mmgeo store optimize``) and
+searched through :meth:`Geolocator.rank` with exact search, the HNSW graph at its default ``ef`` and the search
+plan ``optimize`` recorded; recall@10 on real-like queries (a stored tile's vector plus the benchmark's query
+noise, never a point of the collection) against exact search over the same region.
+
+    nice -n 10 python benchmarks/dense_region.py build --workdir /tmp/dense            # ingest + optimize
+    flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/dense/store --stem dense-region
+    flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/w101k/store \\
+        --world 101302 --stem dense-region --append                                   # the 101K world
+
+The city's tiles cluster around neighbourhood centres (the benchmark world's vector model: a tile's vector
+shares a direction with its neighbourhood, the rest is its own); queries are drawn on random tiles (so where the
+tiles are dense) with stage-1 estimates from the benchmark's GeoCLIP error model, kept where the estimate lies
+in the city. Writes benchmarks/results/{stem}.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from ingest_scale import run_ingest_command, write_world
+from rank_scale import disk_mb, query_vectors, rss_mb
+
+from mmgeo.evaluation.bench.engine import region_filter
+from mmgeo.evaluation.bench.product import BenchVectors, PreparedStage1, prepare, settings_for, time_product
+from mmgeo.evaluation.bench.world import Queries, World, _displace, candidate_counts, make_queries, make_world
+from mmgeo.geo import haversine_km
+from mmgeo.qdrant import EdgeStore
+from mmgeo.qdrant.schema import collection_name
+from mmgeo.search.geolocator import Geolocator
+from mmgeo.search.stage2 import Stage2
+
+COLLECTION = collection_name("satellite")
+CITY = (40.7075, -74.0113, 40.0)
+"""Lower Manhattan and the city's radius in km."""
+DIM = 256
+NEIGHBOURHOODS = 300
+WARMUP = 5
+
+
+def city_world(n: int, *, seed: int = 0, city: tuple[float, float, float] = CITY) -> World:
+    """``n`` tiles within ``city`` (lat, lon, km): neighbourhoods placed denser toward the centre, tiles
+    spread around them by a few km (kept inside the city)."""
+    rng = np.random.default_rng([seed, 11])
+    lat0, lon0, km = city
+    hood_lat, hood_lon = _displace(np.full(NEIGHBOURHOODS, lat0), np.full(NEIGHBOURHOODS, lon0),
+                                   rng.uniform(0, 360, NEIGHBOURHOODS), km * 0.9 * rng.random(NEIGHBOURHOODS) ** 0.8)
+    weights = rng.pareto(1.5, NEIGHBOURHOODS) + 1.0
+    cluster = rng.choice(NEIGHBOURHOODS, n, p=weights / weights.sum()).astype(np.int32)
+    lat, lon = _displace(hood_lat[cluster], hood_lon[cluster], rng.uniform(0, 360, n), rng.exponential(2.5, n))
+    out = haversine_km(lat, lon, lat0, lon0) > km
+    while out.any():  # redraw the few that fell outside the city
+        lat[out], lon[out] = _displace(hood_lat[cluster[out]], hood_lon[cluster[out]], rng.uniform(0, 360, out.sum()),
+                                       rng.exponential(2.5, out.sum()))
+        out = haversine_km(lat, lon, lat0, lon0) > km
+    return World(lat, lon, cluster, np.column_stack([hood_lat, hood_lon]))
+
+
+def build(args: argparse.Namespace) -> None:
+    """Write the city's manifest + vectors, ``mmgeo-ingest`` them, then ``mmgeo store optimize``; times both."""
+    import subprocess
+    import sys
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    manifest, embeddings = write_world(args.tiles, args.workdir, args.seed, world=city_world(args.tiles, seed=args.seed), dim=DIM)
+    gen_s = time.perf_counter() - t
+    store = args.workdir / "store"
+    ingest = run_ingest_command(manifest, embeddings, store, args.workdir / "errors.txt")
+    exe = Path(sys.executable).with_name("mmgeo")
+    cmd = [str(exe), "store", "optimize", "--store", str(store), "--json"]
+    load0, t = os.getloadavg()[0], time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"mmgeo store optimize exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    opt = {"wall_s": round(time.perf_counter() - t, 1), "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+           "report": json.loads(proc.stdout), "command": " ".join(cmd).replace(str(args.workdir), "$WORK")}
+    ingest["command"] = ingest["command"].replace(str(args.workdir), "$WORK")
+    (args.workdir / "build.json").write_text(json.dumps({"tiles": args.tiles, "dim": DIM, "city": CITY, "generate_s": round(gen_s, 1),
+                                                         "ingest": ingest, "optimize": opt}, indent=2, default=str))
+    print(json.dumps(opt, default=str)[:3000])
+
+
+
+def city_queries(world: World, n: int, seed: int, city: tuple[float, float, float] = CITY) -> Queries:
+    """``n`` of the benchmark's queries (random tiles, GeoCLIP-sized stage-1 errors) whose estimate lies in the city."""
+    q = make_queries(world, n * 20, seed=seed)
+    ok = np.flatnonzero(haversine_km(q.est_lat, q.est_lon, city[0], city[1]) <= city[2])[:n]
+    return Queries(*(v[ok] for v in (q.tile, q.true_lat, q.true_lon, q.est_lat, q.est_lon, q.error_km)))
+
+
+def top_ids(engine: Stage2, q: Queries, radius: float) -> list[set[str]]:
+    """Stage 2's own top-10 tiles per query (:meth:`Stage2.search`, the plan's choice per query)."""
+    filters = [region_filter(a, o, radius) for a, o in zip(q.est_lat.tolist(), q.est_lon.tolist())]
+    out: list[set[str]] = []
+    for start in range(0, q.size, 64):
+        found = engine.search([v[None, :] for v in q.vectors[start:start + 64]], filters[start:start + 64], candidates=10,
+                              groups=None, per_photo=False)
+        out += [{h.id for h in f.hits} for f in found]
+    return out
+
+
+def measure(args: argparse.Namespace) -> None:
+    """p50/p99 of ``Geolocator.rank`` and recall@10 of its stage 2 for exact, the graph at its default ``ef``
+    and the recorded plan, on the same real-like queries; appended to {stem}.json."""
+    started, load0 = time.perf_counter(), os.getloadavg()
+    world = city_world(args.tiles, seed=args.seed) if args.world is None else make_world(args.world, seed=args.seed, dim=None)
+    store = EdgeStore(args.store)
+    q = city_queries(world, args.queries, args.seed) if args.world is None else make_queries(world, args.queries, seed=args.seed)
+    q.vectors = query_vectors(store, q, args.seed)
+    prepared = prepare(q, seed=args.seed)
+    counts = candidate_counts(world, q.est_lat, q.est_lon, [args.radius])[:, 0]
+    geo = Geolocator(store, BenchVectors(q.vectors.shape[1], name="precomputed", weights_id="precomputed"),
+                     PreparedStage1(), collection=COLLECTION)
+    record = store.get_metadata(COLLECTION).get("index") or {}
+    variants = {"exact": {"index": "exact"}, "graph (default ef)": {"index": "approximate"}, "plan (default)": {}}
+    rows, reference = [], None
+    for method, knobs in variants.items():
+        settings = settings_for(args.radius)
+        settings = dataclasses.replace(settings, **knobs)
+        for p in prepared[:WARMUP]:
+            geo.rank(p, settings)
+        load = os.getloadavg()[0]
+        stats = time_product(geo, prepared, settings, n_single=len(prepared), batch_size=32)
+        ids = top_ids(geo.stage2(settings), q, args.radius)
+        reference = ids if reference is None else reference
+        shares = [len(a & e) / len(e) for a, e in zip(ids, reference) if e]
+        engine = geo.stage2(settings)
+        chosen = {str(engine.plan.choose(n)) for n in engine.estimates([region_filter(a, o, args.radius) for a, o in
+                                                                         zip(q.est_lat.tolist(), q.est_lon.tolist())])}
+        rows.append({"method": method, "radius_km": args.radius, "queries": q.size, "p50_ms": round(stats["p50_ms"], 3),
+                     "p99_ms": round(stats["p99_ms"], 3), "rank_many_qps": round(stats["batch_qps"], 1),
+                     "rank_many_equals_rank": stats["rank_many_equals_rank"],
+                     "recall_at_10_vs_exact": round(float(np.mean(shares)), 4) if shares else None,
+                     "engine_params": sorted(chosen), "load_avg_1m": [round(load, 2), round(os.getloadavg()[0], 2)]})
+        print(json.dumps(rows[-1]), flush=True)
+    build = {}
+    for part in ("build.json", "optimize.json", "optimize2.json"):  # the build, and optimize runs made apart from it
+        if (args.store.parent / part).is_file():
+            build[part.removesuffix(".json")] = json.loads((args.store.parent / part).read_text())
+    result = {"name": args.name, "tiles": store.count(COLLECTION), "dim": int(q.vectors.shape[1]), "store": str(args.store),
+              "city_lat_lon_km": list(CITY) if args.world is None else None, "world_tiles": args.world,
+              "candidates_mean": float(np.mean(counts)), "candidates_median": float(np.median(counts)),
+              "queries": "a random tile's stored vector plus random noise of norm 1.0 (cosine ≈ 0.71), never a stored point; "
+                         "stage-1 estimates from the benchmark's GeoCLIP error model" + (", kept where they fall in the city" if args.world is None else ""),
+              "index_record": record, "build": build, "disk_mb": disk_mb(args.store / COLLECTION), "rss_mb_after": rss_mb(),
+              "cpus": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+              "load_avg_1m_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
+              "rows": rows, "wall_s": round(time.perf_counter() - started, 1)}
+    store.close()
+    path = args.out / f"{args.stem}.json"
+    runs = json.loads(path.read_text())["runs"] if path.is_file() and args.append else []
+    runs = [r for r in runs if r["name"] != args.name] + [result]
+    path.write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
+    (args.out / f"{args.stem}.md").write_text(format_markdown(runs))
+
+
+def format_markdown(runs: list[dict[str, Any]]) -> str:
+    lines = ["# Stage 2 where the tiles are dense: exact, the HNSW graph, and the search plan", "",
+             "Through `Geolocator.rank` (one query at a time; `rank_many` in batches of 32 beside), stores built by "
+             "`mmgeo-ingest` then `mmgeo store optimize`. recall@10: stage 2's own top-10 tiles (`Stage2.search`, "
+             "each query with the parameters its plan picks) against exact search, same regions, on real-like queries "
+             "(never points of the collection). Load: the machine's 1-minute load average before → after each row "
+             "(2 CPUs shared by several engineers).", ""]
+    for r in runs:
+        b = r.get("build") or {}
+        ing = (b.get("build") or {}).get("ingest") or {}
+        opts = [o for o in ((b.get("build") or {}).get("optimize"), b.get("optimize"), b.get("optimize2")) if o]
+        lines += [f"## {r['name']}: {r['tiles']:,} tiles, {r['dim']}-d", "",
+                  f"Queries: {r['queries']}. Candidates per query at {r['rows'][0]['radius_km']:g} km: mean {r['candidates_mean']:,.0f}, "
+                  f"median {r['candidates_median']:,.0f}.", ""]
+        if ing:
+            lines += [f"Build: `mmgeo-ingest` {ing['wall_s']:.0f} s (peak RSS {ing['peak_rss_mb']:,.0f} MB, {ing['peak_rss_anon_mb']:,.0f} MB own, "
+                      f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
+        lines += [f"`mmgeo store optimize`: {o['wall_s']} s wall, load {o['load_avg_1m_before_after'][0]} → {o['load_avg_1m_before_after'][1]}"
+                  + (" (the HNSW build; " + "; ".join(o["report"][0]["notes"]) + ")" if any("stay exact" in n for n in o["report"][0]["notes"])
+                     else " (the graph already built: the plan's measurement)") + "." for o in opts]
+        lines += [f"Disk {r['disk_mb']:,.0f} MB; this script's RSS after measuring {r['rss_mb_after']:,.0f} MB.", ""]
+        rec = r.get("index_record") or {}
+        if rec.get("plan"):
+            lines += [f"Plan recorded by `optimize` ({rec.get('measured', '')}):", "",
+                      "| region size (points) | regions measured | search | recall@10 | p50 ms | exact p50 ms |", "|---|---:|---|---:|---:|---:|"]
+            lines += [f"| {s['band']} | {s['regions']} | {s['search'] + (' ef=' + str(s['hnsw_ef'] or 'default') if s['search'] == 'hnsw' else '')} | "
+                      f"{s['recall@10']} | {s['p50_ms']} | {s['exact_p50_ms']} |" for s in rec["plan"]]
+            lines += ["", f"The graph at its default ef, recall@10 per radius: {rec.get('recall@10')}.", ""]
+        lines += ["| method | rank p50 ms | p99 ms | rank_many QPS | = rank | recall@10 | engine params | load |", "|---|---:|---:|---:|---|---:|---|---|"]
+        lines += [f"| {x['method']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['rank_many_qps']} | {x['rank_many_equals_rank']} | "
+                  f"{x['recall_at_10_vs_exact']} | {'; '.join(x['engine_params'])} | {x['load_avg_1m'][0]} → {x['load_avg_1m'][1]} |" for x in r["rows"]]
+        lines.append("")
+    return "\n".join(lines)
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="step", required=True)
+    b = sub.add_parser("build", help="write the city, mmgeo-ingest it, mmgeo store optimize")
+    b.add_argument("--workdir", type=Path, required=True)
+    b.add_argument("--tiles", type=int, default=200_000)
+    b.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("measure", help="time Geolocator.rank: exact, graph, plan; append to {stem}.json")
+    m.add_argument("--store", type=Path, required=True)
+    m.add_argument("--name", default="dense city 200K")
+    m.add_argument("--tiles", type=int, default=200_000, help="the city's tiles (as built)")
+    m.add_argument("--world", type=int, help="measure a store of the benchmark world of this many tiles instead of the city")
+    m.add_argument("--queries", type=int, default=300)
+    m.add_argument("--radius", type=float, default=25.0)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--append", action="store_true", help="keep the other stores' runs in {stem}.json")
+    m.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    m.add_argument("--stem", default="dense-region")
+    args = ap.parse_args()
+    if args.step == "build":
+        build(args)
+    else:
+        measure(args)
+
+
+if __name__ == "__main__":
+    main()
