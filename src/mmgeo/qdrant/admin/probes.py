@@ -32,7 +32,7 @@ PLAN_RADII_KM: tuple[float | None, ...] = (2.0, 5.0, 25.0, 100.0, 500.0, None)
 """Region radii the plan is measured at (None: no filter), so that every region size a store has is seen."""
 SIZE_BANDS = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000)
 """Upper bounds (points, exclusive) of the region-size bands the plan is chosen per; the last band is open."""
-EF_LADDER: tuple[int | None, ...] = (None, 128, 256, 512, 1024, 2048)
+EF_LADDER: tuple[int | None, ...] = (None, 128, 256, 512, 1024, 2048, 4096)
 """HNSW ``ef`` values tried, smallest first (None: the engine's default, ``ef_construct``)."""
 MIN_BAND_QUERIES = 10
 """A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
@@ -169,7 +169,7 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
             got += [(r, t) for r, t in zip(recall_of(ids, exact), ms)]
         for region, (r, t) in zip(regions, got):
             region["graph"][ef] = (r, t)
-        if all(b["recall"] >= target or b["ms"] > b["exact_ms"] for b in _bands(regions, ef).values()):
+        if all(b["recall"] - b["sem"] >= target or b["ms"] > b["exact_ms"] for b in _bands(regions, ef).values()):
             break
     return regions
 
@@ -182,7 +182,8 @@ def _bands(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[int, dict[
         if not rows:
             continue
         recalls = [r["graph"][ef][0] for r in rows if r["graph"][ef][0] is not None]
-        out[b] = {"regions": len(rows), "recall": float(np.mean(recalls)) if recalls else 1.0,
+        sem = float(np.std(recalls) / np.sqrt(len(recalls))) if len(recalls) > 1 else 0.0
+        out[b] = {"regions": len(rows), "recall": float(np.mean(recalls)) if recalls else 1.0, "sem": sem,
                   "ms": float(np.median([r["graph"][ef][1] for r in rows])),
                   "exact_ms": float(np.median([r["exact_ms"] for r in rows]))}
     return out
@@ -190,19 +191,25 @@ def _bands(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[int, dict[
 
 def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[str, Any]]:
     """Per measured band: exact, or the graph at the ``ef`` that holds ``target`` (mean recall over the band's
-    regions, at least :data:`MIN_BAND_QUERIES` of them) where that is faster than exact; ascending bands."""
+    regions less its standard error, at least :data:`MIN_BAND_QUERIES` regions) where that is faster than exact; ascending bands, each
+    with the graph's measured curve (``graph``: recall@10 and p50 per ``ef``)."""
     efs = list(dict.fromkeys(ef for r in regions for ef in r["graph"]))
     plan = []
     for b in sorted({r["band"] for r in regions}):
         rows = [r for r in regions if r["band"] == b]
         exact_ms = float(np.median([r["exact_ms"] for r in rows]))
         best: dict[str, Any] = {"search": "exact", "recall@10": 1.0, "p50_ms": round(exact_ms, 3)}
+        curve = []
         for ef in efs:
             band = _bands(rows, ef).get(b)
-            if band and band["regions"] >= MIN_BAND_QUERIES and band["recall"] >= target and band["ms"] < best["p50_ms"]:
+            if not band:
+                continue
+            curve.append({"hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3)})
+            if (band["regions"] >= MIN_BAND_QUERIES and band["recall"] - band["sem"] >= target
+                    and band["ms"] < best["p50_ms"]):
                 best = {"search": "hnsw", "hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3)}
         plan.append({"band": band_label(b), "below": SIZE_BANDS[b] if b < len(SIZE_BANDS) else None,
-                     "regions": len(rows), **best, "exact_p50_ms": round(exact_ms, 3)})
+                     "regions": len(rows), **best, "exact_p50_ms": round(exact_ms, 3), "graph": curve})
     return plan
 
 
