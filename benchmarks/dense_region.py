@@ -182,7 +182,8 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
             lines += [f"Build: `mmgeo-ingest` {ing['wall_s']:.0f} s (peak RSS {ing['peak_rss_mb']:,.0f} MB, {ing['peak_rss_anon_mb']:,.0f} MB own, "
                       f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
         lines += [f"`mmgeo store optimize`: {o['wall_s']} s wall, load {o['load_avg_1m_before_after'][0]} → {o['load_avg_1m_before_after'][1]}"
-                  + (" (the HNSW build; " + "; ".join(o["report"][0]["notes"]) + ")" if any("stay exact" in n for n in o["report"][0]["notes"])
+                  + (" (the HNSW build, run by the code before issue 28, whose self-query record said: "
+                     + "; ".join(o["report"][0]["notes"]) + ")" if any("stay exact" in n for n in o["report"][0]["notes"])
                      else " (the graph already built: the plan's measurement)") + "." for o in opts]
         lines += [f"Disk {r['disk_mb']:,.0f} MB; this script's RSS after measuring {r['rss_mb_after']:,.0f} MB.", ""]
         rec = r.get("index_record") or {}
@@ -192,6 +193,11 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
             lines += [f"| {s['band']} | {s['regions']} | {s['search'] + (' ef=' + str(s['hnsw_ef'] or 'default') if s['search'] == 'hnsw' else '')} | "
                       f"{s['recall@10']} | {s['p50_ms']} | {s['exact_p50_ms']} |" for s in rec["plan"]]
             lines += ["", f"The graph at its default ef, recall@10 per radius: {rec.get('recall@10')}.", ""]
+            if any(s.get("graph") for s in rec["plan"]):
+                lines += ["The graph's curve per band (recall@10 / p50 ms per ef; exact p50 beside):", ""]
+                lines += [f"- {s['band']}: " + ", ".join(f"ef {c['hnsw_ef'] or 'default'} {c['recall@10']:.3f} / {c['p50_ms']:.1f}"
+                                                          for c in s["graph"]) + f"; exact {s['exact_p50_ms']:.1f}" for s in rec["plan"]]
+                lines.append("")
         lines += ["| method | rank p50 ms | p99 ms | rank_many QPS | = rank | recall@10 | engine params | load |", "|---|---:|---:|---:|---|---:|---|---|"]
         lines += [f"| {x['method']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['rank_many_qps']} | {x['rank_many_equals_rank']} | "
                   f"{x['recall_at_10_vs_exact']} | {'; '.join(x['engine_params'])} | {x['load_avg_1m'][0]} → {x['load_avg_1m'][1]} |" for x in r["rows"]]

@@ -32,7 +32,7 @@ PLAN_RADII_KM: tuple[float | None, ...] = (2.0, 5.0, 25.0, 100.0, 500.0, None)
 """Region radii the plan is measured at (None: no filter), so that every region size a store has is seen."""
 SIZE_BANDS = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000)
 """Upper bounds (points, exclusive) of the region-size bands the plan is chosen per; the last band is open."""
-EF_LADDER: tuple[int | None, ...] = (None, 128, 256, 512, 1024, 2048, 4096)
+EF_LADDER: tuple[int | None, ...] = (None, 128, 256, 512, 1024, 1536, 2048, 4096)
 """HNSW ``ef`` values tried, smallest first (None: the engine's default, ``ef_construct``)."""
 MIN_BAND_QUERIES = 10
 """A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
