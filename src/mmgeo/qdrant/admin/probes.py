@@ -36,6 +36,9 @@ EF_LADDER: tuple[int | None, ...] = (None, 128, 256, 512, 1024, 1536, 2048, 4096
 """HNSW ``ef`` values tried, smallest first (None: the engine's default, ``ef_construct``)."""
 MIN_BAND_QUERIES = 10
 """A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
+MARGIN_SE = 2.0
+"""The graph is trusted in a band where its mean recall less this many standard errors keeps the target, so that
+new queries (not the probes) keep it too."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
             got += [(r, t) for r, t in zip(recall_of(ids, exact), ms)]
         for region, (r, t) in zip(regions, got):
             region["graph"][ef] = (r, t)
-        if all(b["recall"] - b["sem"] >= target or b["ms"] > b["exact_ms"] for b in _bands(regions, ef).values()):
+        if all(b["recall"] - MARGIN_SE * b["sem"] >= target or b["ms"] > b["exact_ms"] for b in _bands(regions, ef).values()):
             break
     return regions
 
@@ -191,7 +194,7 @@ def _bands(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[int, dict[
 
 def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[str, Any]]:
     """Per measured band: exact, or the graph at the ``ef`` that holds ``target`` (mean recall over the band's
-    regions less its standard error, at least :data:`MIN_BAND_QUERIES` regions) where that is faster than exact; ascending bands, each
+    regions less :data:`MARGIN_SE` standard errors, at least :data:`MIN_BAND_QUERIES` regions) where that is faster than exact; ascending bands, each
     with the graph's measured curve (``graph``: recall@10 and p50 per ``ef``)."""
     efs = list(dict.fromkeys(ef for r in regions for ef in r["graph"]))
     plan = []
@@ -205,7 +208,7 @@ def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[s
             if not band:
                 continue
             curve.append({"hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3)})
-            if (band["regions"] >= MIN_BAND_QUERIES and band["recall"] - band["sem"] >= target
+            if (band["regions"] >= MIN_BAND_QUERIES and band["recall"] - MARGIN_SE * band["sem"] >= target
                     and band["ms"] < best["p50_ms"]):
                 best = {"search": "hnsw", "hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3)}
         plan.append({"band": band_label(b), "below": SIZE_BANDS[b] if b < len(SIZE_BANDS) else None,
