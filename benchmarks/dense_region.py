@@ -7,7 +7,8 @@ noise, never a point of the collection) against exact search over the same regio
     nice -n 10 python benchmarks/dense_region.py build --workdir /tmp/dense            # ingest + optimize
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/dense/store --stem dense-region
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/w101k/store \\
-        --world 101302 --stem dense-region --append                                   # the 101K world
+        --world 101302 --name "world 101K" --append        # a 101K world built by ingest_scale.py --keep
+    flock /tmp/bench.lock python benchmarks/dense_region.py ef-sweep --store /tmp/dense/store --queries 60
 
 The city's tiles cluster around neighbourhood centres (the benchmark world's vector model: a tile's vector
 shares a direction with its neighbourhood, the rest is its own); queries are drawn on random tiles (so where the
@@ -34,7 +35,7 @@ from mmgeo.evaluation.bench.engine import region_filter
 from mmgeo.evaluation.bench.product import BenchVectors, PreparedStage1, prepare, settings_for, time_product
 from mmgeo.evaluation.bench.world import Queries, World, _displace, candidate_counts, make_queries, make_world
 from mmgeo.geo import haversine_km
-from mmgeo.qdrant import EdgeStore
+from mmgeo.qdrant import EXACT, EdgeStore, SearchParams
 from mmgeo.qdrant.schema import collection_name
 from mmgeo.search.geolocator import Geolocator
 from mmgeo.search.stage2 import Stage2
@@ -164,6 +165,44 @@ def measure(args: argparse.Namespace) -> None:
     (args.out / f"{args.stem}.md").write_text(format_markdown(runs))
 
 
+def ef_sweep(args: argparse.Namespace) -> None:
+    """Bare engine beside the product: recall@10 and p50 of the graph per ``ef``, ACORN off and on, on the city's
+    benchmark regions (one query at a time); stored under the city run as ``bare_engine_ef_sweep``."""
+    world = city_world(args.tiles, seed=args.seed)
+    store = EdgeStore(args.store)
+    q = city_queries(world, args.queries, args.seed)
+    q.vectors = query_vectors(store, q, args.seed)
+    filters = [region_filter(a, o, args.radius) for a, o in zip(q.est_lat.tolist(), q.est_lon.tolist())]
+
+    def run(params: SearchParams) -> tuple[list[set[str]], float]:
+        ids, ms = [], []
+        for v, f in zip(q.vectors, filters):
+            t = time.perf_counter()
+            hits = store.search(COLLECTION, v, using="image", limit=10, flt=f, params=params, fields=("key",))
+            ms.append((time.perf_counter() - t) * 1e3)
+            ids.append({h.id for h in hits})
+        return ids, float(np.median(ms))
+
+    load0 = os.getloadavg()[0]
+    exact, exact_ms = run(EXACT)
+    rows = []
+    for acorn in (False, True):
+        for ef in (512, 1024, 1152, 1280, 1408, 1536, 2048):
+            ids, ms = run(SearchParams(hnsw_ef=ef, acorn=acorn))
+            rows.append({"acorn": acorn, "hnsw_ef": ef, "p50_ms": round(ms, 2),
+                         "recall@10": round(float(np.mean([len(a & e) / len(e) for a, e in zip(ids, exact) if e])), 4)})
+            print(json.dumps(rows[-1]), flush=True)
+    store.close()
+    path = args.out / f"{args.stem}.json"
+    runs = json.loads(path.read_text())["runs"]
+    for r in runs:
+        if r["name"] == args.name:
+            r["bare_engine_ef_sweep"] = {"queries": q.size, "radius_km": args.radius, "exact_p50_ms": round(exact_ms, 2),
+                                         "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)], "rows": rows}
+    path.write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
+    (args.out / f"{args.stem}.md").write_text(format_markdown(runs))
+
+
 def format_markdown(runs: list[dict[str, Any]]) -> str:
     lines = ["# Stage 2 where the tiles are dense: exact, the HNSW graph, and the search plan", "",
              "Through `Geolocator.rank` (one query at a time; `rank_many` in batches of 32 beside), stores built by "
@@ -202,6 +241,14 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
         lines += [f"| {x['method']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['rank_many_qps']} | {x['rank_many_equals_rank']} | "
                   f"{x['recall_at_10_vs_exact']} | {'; '.join(x['engine_params'])} | {x['load_avg_1m'][0]} → {x['load_avg_1m'][1]} |" for x in r["rows"]]
         lines.append("")
+        sweep = r.get("bare_engine_ef_sweep")
+        if sweep:
+            lines += [f"Bare engine beside (`EdgeStore.search`, {sweep['queries']} of the same queries, r = {sweep['radius_km']:g} km, "
+                      f"load {sweep['load_avg_1m_before_after'][0]} → {sweep['load_avg_1m_before_after'][1]}): exact p50 "
+                      f"{sweep['exact_p50_ms']} ms; the graph per ef:", "",
+                      "| ACORN | ef | recall@10 | p50 ms |", "|---|---:|---:|---:|"]
+            lines += [f"| {x['acorn']} | {x['hnsw_ef']} | {x['recall@10']} | {x['p50_ms']} |" for x in sweep["rows"]]
+            lines.append("")
     return "\n".join(lines)
 
 def main() -> None:
@@ -212,21 +259,20 @@ def main() -> None:
     b.add_argument("--tiles", type=int, default=200_000)
     b.add_argument("--seed", type=int, default=0)
     m = sub.add_parser("measure", help="time Geolocator.rank: exact, graph, plan; append to {stem}.json")
-    m.add_argument("--store", type=Path, required=True)
-    m.add_argument("--name", default="dense city 200K")
-    m.add_argument("--tiles", type=int, default=200_000, help="the city's tiles (as built)")
+    e = sub.add_parser("ef-sweep", help="bare engine beside: the graph's recall and p50 per ef on the city's regions")
+    for p in (m, e):
+        p.add_argument("--store", type=Path, required=True)
+        p.add_argument("--name", default="dense city 200K")
+        p.add_argument("--tiles", type=int, default=200_000, help="the city's tiles (as built)")
+        p.add_argument("--queries", type=int, default=300)
+        p.add_argument("--radius", type=float, default=25.0)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+        p.add_argument("--stem", default="dense-region")
     m.add_argument("--world", type=int, help="measure a store of the benchmark world of this many tiles instead of the city")
-    m.add_argument("--queries", type=int, default=300)
-    m.add_argument("--radius", type=float, default=25.0)
-    m.add_argument("--seed", type=int, default=0)
     m.add_argument("--append", action="store_true", help="keep the other stores' runs in {stem}.json")
-    m.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    m.add_argument("--stem", default="dense-region")
     args = ap.parse_args()
-    if args.step == "build":
-        build(args)
-    else:
-        measure(args)
+    {"build": build, "measure": measure, "ef-sweep": ef_sweep}[args.step](args)
 
 
 if __name__ == "__main__":
