@@ -123,3 +123,19 @@ def test_stage2_searches_each_query_with_its_planned_parameters(tmp_path, backen
         assert sorted(seen, key=str) == sorted([(EXACT, 1), (SearchParams(hnsw_ef=300), 2)], key=str)
         assert found[1].estimate == store.count(name, big, exact=False) and found[2].estimate == 300
         assert engine.region_size(found[2], None, exact=False) == 300
+
+
+def test_choose_plan_keeps_the_target_and_prefers_exact_unless_the_graph_is_faster():
+    from mmgeo.qdrant.admin.probes import choose_plan
+
+    def regions(band, size, exact_ms, graph, n=12):
+        return [{"band": band, "size": size, "radius_km": 25.0, "exact_ms": exact_ms, "graph": dict(graph)} for _ in range(n)]
+
+    measured = (regions(0, 10, 2.0, {None: (1.0, 0.5), 128: (1.0, 0.45), 2048: (1.0, 0.4)})  # ties: the smaller ef
+                + regions(3, 20_000, 10.0, {None: (0.97, 4.0), 128: (0.999, 30.0)})          # keeps it only slower: exact
+                + regions(5, 150_000, 200.0, {None: (0.9, 2.0), 128: (0.95, 3.0), 2048: (0.995, 25.0)})
+                + regions(7, 2_000_000, 300.0, {None: (1.0, 1.0)}, n=3))                       # too few regions: exact
+    plan = {p["band"]: p for p in choose_plan(measured, 0.99)}
+    assert [(p["search"], p.get("hnsw_ef")) for p in plan.values()] == [
+        ("hnsw", 128), ("exact", None), ("hnsw", 2048), ("exact", None)]
+    assert plan["100,000–300,000"]["graph"][0] == {"hnsw_ef": None, "recall@10": 0.9, "p50_ms": 2.0}
