@@ -11,7 +11,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, console, open_store_from, store_options
-from mmgeo.cli.params import CommaChoice, EncoderName, OutputDir, OutputFile, Resolutions, encoder_option
+from mmgeo.cli.params import CommaChoice, EncoderName, FiniteFloat, OutputDir, OutputFile, Resolutions, encoder_option
 from mmgeo.files import atomic_write_text
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
 from mmgeo.ingest.embedders import DEFAULT_MAX_BATCH_BYTES
@@ -36,6 +36,11 @@ Examples:
   mmgeo-ingest /data/MMLandmarks --splits index --embeddings sat.parquet \\
       --embedding-model sample4geo-convnext_base
 \b
+  # a folder of your own photos: GPS from EXIF, .xmp sidecars or a GPX track (see README "Your own photos")
+  mmgeo demo-photos demo/world my-photos --limit 40
+  mmgeo-ingest my-photos --modalities ground --gpx my-photos/track.gpx \
+      --encoder sample4geo --weights demo/stage2/last.pt --store my-photos-store
+\b
   # a CSV/Parquet manifest, into a Qdrant server
   mmgeo-ingest photos.csv --encoder efficientnet_lite0 --qdrant-url http://localhost:6333
 \b
@@ -55,6 +60,11 @@ Examples:
               help="Comma list of satellite, ground, text.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Manifest only: folder that image paths are relative to [default: the manifest's folder].")
+@click.option("--gpx", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="Photo folder only: a GPX track (repeatable) that places photos without GPS by capture time.")
+@click.option("--camera-utc-offset", "utc_offset_hours", type=FiniteFloat(-14, 14), default=0.0, show_default=True,
+              help="Photo folder only: hours the camera clock is ahead of UTC, for photos that do not record "
+                   "their offset (GPX matching).")
 @click.option("--encoder", type=EncoderName(), default=None, help="Registered encoder that embeds the items (see `mmgeo models`).")
 @click.option("--weights", default=None, help="Weights tag, checkpoint path or hub id for --encoder.")
 @encoder_option
@@ -89,7 +99,8 @@ Examples:
 @click.option("--shards-per-key", type=click.IntRange(1, 64), default=1, show_default=True, help="With --shard-resolution.")
 @click.option("--replication-factor", type=click.IntRange(1, 16), default=1, show_default=True, help="With --shard-resolution.")
 @store_options
-def ingest_command(source: Path, splits: list[str], modalities: list[str], root: Path | None, encoder: str | None, weights: str | None,
+def ingest_command(source: Path, splits: list[str], modalities: list[str], root: Path | None, gpx: tuple[Path, ...],
+                   utc_offset_hours: float, encoder: str | None, weights: str | None,
                    encoder_options: tuple[tuple[str, object], ...], trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
                    batch_size: int | None, max_batch_mb: int, h3_resolutions: list[int], errors_path: Path, as_json: bool, engine: str,
                    ray_address: str | None, actors: int | None, writers: int | None, parquet_out: Path | None,
@@ -97,8 +108,10 @@ def ingest_command(source: Path, splits: list[str], modalities: list[str], root:
                    qdrant_url: str | None, api_key: str | None) -> None:
     """Embed a dataset and store it in Qdrant with locations and H3 cells.
 
-    SOURCE is an MMLandmarks root folder (train/, query/, index/) or a manifest
-    file (.csv/.parquet with id, path|text, lat, lon, modality). Re-running is
+    SOURCE is an MMLandmarks root folder (train/, query/, index/), a folder of
+    your own photos (any depth; location from EXIF GPS, an .xmp sidecar or
+    --gpx; photos without one are listed, not stored) or a manifest file
+    (.csv/.parquet with id, path|text, lat, lon, modality). Re-running is
     safe: stored items are skipped, so an interrupted ingest resumes.
     Exit status: 0 all stored, 3 some items skipped (see --errors), 2 fatal error.
     """
@@ -117,7 +130,8 @@ def ingest_command(source: Path, splits: list[str], modalities: list[str], root:
                       embeddings=embeddings, ids=ids, embedding_model=embedding_model, recreate=recreate,
                       batch_size=batch_size, max_batch_bytes=max_batch_mb * 2**20,
                       h3_resolutions=tuple(h3_resolutions), engine=engine,
-                      ray={k: v for k, v in ray.items() if v is not None})
+                      ray={k: v for k, v in ray.items() if v is not None}, gpx=tuple(gpx),
+                      utc_offset_hours=utc_offset_hours)
     sharding = ShardingSpec(shard_resolution, shards_per_key, replication_factor) if shard_resolution is not None else None
     plan = plan_ingest(source, spec)  # everything checked and the first records read before a store is opened
     store = open_store_from(store_path, qdrant_url, api_key, sharding=sharding, create=True)

@@ -80,3 +80,30 @@ def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
     make_demo_world(root, WorldParams(synthetic_landmarks=synthetic_landmarks), seed=seed)
     click.echo(f"demo world written to {root} (photo to try: {root / 'demo-photo.jpg'})")
 
+
+
+@cli.command("demo-photos")
+@click.argument("world", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="The draw of capture days and times.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N street photos [default: all 340].")
+def demo_photos_command(world: Path, out: Path, seed: int, limit: int | None) -> None:
+    """Write a personal photo library from the demo world's street photos to OUT (README "Your own photos").
+
+    \b
+    JPEGs in day folders (an outing per place group) as a camera leaves them: GPS in the EXIF (most),
+    GPS only in an .xmp sidecar, only in OUT/track.gpx (matched by capture time), none at all, malformed
+    GPS tags; a copy, a broken file and a note. OUT/library.csv is the answer key (true location, kind,
+    what a reader must say).
+
+    \b
+    Example:
+      mmgeo demo-photos demo/world my-photos --limit 60 && mmgeo-ingest my-photos --modalities ground \\
+          --gpx my-photos/track.gpx --encoder efficientnet_lite0 --store my-photos-store
+    """
+    from mmgeo.ingest.demo_world.photos import make_photo_library
+
+    library = make_photo_library(world, out, seed=seed, limit=limit)
+    located = sum(p.expected == "located" for p in library)
+    click.echo(f"{len(library)} files written to {out}: {located} photos with a location (EXIF, sidecar or "
+               f"GPX track), {len(library) - located} without one; answer key {out / 'library.csv'}")

@@ -1,6 +1,6 @@
 """The ingest job as one library call: ``ingest_dataset(source, store, IngestSpec(...))`` is ``mmgeo-ingest``.
 
-It picks the reader for the source (an MMLandmarks folder or a manifest file), applies the dataset rules
+It picks the reader for the source (an MMLandmarks folder, a plain folder of photos or a manifest file), applies the dataset rules
 (the ``index`` split holds satellite tiles and, optionally, geotagged ground photos), builds the embedder each worker needs from a small
 picklable :class:`EmbedderSpec`, and runs the ingest runner (embed stage local or on Ray) for each modality.
 """
@@ -22,6 +22,7 @@ from mmgeo.ingest.embedders import DEFAULT_MAX_BATCH_BYTES, VECTOR_NAMES, Embedd
 from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.mmlandmarks import INDEX_MODALITIES, SPLITS, MMLandmarks
+from mmgeo.ingest.photo_folder import PhotoFolder, looks_like_photo_folder
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.ingest.runner import IngestReport, run_ingest
 from mmgeo.qdrant.base import Store
@@ -51,6 +52,8 @@ class IngestSpec:
             for precomputed vectors); max_batch_bytes: decoded-image memory budget per batch.
         h3_resolutions: H3 resolutions stored in each payload.
         engine: ``local`` (this process) or ``ray``; ray: :class:`~mmgeo.ingest.distributors.RayOptions` fields.
+        gpx, utc_offset_hours: photo folder only: GPX tracks that place photos by capture time, and the camera
+            clock's offset from UTC for photos that do not record it.
     """
 
     modalities: tuple[str, ...] = ("satellite",)
@@ -69,6 +72,8 @@ class IngestSpec:
     h3_resolutions: tuple[int, ...] = tuple(DEFAULT_H3_RESOLUTIONS)
     engine: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
+    gpx: tuple[Path, ...] = ()
+    utc_offset_hours: float = 0.0
 
     def check(self, source: Path) -> None:
         """Refuse a spec that cannot run, before anything is read or written."""
@@ -85,12 +90,16 @@ class IngestSpec:
         if self.encoder is None and self.embeddings is None and source.is_dir():
             raise InputError(f"{source}: give an encoder (embed here) or precomputed embeddings")
         check_resolutions(self.h3_resolutions)
+        if self.gpx and not (source.is_dir() and looks_like_photo_folder(source)):
+            raise InputError(f"{source}: GPX tracks place the photos of a photo folder, not a dataset or manifest")
         if self.encoder is not None:
             for modality in self.modalities:
                 check_encoder_modality(self.encoder, modality)
 
 
-def _reader(source: Path, spec: IngestSpec, modality: str) -> MMLandmarks | Manifest:
+def _reader(source: Path, spec: IngestSpec, modality: str) -> MMLandmarks | PhotoFolder | Manifest:
+    if source.is_dir() and looks_like_photo_folder(source):
+        return PhotoFolder(source, modalities=[modality], gpx=spec.gpx, utc_offset_hours=spec.utc_offset_hours)
     if source.is_dir():
         splits = [s for s in spec.splits if s != "index" or modality in INDEX_MODALITIES]  # index: tiles (and street photos)
         return MMLandmarks(source, splits=splits, modalities=[modality])
@@ -204,7 +213,7 @@ def ingest_dataset(
     store_builder: Callable[[], Store] | None = None,
     on_batch: Callable[[str, int], None] | None = None,
 ) -> list[IngestReport]:
-    """Embed ``source`` (an MMLandmarks folder or a manifest) into ``store``; one report per modality.
+    """Embed ``source`` (an MMLandmarks folder, a folder of photos or a manifest) into ``store``; one report per modality.
 
     Re-running is safe: stored items are skipped, so an interrupted ingest resumes. Items that cannot be
     read or embedded are skipped and listed in the reports' ``problems``. Everything that can be checked

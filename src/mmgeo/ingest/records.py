@@ -29,6 +29,8 @@ class Record:
         vector: a precomputed embedding (precomputed imports only).
         origin: ``file:row`` of the row it was read from, so a later failure (an image that will
             not decode, a bad vector) is reported where the user can fix it.
+        taken, camera, gps_from: a photo folder's photos: capture time (ISO 8601), camera model, and which
+            record gave the location (``exif``, ``xmp`` or ``gpx``).
     """
 
     key: str
@@ -45,6 +47,9 @@ class Record:
     text: str | None = None
     vector: np.ndarray | None = None
     origin: str | None = None
+    taken: str | None = None
+    camera: str | None = None
+    gps_from: str | None = None
 
     def where(self) -> str:
         """``file:row (id KEY, SOURCE)``: where a problem with this record is reported."""

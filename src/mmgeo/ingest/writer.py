@@ -11,7 +11,7 @@ import numpy as np
 
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.qdrant.base import Store, StoredPoint
-from mmgeo.qdrant.schema import ROOTS_KEY, VectorIdentity, build_payloads, point_id
+from mmgeo.qdrant.schema import OPTIONAL_FIELDS, ROOTS_KEY, VectorIdentity, build_payloads, point_id
 
 
 def dataset_root(record: Record) -> str | None:
@@ -69,7 +69,7 @@ class StoreWriter:
         payloads = build_payloads(
             key=[r.key for r in kept], modality=[r.modality for r in kept], lat=[r.lat for r in kept], lon=[r.lon for r in kept],
             resolutions=self.resolutions,
-            **{f: [getattr(r, f) for r in kept] for f in ("landmark_id", "name", "split", "source", "category", "title", "text")},
+            **{f: [getattr(r, f) for r in kept] for f in OPTIONAL_FIELDS},
         )
         name = self.identity.name
         self.store.upsert(self.collection, [StoredPoint(self.point_id(r), payload, {name: unit})
@@ -102,7 +102,8 @@ def write_parquet_shard(records: Sequence[Record], vectors: Sequence[np.ndarray]
         return None
     keys = [r.key for r in records]
     digest = hashlib.sha1("\n".join(sorted(keys)).encode()).hexdigest()[:16]
-    fields = ("modality", "lat", "lon", "landmark_id", "name", "split", "category", "source", "title")
+    fields = ("modality", "lat", "lon", "landmark_id", "name", "split", "category", "source", "title", "taken", "camera",
+              "gps_from")
     table = pa.table({
         "id": keys,
         "point_id": [point_id(collection, k) for k in keys],

@@ -67,12 +67,16 @@ def build_payload(
     category: str | None = None,
     title: str | None = None,
     text: str | None = None,
+    taken: str | None = None,
+    camera: str | None = None,
+    gps_from: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The payload of one point. ``None`` fields are left out so the dashboard shows no empty keys."""
     payload = build_payloads(key=[key], modality=[modality], lat=[lat], lon=[lon], resolutions=resolutions,
                              landmark_id=[landmark_id], name=[name], split=[split], source=[source],
-                             category=[category], title=[title], text=[text])[0]
+                             category=[category], title=[title], text=[text], taken=[taken], camera=[camera],
+                             gps_from=[gps_from])[0]
     if extra:
         payload.update(extra)
         payload = {k: v for k, v in payload.items() if v is not None}
@@ -90,8 +94,7 @@ def build_payloads(
 ) -> list[dict[str, Any]]:
     """Payloads of many points, built column-wise (H3 cells for the whole batch at once).
 
-    ``columns`` are the optional fields of :func:`build_payload` (``landmark_id``, ``name``, ``split``,
-    ``source``, ``category``, ``title``, ``text``), one value per point; a column left out is all
+    ``columns`` are the optional fields of :func:`build_payload` (:data:`OPTIONAL_FIELDS`), one value per point; a column left out is all
     ``None``. Field order and content are those of :func:`build_payload`.
     """
     if unknown := set(columns) - set(OPTIONAL_FIELDS):
@@ -106,14 +109,15 @@ def build_payloads(
         ("key", key), ("landmark_id", columns.get("landmark_id")), ("name", columns.get("name")),
         ("modality", modality), ("split", columns.get("split")),
         ("location", [{"lat": a, "lon": o} for a, o in zip(lat_list, lon_list)]), *cells.items(),
-        *((f, columns.get(f)) for f in ("source", "category", "title", "text")),
+        *((f, columns.get(f)) for f in ("source", "category", "title", "text", "taken", "camera", "gps_from")),
     ]
     present = [(field, values) for field, values in ordered if values is not None and any(v is not None for v in values)]
     return [{field: values[i] for field, values in present if values[i] is not None} for i in range(n)]
 
 
-OPTIONAL_FIELDS = ("landmark_id", "name", "split", "source", "category", "title", "text")
-"""Payload fields a reader may leave empty (``None`` values are not stored)."""
+OPTIONAL_FIELDS = ("landmark_id", "name", "split", "source", "category", "title", "text", "taken", "camera", "gps_from")
+"""Payload fields a reader may leave empty (``None`` values are not stored); ``taken`` (capture time, ISO 8601),
+``camera`` and ``gps_from`` (``exif``, ``xmp`` or ``gpx``) are a photo folder's."""
 
 
 @dataclass(frozen=True)

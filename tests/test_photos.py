@@ -1,0 +1,242 @@
+"""Your own photos (issue 27): locations from EXIF GPS, .xmp sidecars and GPX tracks; a folder of photos as a
+ground collection; XMP sidecars mmgeo writes; the generated photo library as the acceptance check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import ExifTags, Image
+from PIL.TiffImagePlugin import IFDRational
+
+from mmgeo.errors import InputError, LayoutNotFoundError
+from mmgeo.ingest.demo_world.photos import ANSWER_KEY, GPX_FILE, MALFORMED, make_photo_library
+from mmgeo.ingest.embedders import PrecomputedEmbedder
+from mmgeo.ingest.job import IngestSpec, plan_ingest
+from mmgeo.ingest.photo_folder import PhotoFolder
+from mmgeo.ingest.runner import run_ingest
+from mmgeo.photos.exif import dms_rationals, gps_position, read_exif
+from mmgeo.photos.gpx import GpxTrack, to_utc
+from mmgeo.photos.location import missing_gps, photo_facts
+from mmgeo.photos.xmp import format_coordinate, parse_coordinate, read_sidecar, sidecar_path, write_sidecar
+from mmgeo.qdrant import EdgeStore
+from mmgeo.qdrant.schema import VectorIdentity, point_id
+
+GPS = ExifTags.GPS
+
+
+@pytest.fixture(scope="session")
+def library(demo_world, tmp_path_factory):
+    """The first 100 street photos of the demo world as a photo library (all five malformed kinds included)."""
+    out = tmp_path_factory.mktemp("photos") / "my-photos"
+    return out, make_photo_library(demo_world, out, limit=100)
+
+
+def _rationals(*values) -> tuple[IFDRational, ...]:
+    return tuple(IFDRational(*v) if isinstance(v, tuple) else IFDRational(v, 1) for v in values)
+
+
+# --- EXIF, XMP, GPX on their own ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gps, expected", [
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: _rationals(40, 45, (117396, 10000)),
+      GPS.GPSLongitudeRef: "W", GPS.GPSLongitude: _rationals(73, 56, (2974920, 100000))}, (40.753261, -73.941597)),
+    ({GPS.GPSLatitudeRef: "S", GPS.GPSLatitude: _rationals((3386, 100), 0, 0),
+      GPS.GPSLongitudeRef: "E", GPS.GPSLongitude: _rationals(151, (12, 1), 0)}, (-33.86, 151.2)),
+    ({GPS.GPSAltitude: IFDRational(10, 1)}, None),  # altitude only: no position, not a problem
+])
+def test_gps_position_reads_dms_and_references(gps, expected):
+    position = gps_position(gps)
+    assert position == pytest.approx(expected, abs=1e-9) if expected else position is None
+
+
+@pytest.mark.parametrize("gps, reason", [
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: _rationals(40, (1, 0), 0), GPS.GPSLongitudeRef: "W",
+      GPS.GPSLongitude: _rationals(73, 0, 0)}, "GPS latitude has a zero denominator"),
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: _rationals(91, 0, 0), GPS.GPSLongitudeRef: "W",
+      GPS.GPSLongitude: _rationals(73, 0, 0)}, "GPS latitude 91° is out of range (at most 90°)"),
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: _rationals(40, 0, 0), GPS.GPSLongitudeRef: "W",
+      GPS.GPSLongitude: _rationals(181, 0, 0)}, "GPS longitude 181° is out of range (at most 180°)"),
+    ({GPS.GPSLatitude: _rationals(40, 0, 0), GPS.GPSLongitudeRef: "W", GPS.GPSLongitude: _rationals(73, 0, 0)},
+     "GPS latitude has no reference (N/S)"),
+    ({GPS.GPSLatitudeRef: "X", GPS.GPSLatitude: _rationals(40, 0, 0), GPS.GPSLongitudeRef: "W",
+      GPS.GPSLongitude: _rationals(73, 0, 0)}, "reference 'X' is not N or S"),
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: _rationals(40, 60, 0), GPS.GPSLongitudeRef: "W",
+      GPS.GPSLongitude: _rationals(73, 0, 0)}, "minutes/seconds out of range"),
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: _rationals(0, 0, 0), GPS.GPSLongitudeRef: "E",
+      GPS.GPSLongitude: _rationals(0, 0, 0)}, "0°, 0°"),
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: _rationals(40, 0, 0, 0), GPS.GPSLongitudeRef: "E",
+      GPS.GPSLongitude: _rationals(1, 0, 0)}, "has 4 values"),
+    ({GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: ("forty",), GPS.GPSLongitudeRef: "E",
+      GPS.GPSLongitude: _rationals(1, 0, 0)}, "is not a number"),
+])
+def test_malformed_gps_is_a_reason_never_a_crash(gps, reason):
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        gps_position(gps)
+
+
+def test_exif_round_trip_through_a_jpeg(tmp_path):
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make], exif[ExifTags.Base.Model] = "Canon", "Canon EOS 80D"
+    exif.get_ifd(ExifTags.IFD.Exif).update({ExifTags.Base.DateTimeOriginal: "2021:07:04 18:30:05",
+                                            ExifTags.Base.OffsetTimeOriginal: "-04:00"})
+    lat, lon = 40.689247, -74.044502
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update({
+        GPS.GPSLatitudeRef: "N", GPS.GPSLatitude: tuple(IFDRational(f.numerator, f.denominator) for f in dms_rationals(lat)),
+        GPS.GPSLongitudeRef: "W", GPS.GPSLongitude: tuple(IFDRational(f.numerator, f.denominator) for f in dms_rationals(lon))})
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.jpg", exif=exif)
+    with Image.open(tmp_path / "a.jpg") as img:
+        facts = read_exif(img)
+    assert (facts.lat, facts.lon) == pytest.approx((lat, lon), abs=1e-9)
+    assert facts.taken == dt.datetime(2021, 7, 4, 18, 30, 5, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
+    assert facts.camera == "Canon EOS 80D" and facts.gps_problem is None
+
+
+def test_dms_rationals_are_exact_to_a_microsecond_of_arc():
+    for value in (0.0, 40.753261, 179.9999999, 89.99999999, 12.5):
+        d, m, s = dms_rationals(value)
+        assert m < 60 and s < 60
+        assert abs(float(d + m / 60 + s / 3600) - value) < 1e-9
+
+
+@pytest.mark.parametrize("value, axis", [(40.753261, "latitude"), (-33.8567844, "latitude"), (-73.941597, "longitude"),
+                                         (179.99999999, "longitude"), (0.0, "longitude")])
+def test_xmp_coordinates_round_trip(value, axis):
+    text = format_coordinate(value, axis)
+    assert abs(parse_coordinate(text, axis) - value) < 1e-9
+    assert parse_coordinate("40,45,11.7396N", "latitude") == pytest.approx(40.753261, abs=1e-9)
+    with pytest.raises(ValueError, match="expected N or S"):
+        parse_coordinate("40,45.1N".replace("N", "E"), "latitude")
+
+
+def test_gpx_interpolates_and_respects_the_gap(tmp_path):
+    (tmp_path / "t.gpx").write_text(
+        '<?xml version="1.0"?><gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>'
+        '<trkpt lat="10.0" lon="20.0"><time>2020-01-01T10:00:00Z</time></trkpt>'
+        '<trkpt lat="10.2" lon="20.4"><time>2020-01-01T10:10:00Z</time></trkpt>'
+        '<trkpt lat="11.0" lon="21.0"><time>2020-01-01T12:00:00Z</time></trkpt>'
+        '</trkseg></trk></gpx>', encoding="utf-8")
+    track = GpxTrack.load([tmp_path / "t.gpx"])
+    at = lambda hh, mm: dt.datetime(2020, 1, 1, hh, mm, tzinfo=dt.UTC)  # noqa: E731
+    assert track.locate(at(10, 5)) == pytest.approx((10.1, 20.2))          # interpolated
+    assert track.locate(at(10, 30)) == pytest.approx((10.2, 20.4))         # in a 110-min gap: nearest within 30 min
+    assert track.locate(at(11, 5)) is None                                 # 55 min from any point
+    assert track.locate(at(12, 29)) == pytest.approx((11.0, 21.0))         # past the end, within 30 min
+    # a camera clock without an offset, 2 h ahead of UTC
+    assert to_utc(dt.datetime(2020, 1, 1, 12, 5), 2.0) == at(10, 5)
+    (tmp_path / "bad.gpx").write_text("<gpx><trk>", encoding="utf-8")
+    with pytest.raises(InputError, match="not a readable GPX file"):
+        GpxTrack.load([tmp_path / "bad.gpx"])
+    with pytest.raises(LayoutNotFoundError):
+        GpxTrack.load([tmp_path / "missing.gpx"])
+
+
+def test_sidecar_mmgeo_wrote_is_not_a_measurement(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "p.jpg")
+    write_sidecar(tmp_path / "p.xmp", 48.8584, 2.2945, confidence=0.5, store="s")
+    facts = photo_facts(tmp_path / "p.jpg")
+    assert not facts.located and "mmgeo's prediction" in facts.reason
+    (tmp_path / "q.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'><unclosed", encoding="utf-8")
+    assert read_sidecar(tmp_path / "q.xmp").problem.startswith("unreadable XMP sidecar")
+
+
+# --- the generated library: the acceptance check -----------------------------------------------------------------
+
+def test_every_located_photo_exact_every_other_listed_with_its_reason(library):
+    root, answers = library
+    problems = []
+    records = list(PhotoFolder(root, modalities=["ground"], gpx=[root / GPX_FILE]).iter_records(problems))
+    truth = {a.path: a for a in answers}
+    located = {a.path for a in answers if a.expected == "located"}
+    assert {r.source for r in records} == located
+    for r in records:
+        assert abs(r.lat - truth[r.source].lat) < 1e-6 and abs(r.lon - truth[r.source].lon) < 1e-6, r.source
+        assert r.gps_from == truth[r.source].kind and r.camera and r.taken == truth[r.source].taken
+        assert r.key.startswith("photo/") and r.path == (root / r.source).resolve()
+    listed = {p.where: p.reason for p in problems}
+    assert set(listed) == set(truth) - located
+    for where, reason in listed.items():
+        assert truth[where].expected in reason, (where, reason)
+    assert {a.kind.split(":")[1] for a in answers if a.kind.startswith("malformed")} == set(MALFORMED)
+    # without the track its photos are listed too, with the reason
+    problems = []
+    assert len(list(PhotoFolder(root).iter_records(problems))) == len(located) - sum(a.kind == "gpx" for a in answers)
+    assert any(truth[p.where].kind == "gpx" and p.reason == "no GPS in EXIF" for p in problems)
+
+
+def test_missing_gps_answers_exactly_the_photos_without_a_location(library):
+    root, answers = library
+    expected = [a.path for a in answers if a.kind == "none" or a.kind.startswith("malformed")]
+    assert sorted(missing_gps(root, track=GpxTrack.load([root / GPX_FILE]))) == sorted(expected)
+
+
+def test_photo_folder_into_a_store_keeps_capture_time_camera_and_relative_path(library, store):
+    root, answers = library
+    problems: list = []
+    records = list(PhotoFolder(root, gpx=[root / GPX_FILE]).iter_records(problems))
+    matrix = np.random.default_rng(0).normal(size=(len(records), 8)).astype(np.float32)
+    embedder = PrecomputedEmbedder([r.key for r in records], matrix, VectorIdentity("image", "test", "seed0", 8))
+    report = run_ingest(store, "ground", iter(records), embedder, problems=problems, batch_size=32)
+    assert report.ingested == len(records) and report.skipped == len(answers) - len(records)
+    first = records[0]
+    [point] = store.retrieve("mmgeo_ground", [point_id("mmgeo_ground", first.key)])
+    assert point.payload["source"] == first.source and not Path(point.payload["source"]).is_absolute()
+    assert point.payload["taken"] == first.taken and point.payload["camera"] == first.camera
+    assert point.payload["gps_from"] == first.gps_from
+    again = run_ingest(store, "ground", iter(records), embedder, batch_size=32)
+    assert again.ingested == 0 and again.already_stored == len(records)
+
+
+def test_ingest_spec_refuses_what_a_photo_folder_cannot_be(library, demo_world):
+    root, _ = library
+    with pytest.raises(InputError, match="use --modalities ground"):
+        plan_ingest(root, IngestSpec(modalities=("satellite",), encoder="efficientnet_lite0"))
+    with pytest.raises(InputError, match="GPX tracks place the photos of a photo folder"):
+        plan_ingest(demo_world, IngestSpec(encoder="efficientnet_lite0", gpx=(root / GPX_FILE,)))
+    with pytest.raises(LayoutNotFoundError, match="looks like the index/ folder of an MMLandmarks dataset"):
+        plan_ingest(demo_world / "index", IngestSpec(modalities=("ground",), encoder="efficientnet_lite0"))
+
+
+@pytest.mark.slow
+def test_cli_ingests_a_photo_folder_lists_the_rest_and_exits_3(library, tmp_path):
+    root, answers = library
+    cmd = [sys.executable, "-m", "mmgeo", "ingest", str(root), "--modalities", "ground", "--gpx", str(root / GPX_FILE),
+           "--encoder", "efficientnet_lite0", "--store", str(tmp_path / "store"), "--errors", str(tmp_path / "e.txt"), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    [report] = json.loads(out.stdout)["collections"]
+    located = sum(a.expected == "located" for a in answers)
+    assert report["ingested"] == located and report["skipped"] == len(answers) - located
+    listed = (tmp_path / "e.txt").read_text().splitlines()
+    assert any(line.endswith(": no GPS in EXIF; no capture time (DateTimeOriginal) to match the GPX track") for line in listed)
+    with EdgeStore(tmp_path / "store") as store:
+        assert store.count("mmgeo_ground") == located
+
+
+def test_xmp_sidecars_parse_back_with_exiv2_and_leave_photos_untouched(library, tmp_path):
+    pyexiv2 = pytest.importorskip("pyexiv2")  # the test extra: exiv2, the XMP parser exiftool-compatible tools share
+    root, answers = library
+    photos = [a for a in answers if a.kind == "none"][:5]
+    before = {a.path: hashlib.sha256((root / a.path).read_bytes()).hexdigest() for a in photos}
+    for a in photos:
+        path = write_sidecar(sidecar_path(tmp_path / "xmp", a.path), a.lat, a.lon, confidence=0.25, store="demo/store")
+        image = pyexiv2.Image(str(path))
+        try:
+            exif, xmp = image.read_exif(), image.read_xmp()
+        finally:
+            image.close()
+        dms = [sum((Fraction(p) / 60**i for i, p in enumerate(exif[f"Exif.GPSInfo.GPS{axis}"].split())), Fraction(0))
+               for axis in ("Latitude", "Longitude")]
+        signs = [-1 if exif[f"Exif.GPSInfo.GPS{axis}Ref"] in "SW" else 1 for axis in ("Latitude", "Longitude")]
+        assert abs(float(dms[0]) * signs[0] - a.lat) < 1e-6 and abs(float(dms[1]) * signs[1] - a.lon) < 1e-6
+        assert xmp["Xmp.mmgeo.Confidence"] == "0.2500" and xmp["Xmp.mmgeo.Store"] == "demo/store"
+        assert path == tmp_path / "xmp" / Path(a.path).with_suffix(".xmp")
+    assert before == {a.path: hashlib.sha256((root / a.path).read_bytes()).hexdigest() for a in photos}
+    assert (root / ANSWER_KEY).is_file()
