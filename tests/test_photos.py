@@ -240,3 +240,74 @@ def test_xmp_sidecars_parse_back_with_exiv2_and_leave_photos_untouched(library, 
         assert path == tmp_path / "xmp" / Path(a.path).with_suffix(".xmp")
     assert before == {a.path: hashlib.sha256((root / a.path).read_bytes()).hexdigest() for a in photos}
     assert (root / ANSWER_KEY).is_file()
+
+
+# --- searching your own photos: stage 2 over the ground collection, no satellite tile anywhere ---------------------
+
+class PixelEncoder:
+    """Test encoder: a photo's 4x4 colour thumbnail, centred (the demo world's look varies with place)."""
+
+    name, weights_id, dim = "pixels-4x4", "fixed", 48
+
+    def encode_images(self, images, **_):
+        rows = np.stack([np.asarray(im.convert("RGB").resize((4, 4)), np.float32).ravel() for im in images])
+        rows -= rows.mean(axis=1, keepdims=True)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def own_photos(library, store):
+    """A store holding only the library's geotagged photos (mmgeo_ground), embedded with :class:`PixelEncoder`."""
+    root, _ = library
+    records = list(PhotoFolder(root, gpx=[root / GPX_FILE]).iter_records([]))
+    encoder = PixelEncoder()
+    vectors = encoder.encode_images([Image.open(r.path) for r in records])
+    identity = VectorIdentity("image", encoder.name, encoder.weights_id, encoder.dim)
+    run_ingest(store, "ground", iter(records), PrecomputedEmbedder([r.key for r in records], vectors, identity))
+    return root, store, encoder
+
+
+def test_search_your_own_photos_without_any_satellite_tile(own_photos, library):
+    from mmgeo.errors import CollectionNotFoundError
+    from mmgeo.search.factory import build_geolocator
+    from mmgeo.search.geolocator import Geolocator
+    from mmgeo.search.html import report_html
+    from mmgeo.search.stage1 import KnnStage1
+
+    root, store, encoder = own_photos
+    assert not store.has_collection("mmgeo_satellite")
+    with pytest.raises(CollectionNotFoundError, match="mmgeo_satellite.*--modalities satellite"):
+        build_geolocator(store, stage1="knn")  # the default (satellite) names what is missing and how to build it
+    with pytest.raises(InputError, match="unknown stage-2 collection 'text'"):
+        build_geolocator(store, stage1="knn", collection="text")
+    geolocator = Geolocator(store, encoder, KnnStage1(store, encoder), collection="mmgeo_ground")
+    query = next(a for a in library[1] if a.kind == "none")
+    result = geolocator.locate([str(root / query.path)])
+    assert result.region["collection"] == "mmgeo_ground" and result.candidates
+    stored = {p.payload["key"]: p.payload for p in store.scroll("mmgeo_ground")}
+    for c in result.candidates:  # each answer is one of the user's own photos, with the day it was taken
+        [hit] = c.evidence[:1]
+        assert hit["collection"] == "mmgeo_ground" and hit["taken"] == stored[c.key]["taken"]
+        assert (c.lat, c.lon) == (stored[c.key]["location"]["lat"], stored[c.key]["location"]["lon"])
+        assert (root / hit["source"]).is_file()
+    page = report_html(store, result, [root / query.path])
+    assert f'"mmgeo_ground/{result.candidates[0].key}": "data:image/jpeg;base64,' in page  # the photo itself, embedded
+
+
+def test_serve_page_shows_your_own_photos(own_photos, library):
+    from fastapi.testclient import TestClient
+
+    from mmgeo.search.geolocator import Geolocator
+    from mmgeo.search.stage1 import KnnStage1
+    from mmgeo.serve import create_app
+
+    root, store, encoder = own_photos
+    query = next(a for a in library[1] if a.kind == "none")
+    with TestClient(create_app(Geolocator(store, encoder, KnnStage1(store, encoder), collection="mmgeo_ground"))) as client:
+        r = client.post("/search?evidence=1", files=[("photos", ("q.jpg", (root / query.path).read_bytes(), "image/jpeg"))])
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        hit = doc["evidence"][0]["tiles"][0]
+        assert hit["collection"] == "mmgeo_ground" and hit["taken"]
+        thumb = client.get(f"/evidence/mmgeo_ground/{hit['key']}")
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"

@@ -20,7 +20,7 @@ from mmgeo.cli.params import (
 )
 from mmgeo.files import atomic_write_text
 from mmgeo.geo import MAX_RADIUS_KM
-from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1
+from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1, STAGE2_COLLECTIONS
 from mmgeo.search.geolocator import FALLBACKS, PRIOR_WEIGHTINGS, SearchSettings
 from mmgeo.search.region import MODES
 
@@ -36,6 +36,9 @@ Examples:
   # several photos of one place, a map and GeoJSON for GIS tools
   mmgeo-search a.jpg b.jpg c.jpg --html map.html --geojson result.geojson
 \b
+  # no satellite tiles: stage 2 over your own geotagged photos (README "Your own photos")
+  mmgeo-search photo.jpg --store demo/store --stage1 knn --collection ground
+\b
   # against a Qdrant server
   mmgeo-search photo.jpg --qdrant-url http://localhost:6333
 """
@@ -44,13 +47,16 @@ Examples:
 @click.command("search", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.argument("photos", nargs=-1, required=True, type=ImageFile())
 @click.option("--encoder", type=EncoderName("image"), default=None,
-              help="Image encoder [default: the one the store records for its satellite collection].")
+              help="Image encoder [default: the one the store records for --collection].")
 @click.option("--weights", default=None, help="Weights tag/path for --encoder [default: the recorded ones].")
 @encoder_option
 @click.option("--stage1", type=click.Choice(STAGE1), default=DEFAULT_STAGE1, show_default=True, help=STAGE1_HELP)
 @click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint (`mmgeo-train geoclip`).")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="GeoCLIP gallery: CSV/Parquet with lat, lon [default: GeoCLIP's 100K]. Must not hold query locations.")
+@click.option("--collection", type=click.Choice(STAGE2_COLLECTIONS), default="satellite", show_default=True,
+              help="What stage 2 searches: satellite tiles, or the geotagged ground photos (your own photos: "
+                   "Im2GPS-style retrieval, no tile needed).")
 @click.option("--region", type=click.Choice(MODES), default=SearchSettings.region, show_default=True)
 @click.option("--radius", "radius_km", type=FiniteFloat(0, MAX_RADIUS_KM, min_open=True), default=SearchSettings.radius_km, show_default=True,
               help="km, for --region radius (at most half the Earth's circumference; --region none for no narrowing).")
@@ -76,7 +82,7 @@ Examples:
 @click.option("--html", "html_path", type=OutputFile(), default=None, help="Write a self-contained HTML report: map, photos, evidence.")
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
-def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, region, radius_km, mass, fallback, top_n, aggregate,
+def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, collection, region, radius_km, mass, fallback, top_n, aggregate,
                    fusion, text_encoder, w_image, w_text, w_prior, prior_weighting, rrf, min_confidence, as_json, geojson, html_path,
                    verbose, store_path, qdrant_url, api_key) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
@@ -92,7 +98,8 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
         result = locate(photos, store, settings, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
-                        stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
+                        stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder,
+                        collection=collection)
         if html_path:
             from mmgeo.search.html import report_html
 
@@ -111,12 +118,21 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
         raise SystemExit(EXIT_ABSTAINED)
 
 
+def _unit(result) -> str:
+    return "photos" if result.region.get("collection", "").endswith("_ground") else "tiles"
+
+
+def _evidence(hit: dict) -> str:
+    """A stage-2 hit as the table shows it: its file, and the day a photo was taken."""
+    return f"{hit.get('source') or hit.get('key')}{', ' + hit['taken'][:10] if hit.get('taken') else ''}"
+
+
 def _print_table(result, verbose: bool) -> None:
     est = result.estimate
     near = f" ({est['place']['label']})" if est.get("place") else ""
     console.print(f"[bold]stage 1[/] ({est['source']}): {est['lat']:.4f}, {est['lon']:.4f}{near}   "
                   f"[bold]region[/]: {result.region['description']} "
-                  f"({result.region['candidates_in_region']} tiles{', fallback used' if result.region['fallback_used'] else ''})",
+                  f"({result.region['candidates_in_region']} {_unit(result)}{', fallback used' if result.region['fallback_used'] else ''})",
                   highlight=False)
     if result.abstained:
         console.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence")
@@ -127,7 +143,7 @@ def _print_table(result, verbose: bool) -> None:
     for c in result.candidates:
         table.add_row(str(c.rank), c.name or (c.place["label"] if c.place else c.key), f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
                       f"{c.image_score:.3f}", "-" if c.text_score is None else f"{c.text_score:.3f}", f"{c.prior:.3f}",
-                      c.evidence[0]["source"] if c.evidence else "")
+                      _evidence(c.evidence[0]) if c.evidence else "")
     console.print(table)
     if "stage1" in result.notes:
         console.print(f"stage 1: {result.notes['stage1']}", style="dim", highlight=False)

@@ -1,5 +1,6 @@
-"""The evidence behind a search result: per candidate its best satellite tiles, a ground photo and
-the Wikipedia excerpt (when the store has them), and the stored files as thumbnails.
+"""The evidence behind a search result: per candidate its best stage-2 hits (satellite tiles, or the user's own
+photos with their capture dates when stage 2 searches the ground collection), a ground photo and the Wikipedia
+excerpt (when the store has them), and the stored files as thumbnails.
 
 Files are read only from the dataset roots that ingest recorded in the collection's metadata
 (``dataset_roots``): a payload ``source`` that leads outside them (``..``, absolute, a symlink out)

@@ -17,7 +17,7 @@ from mmgeo.errors import InputError, WeightsNotFoundError
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import collection_name
 from mmgeo.search.geolocator import Geolocator, SearchSettings
-from mmgeo.search.models import image_encoder, text_plan
+from mmgeo.search.models import STAGE2_COLLECTIONS, image_encoder, text_plan
 from mmgeo.search.result import SearchResult
 
 STAGE1 = ("auto", "geoclip", "knn")
@@ -106,6 +106,7 @@ def build_geolocator(
     geoclip_weights: str | None = None,
     gps_gallery: str | os.PathLike | None = None,
     text_encoder: str | os.PathLike | None = None,
+    collection: str = "satellite",
 ) -> Geolocator:
     """The geolocator over ``store``; ``geolocator.notes`` says which encoder, stage 1 and text rerank it uses and why.
 
@@ -118,15 +119,21 @@ def build_geolocator(
         gps_gallery: GeoCLIP gallery file with lat, lon (default: GeoCLIP's 100K); never one holding the queries.
         text_encoder: photo→text space for the Wikipedia rerank: a projection file (``*.safetensors``) or a
             registered image+text encoder; None: the projection the store records, if any; ``"none"``: no text signal.
+        collection: what stage 2 searches (:data:`~mmgeo.search.models.STAGE2_COLLECTIONS`): ``satellite`` tiles,
+            or ``ground`` photos (with a kNN stage 1 a store of geotagged photos alone, no tile, is enough); the
+            default encoder is the one the store records for it.
     """
+    if collection not in STAGE2_COLLECTIONS:
+        raise InputError(f"unknown stage-2 collection {collection!r}; valid: {', '.join(STAGE2_COLLECTIONS)}")
     from mmgeo.search.stage1 import KnnStage1
 
     kind, why = choose_stage1(store, stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery)
-    texts = text_plan(store, None if text_encoder is None else str(text_encoder))  # checked before any model loads
-    image, source = image_encoder(store, encoder, weights, encoder_options)
+    texts = text_plan(store, None if text_encoder is None else str(text_encoder), collection)  # checked before any model loads
+    image, source = image_encoder(store, encoder, weights, encoder_options, collection)
     estimator = KnnStage1(store, image) if kind == "knn" else _geoclip_stage1(store, geoclip_weights, gps_gallery)
     notes = {"encoder": source, "stage1": f"{kind} ({why})", "text": texts.note}
-    located = Geolocator(store, image, estimator, text_encoder=texts.load(image), notes=notes)
+    located = Geolocator(store, image, estimator, text_encoder=texts.load(image), notes=notes,
+                         collection=collection_name(collection))
     if texts.value and located.text_space is None:
         located.notes["text"] = f"off (the store has no {located.text_collection} collection)"
     return located

@@ -182,13 +182,14 @@ class Geolocator:
     """Two-stage geolocation over an mmgeo store.
 
     Args:
-        store: holds ``mmgeo_satellite`` (and ``mmgeo_ground`` / ``mmgeo_text`` as used).
-        encoder: the image encoder the satellite (or ground) collection was built with.
+        store: holds the stage-2 collection (and ``mmgeo_ground`` / ``mmgeo_text`` as used).
+        encoder: the image encoder the stage-2 collection was built with.
         stage1: a :class:`~mmgeo.search.stage1.Stage1` estimator.
         text_encoder: optional encoder with ``encode_images`` into the text collection's space
             (a CLIP pair, or a fitted :class:`~mmgeo.encoders.projection.ProjectedImageEncoder`, whose
             ``text_space`` names the space); enables the photo↔text rerank signal.
-        collection: the collection searched in stage 2 (default: satellite tiles).
+        collection: the collection searched in stage 2: satellite tiles (default), or ``mmgeo_ground``, the
+            geotagged ground photos (a photo folder's: Im2GPS-style retrieval over the user's own photos).
         notes: which encoder, stage 1 and text rerank were chosen and why (``encoder``, ``stage1``, ``text``;
             :func:`~mmgeo.search.factory.build_geolocator` fills it); every result carries them.
     """
@@ -203,9 +204,10 @@ class Geolocator:
 
     def __post_init__(self) -> None:
         if not self.store.has_collection(self.collection) or self.store.count(self.collection) == 0:
+            modality = self.collection.rsplit("_", 1)[-1]
             raise CollectionNotFoundError(
                 f"collection {self.collection!r} is missing or empty in {self.store.location}; build it with "
-                f"`mmgeo-ingest DATASET --modalities satellite --encoder {self.encoder.name}`")
+                f"`mmgeo-ingest DATASET --modalities {modality} --encoder {self.encoder.name}`")
         check_not_dropping(self.store, self.collection)
         self.metadata = self.store.get_metadata(self.collection)
         check_vector_identity(self.collection, self.metadata,
@@ -351,6 +353,7 @@ class Geolocator:
                       "hypotheses": [{"lat": a, "lon": b, "prob": c} for a, b, c in
                                      zip(hyp.lat[:10].tolist(), hyp.lon[:10].tolist(), hyp.prob[:10].tolist())]},
             region={"mode": region.mode, "description": region.description, "radius_km": region.radius_km,
+                    "collection": self.collection,
                     "candidates_in_region": int(size), "fallback_used": region is not first,
                     "geometry": region.geometry()},
             candidates=candidates, confidence=conf, abstained=conf < s.min_confidence,

@@ -20,6 +20,9 @@ from mmgeo.files import same_weights_id
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import PROJECTION_KEY, SOURCE_KEY, collection_name, recorded, store_folder
 
+STAGE2_COLLECTIONS = ("satellite", "ground")
+"""What stage 2 can search: satellite tiles, or the geotagged ground photos (a user's own, for Im2GPS-style
+retrieval without any tile)."""
 NO_TEXT = "none"
 """``text_encoder`` (``--text-encoder none``) that turns the text rerank off, also when the store records a projection."""
 
@@ -28,8 +31,10 @@ def built_vector(store: Store, modality: str, vector: str) -> dict[str, Any]:
     """``vectors.<vector>`` of ``modality``'s collection: encoder, weights_id, dim (and ``source`` when recorded)."""
     name = collection_name(modality)
     if not store.has_collection(name):
+        others = [m for m in STAGE2_COLLECTIONS if m != modality and store.has_collection(collection_name(m))]
+        hint = f", or search the {others[0]} collection (--collection {others[0]})" if others else ""
         raise CollectionNotFoundError(f"collection {name!r} does not exist in {store.location}; "
-                                      f"build it with `mmgeo-ingest DATASET --modalities {modality} --encoder NAME`")
+                                      f"build it with `mmgeo-ingest DATASET --modalities {modality} --encoder NAME`{hint}")
     return dict((store.get_metadata(name).get("vectors") or {}).get(vector) or {})
 
 
@@ -59,18 +64,18 @@ def query_remedy(store: Store, metadata: Mapping[str, Any], vector: str) -> str:
 
 
 def image_encoder(store: Store, encoder: str | None = None, weights: str | None = None,
-                  options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+                  options: Mapping[str, Any] | None = None, modality: str = "satellite") -> tuple[Any, str]:
     """The query image encoder and a note saying where it came from.
 
     ``encoder``/``weights`` given: those (``weights`` alone: the recorded encoder and options with those weights).
-    Neither: the one recorded with the satellite collection; a store without a record: the registry's
+    Neither: the one recorded with ``modality``'s collection (the one stage 2 searches); a store without a record: the registry's
     default weights of the encoder name the collection holds (an error says what to pass if they fail).
     """
     from mmgeo.encoders import create_encoder
 
     options = dict(options or {})
-    record = encoder_record(store)
-    subject = f"{collection_name('satellite')} (in {store.location}) was built with weights that mmgeo-ingest"
+    record = encoder_record(store, modality)
+    subject = f"{collection_name(modality)} (in {store.location}) was built with weights that mmgeo-ingest"
     if encoder is None and weights is None and record is not None:
         built = record.build(store_folder(store), subject, options=options)
         return built, f"recorded in the store: {record.encoder}, weights {record.describe_weights(store_folder(store))}"
@@ -79,12 +84,12 @@ def image_encoder(store: Store, encoder: str | None = None, weights: str | None 
         return built, f"{record.encoder} (recorded in the store), --weights {weights}"
     if encoder is not None:
         return create_encoder(encoder, weights=weights, **options), f"--encoder {encoder}" + (f" --weights {weights}" if weights else "")
-    built_as = built_vector(store, "satellite", "image")
+    built_as = built_vector(store, modality, "image")
     try:
         built = create_encoder(built_as["encoder"], weights=weights, **options)
     except MmgeoError as exc:
         raise RecordedFileError(
-            f"{collection_name('satellite')} in {store.location} records no weights (ingested before mmgeo recorded "
+            f"{collection_name(modality)} in {store.location} records no weights (ingested before mmgeo recorded "
             f"its models): it was built by {built_as['encoder']!r} with weights {built_as.get('weights_id')!r} "
             f"(dim {built_as.get('dim')}), and that encoder's default weights do not load here "
             f"({str(exc).split('. ')[0].rstrip('.')}); pass --weights PATH "
@@ -118,7 +123,7 @@ def is_projection_file(value: str) -> bool:
     return str(value).endswith(".safetensors") or Path(value).is_file()
 
 
-def text_plan(store: Store, text_encoder: str | None) -> TextPlan:
+def text_plan(store: Store, text_encoder: str | None, modality: str = "satellite") -> TextPlan:
     """What the text rerank uses: ``text_encoder`` when given (:data:`NO_TEXT`: off), else the projection the
     store records when it was fitted on the satellite collection's encoder; checked, nothing loaded.
 
@@ -148,7 +153,7 @@ def text_plan(store: Store, text_encoder: str | None) -> TextPlan:
     from mmgeo.encoders.record import RecordedFile
 
     file = RecordedFile.from_dict(data)
-    built = built_vector(store, "satellite", "image").get("weights_id")
+    built = built_vector(store, modality, "image").get("weights_id")
     if not same_weights_id(data.get("base_weights_id"), built):
         return TextPlan(None, f"off (the projection recorded in the store was fitted on weights "
                               f"{data.get('base_weights_id')}, not on {built}, which built the tiles)")

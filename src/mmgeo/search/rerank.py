@@ -121,6 +121,7 @@ def rank_groups(groups: Sequence[Group], hyp: Hypotheses, *, top_n: int, weights
             "lat": h.payload["location"]["lat"], "lon": h.payload["location"]["lon"], "distance_km": float(distance[i]),
             "score": float(final[i]), "image_score": float(img_score), "text_score": text[i], "prior": float(prior[i]),
             "evidence": [{"collection": collection, "key": e.payload.get("key"), "source": e.payload.get("source"),
-                          "score": round(e.score, 4)} for e in group[:3]],
+                          "score": round(e.score, 4), **({"taken": e.payload["taken"]} if e.payload.get("taken") else {})}
+                         for e in group[:3]],
         })
     return out

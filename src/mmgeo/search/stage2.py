@@ -25,8 +25,8 @@ import numpy as np
 
 from mmgeo.qdrant.base import EXACT, Hit, SearchFilter, SearchParams, Store
 
-HIT_FIELDS = ("key", "landmark_id", "name", "location", "source")
-"""Payload fields stage 2 reads from its hits (the rest stays in the engine)."""
+HIT_FIELDS = ("key", "landmark_id", "name", "location", "source", "taken")
+"""Payload fields stage 2 reads from its hits (the rest stays in the engine); ``taken``: a photo's capture time."""
 INDEX_MODES = ("auto", "exact", "approximate")
 RETRY_GROWTH = 4
 """A query whose hits held too few landmarks asks again for this many times more hits."""

@@ -81,15 +81,22 @@
     return box;
   }
 
+  /* a stage-2 hit's caption: a satellite tile, or one of the user's own photos with the day it was taken */
+  function hitLabel(ref) {
+    if (!/_ground$/.test(ref.collection || "")) return "satellite " + num(ref.score, 3);
+    return "photo" + (ref.taken ? " of " + ref.taken.slice(0, 10) : "") + " " + num(ref.score, 3);
+  }
+
   function candidateRow(c, ev, opts) {
     var tr = document.createElement("tr");
     tr.className = "mmgeo-cand";
     var pics = document.createElement("td");
     pics.className = "mmgeo-pics";
     var tile = ev && ev.tiles && ev.tiles[0];
-    [tile && thumbImg(opts, tile, "satellite " + num(tile.score, 3)),
+    [tile && thumbImg(opts, tile, hitLabel(tile)),
      ev && ev.ground && thumbImg(opts, ev.ground, "ground photo")].forEach(function (f) { if (f) pics.appendChild(f); });
-    var what = "<b>" + esc(c.name || c.key) + "</b>" + (c.place ? "<div class='mmgeo-place'>" + esc(c.place.label) + "</div>" : "")
+    var photo = tile && /_ground$/.test(tile.collection || "") && tile.source;
+    var what = "<b>" + esc(c.name || photo || c.key) + "</b>" + (c.place ? "<div class='mmgeo-place'>" + esc(c.place.label) + "</div>" : "")
       + "<div class='mmgeo-coord'>" + num(c.lat, 5) + ", " + num(c.lon, 5) + " · " + num(c.distance_km, 1) + " km from the estimate</div>"
       + (ev && ev.text ? "<blockquote>" + esc(ev.text.title) + ": " + esc(ev.text.excerpt) + "…</blockquote>" : "");
     tr.innerHTML = "<td class='mmgeo-rank'>" + c.rank + "</td>";
@@ -111,7 +118,7 @@
         : "<h2 id='mmgeo-answer'>unsure</h2>")
       + "<p class='mmgeo-meta'>confidence " + num(r.confidence, 2) + " · stage 1 (" + esc(est.source) + "): " + num(est.lat, 4) + ", "
       + num(est.lon, 4) + (est.place ? " (" + esc(est.place.label) + ")" : "") + " · region: " + esc(r.region.description) + " ("
-      + r.region.candidates_in_region + " tiles" + (r.region.fallback_used ? ", fallback used" : "") + ")</p>";
+      + r.region.candidates_in_region + (/_ground$/.test(r.region.collection || "") ? " photos" : " tiles") + (r.region.fallback_used ? ", fallback used" : "") + ")</p>";
     el.appendChild(head);
     var main = document.createElement("div");
     main.className = "mmgeo-main";
