@@ -17,10 +17,12 @@ from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
 from mmgeo.errors import InputError, LayoutNotFoundError
+from mmgeo.evaluation.photos import holdout_split, outing
 from mmgeo.ingest.demo_world.photos import ANSWER_KEY, GPX_FILE, MALFORMED, make_photo_library
 from mmgeo.ingest.embedders import PrecomputedEmbedder
 from mmgeo.ingest.job import IngestSpec, plan_ingest
 from mmgeo.ingest.photo_folder import PhotoFolder
+from mmgeo.ingest.records import Record
 from mmgeo.ingest.runner import run_ingest
 from mmgeo.photos.exif import dms_rationals, gps_position, read_exif
 from mmgeo.photos.gpx import GpxTrack, to_utc
@@ -311,3 +313,42 @@ def test_serve_page_shows_your_own_photos(own_photos, library):
         assert hit["collection"] == "mmgeo_ground" and hit["taken"]
         thumb = client.get(f"/evidence/mmgeo_ground/{hit['key']}")
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+
+
+# --- honest evaluation on your own photos: a hold-out by capture day ---------------------------------------------
+
+def _photo(key: str, taken: str | None, source: str) -> Record:
+    return Record(key=key, modality="ground", lat=1.0, lon=2.0, source=source, taken=taken)
+
+
+def test_holdout_hides_whole_days_and_keeps_a_gallery():
+    records = [_photo(f"k{i}", f"2020-01-{1 + i // 4:02d}T10:{i:02d}:00", f"d/{i}.jpg") for i in range(40)]  # 10 days
+    records += [_photo("undated-a", None, "scans/a.jpg"), _photo("undated-b", None, "scans/b.jpg")]
+    split = holdout_split(records, 0.2, seed=3)
+    assert len(split.gallery) + len(split.hidden) == len(records)
+    assert len(split.hidden) >= 0.2 * len(records) and split.gallery
+    hidden_days = {outing(r) for r in split.hidden}
+    assert not hidden_days & {outing(r) for r in split.gallery}  # an outing is on one side only
+    assert outing(records[-1]) == "folder scans" == outing(records[-2])
+    assert holdout_split(records, 0.2, seed=3) == split and holdout_split(records, 0.2, seed=4) != split
+    with pytest.raises(InputError, match="at least two days"):
+        holdout_split(records[:4], 0.2)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        holdout_split(records, 1.0)
+
+
+@pytest.mark.slow
+def test_cli_holdout_on_a_photo_folder_prints_the_accuracy_table(library, tmp_path):
+    root, answers = library
+    cmd = [sys.executable, "-m", "mmgeo", "eval", str(root), "--holdout", "0.2", "--gpx", str(root / GPX_FILE),
+           "--encoder", "efficientnet_lite0", "--out", str(tmp_path / "eval")]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "| stage1+stage2 |" in out.stdout and "acc@2500km" in out.stdout
+    rows = json.loads((tmp_path / "eval" / "results.json").read_text())
+    located = sum(a.expected == "located" for a in answers)
+    assert [r["method"] for r in rows] == ["stage1", "stage1+stage2"]
+    assert all(r["protocol"] == "holdout" and 0.2 * located <= r["n_queries"] < located for r in rows)
+    assert all(0 <= r["acc@25km"] <= r["acc@2500km"] <= 1 for r in rows)
+    refused = subprocess.run(cmd[:7] + ["--out", str(tmp_path / "x")], capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "give --encoder" in refused.stderr

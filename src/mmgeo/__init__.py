@@ -31,6 +31,7 @@ _LAZY = {
     "locate": "mmgeo.search.factory",
     "evaluate_dataset": "mmgeo.evaluation.job",
     "evaluate_predictions": "mmgeo.evaluation.job",
+    "evaluate_photo_folder": "mmgeo.evaluation.photos",
     "results_table": "mmgeo.evaluation.report",
     "write_results": "mmgeo.evaluation.report",
     "BenchConfig": "mmgeo.evaluation.bench",

@@ -1,4 +1,5 @@
-"""``mmgeo-eval``: run the pipeline over a query split (sweeps, ablations), or score a predictions file."""
+"""``mmgeo-eval``: run the pipeline over a query split (sweeps, ablations), hold out part of a photo folder, or
+score a predictions file."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from mmgeo.cli.params import (
 from mmgeo.evaluation.run import REFERENCE_FALLBACKS
 from mmgeo.geo import MAX_RADIUS_KM
 from mmgeo.ingest.mmlandmarks import SPLITS
-from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1
+from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1, STAGE2_COLLECTIONS
 
 EXAMPLES = """
 \b
@@ -32,6 +33,11 @@ Examples:
 \b
   # only the reference's rows (cosine-only, tile-level, depth 1000) on MMLandmarks
   mmgeo-eval /data/MMLandmarks --protocol reference --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
+\b
+  # how well would it place my photos? hide a fifth of them (whole days), locate them from the rest
+  mmgeo demo-photos demo/world my-photos --limit 120
+  mmgeo-eval my-photos --holdout 0.2 --gpx my-photos/track.gpx --encoder sample4geo \\
+      --weights demo/stage2/last.pt --out my-photos-eval
 \b
   # score predictions made elsewhere
   mmgeo-eval predictions.csv --method hybrid --radius 25 --fallback full --geoclip-gallery index
@@ -62,6 +68,16 @@ Examples:
 @click.option("--weights", default=None, help="Dataset: weights for --encoder [default: the recorded ones].")
 @encoder_option
 @click.option("--stage1", type=click.Choice(STAGE1), default=DEFAULT_STAGE1, show_default=True, help=f"Dataset: {STAGE1_HELP}")
+@click.option("--collection", type=click.Choice(STAGE2_COLLECTIONS), default="satellite", show_default=True,
+              help="Dataset: what stage 2 searches, satellite tiles or the ground photos (--holdout: always ground).")
+@click.option("--holdout", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
+              help="Photo folder: hide this share of the geotagged photos (whole capture days), build a gallery from "
+                   "the rest in a temporary store (--store is not used), locate the hidden ones; needs --encoder.")
+@click.option("--seed", type=int, default=0, show_default=True, help="--holdout: the draw of hidden days.")
+@click.option("--gpx", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="--holdout: a GPX track (repeatable) that places photos by capture time (as for mmgeo-ingest).")
+@click.option("--camera-utc-offset", "utc_offset_hours", type=FiniteFloat(-14, 14), default=0.0, show_default=True,
+              help="--holdout: hours the camera clock is ahead of UTC, for photos that do not record it.")
 @click.option("--geoclip-weights", default=None, help="Dataset: GeoCLIP weights tag or head checkpoint.")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Dataset: GeoCLIP gallery CSV/Parquet with lat, lon (never one holding the query locations).")
@@ -77,16 +93,25 @@ Examples:
 @store_options
 def eval_command(source: Path, out: Path, split: str, per: str, radii: list[float], fallbacks: list[str], protocol: str,
                  earth_radius_km: float | None, limit: int | None, sheets_n: int, encoder, weights, encoder_options, stage1,
-                 geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
+                 collection: str, holdout: float | None, seed: int, gpx: tuple[Path, ...], utc_offset_hours: float, geoclip_weights, gps_gallery, text_encoder, method: str, mode: str,
                  radius_km: float | None, fallback: str, gallery: str, geoclip_gallery: str, gallery_size: int | None,
                  n_relevant: int | None, store_path, qdrant_url, api_key) -> None:
     """Evaluate geolocation and retrieval the way the reference system reports them.
 
-    SOURCE is a dataset folder (MMLandmarks layout: the pipeline runs over its query split) or a
-    predictions file (CSV/Parquet/JSONL: query_id, pred_lat, pred_lon [, true_lat, true_lon,
-    landmark_id, ranked_landmarks]). Writes results.csv/.md/.json, results_reference.csv (the
-    reference's results_combined.csv layout) and PNG plots to --out.
+    SOURCE is a dataset folder (MMLandmarks layout: the pipeline runs over its query split), a
+    folder of your own photos with --holdout (stage 2 over your photos, as mmgeo-search
+    --collection ground), or a predictions file (CSV/Parquet/JSONL: query_id, pred_lat, pred_lon
+    [, true_lat, true_lon, landmark_id, ranked_landmarks]). Writes results.csv/.md/.json,
+    results_reference.csv (the reference's results_combined.csv layout) and PNG plots to --out.
     """
+    if holdout is not None:
+        if not source.is_dir():
+            raise click.UsageError("--holdout needs a folder of photos as SOURCE")
+        if encoder is None:
+            raise click.UsageError("--holdout builds a gallery from your photos: give --encoder (and --weights)")
+        _holdout(source, out, holdout, seed, gpx, utc_offset_hours, encoder, weights, dict(encoder_options),
+                 stage1, geoclip_weights, gps_gallery)
+        return
     from mmgeo.evaluation.job import evaluate_dataset, evaluate_predictions
     from mmgeo.evaluation.report import format_markdown, results_table, write_results
 
@@ -108,12 +133,12 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
                 rows, notes = evaluate_dataset(
                     source, store, split=split, per=per, radii=radii, fallbacks=fallbacks,
                     protocol=protocol, earth_radius_km=earth_radius_km, limit=limit, on_query=on_query, details=details,
-                    encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1,
+                    encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1, collection=collection,
                     geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
             if details:
                 from mmgeo.evaluation.gallery import write_gallery
 
-                sheets = write_gallery(store, details, sheets_n, out / "gallery")
+                sheets = write_gallery(store, details, sheets_n, out / "gallery", collection=f"mmgeo_{collection}")
         finally:
             store.close()
     else:
@@ -126,3 +151,33 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
     if sheets:
         console.print(f"picture sheets: {sheets['html']} and {len(sheets) - 1} PNG in {sheets['html'].parent}", highlight=False)
+
+
+HOLDOUT_COLUMNS = ("method", "radius_km", "n_queries", "acc@1km", "acc@25km", "acc@200km", "acc@750km", "acc@2500km",
+                   "median_km")
+
+
+def _holdout(source: Path, out: Path, holdout: float, seed: int, gpx: tuple[Path, ...], utc_offset_hours: float,
+             encoder: str, weights: str | None, encoder_options: dict, stage1: str, geoclip_weights: str | None,
+             gps_gallery: Path | None) -> None:
+    from mmgeo.evaluation.photos import evaluate_photo_folder
+    from mmgeo.evaluation.report import format_markdown, results_table, write_results
+
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(step: str, n: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bar.add_task({"gallery": "gallery photos", "hidden": "hidden photos"}[step], total=total)
+            bar.advance(tasks[step], n)
+
+        rows, notes = evaluate_photo_folder(
+            source, encoder=encoder, weights=weights, encoder_options=encoder_options, holdout=holdout, seed=seed,
+            gpx=gpx, utc_offset_hours=utc_offset_hours, stage1=stage1, on_progress=advance,
+            **({"geoclip_weights": geoclip_weights} if geoclip_weights else {}),
+            **({"gps_gallery": gps_gallery} if gps_gallery else {}))
+    table = results_table(rows)
+    paths = write_results(table, out, notes=notes)
+    click.echo(format_markdown(table[list(HOLDOUT_COLUMNS)], notes))
+    console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)

@@ -36,10 +36,11 @@ Examples:
   mmgeo-ingest /data/MMLandmarks --splits index --embeddings sat.parquet \\
       --embedding-model sample4geo-convnext_base
 \b
-  # a folder of your own photos: GPS from EXIF, .xmp sidecars or a GPX track (see README "Your own photos")
+  # a folder of your own photos: GPS from EXIF, .xmp sidecars or a GPX track (README "Your own photos");
+  # exit 3 says some photos had no location: they are listed in mmgeo-ingest-errors.txt, not stored
   mmgeo demo-photos demo/world my-photos --limit 40
-  mmgeo-ingest my-photos --modalities ground --gpx my-photos/track.gpx \
-      --encoder sample4geo --weights demo/stage2/last.pt --store my-photos-store
+  mmgeo-ingest my-photos --modalities ground --gpx my-photos/track.gpx --encoder sample4geo \\
+      --weights demo/stage2/last.pt --store my-photos-store || [ $? -eq 3 ]
 \b
   # a CSV/Parquet manifest, into a Qdrant server
   mmgeo-ingest photos.csv --encoder efficientnet_lite0 --qdrant-url http://localhost:6333

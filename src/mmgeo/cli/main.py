@@ -98,8 +98,7 @@ def demo_photos_command(world: Path, out: Path, seed: int, limit: int | None) ->
 
     \b
     Example:
-      mmgeo demo-photos demo/world my-photos --limit 60 && mmgeo-ingest my-photos --modalities ground \\
-          --gpx my-photos/track.gpx --encoder efficientnet_lite0 --store my-photos-store
+      mmgeo demo-photos demo/world my-photos --limit 60
     """
     from mmgeo.ingest.demo_world.photos import make_photo_library
 

@@ -8,7 +8,7 @@ picklable :class:`EmbedderSpec`, and runs the ingest runner (embed stage local o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -171,38 +171,56 @@ def run_plan(
     on_batch: Callable[[str, int], None] | None = None,
 ) -> list[IngestReport]:
     """Run a planned ingest into ``store``; one report per modality (see :func:`ingest_dataset`)."""
-    spec = plan.spec
+    return [ingest_records(store, s.modality, s.records, plan.spec, problems=s.problems, precomputed=plan.precomputed,
+                           store_builder=store_builder, on_batch=on_batch, source=str(plan.source))
+            for s in plan.selections]
+
+
+def ingest_records(
+    store: Store,
+    modality: str,
+    records: Iterable[Record],
+    spec: IngestSpec,
+    *,
+    problems: list[Problem] | None = None,
+    precomputed: tuple[list[str], np.ndarray] | None = None,
+    store_builder: Callable[[], Store] | None = None,
+    on_batch: Callable[[str, int], None] | None = None,
+    source: str = "the records",
+) -> IngestReport:
+    """One modality's records into ``store``, embedded and written as ``spec`` says: what :func:`run_plan` runs per
+    modality, and what builds a gallery from chosen records (an evaluation's hold-out split).
+
+    No record: no collection is made (the report says whether one exists). ``problems``: the reader's, carried
+    into the report.
+    """
     if spec.ray.get("writers") and store_builder is None:
         raise InputError("Ray actors that write need a store_builder that opens a Qdrant server "
                          "(the embedded store is locked by one process: the driver writes)")
+    it = iter(records)
+    first = next(it, None)
+    if first is None:
+        name = collection_name(modality)
+        return IngestReport(name, problems=list(problems or []), collection_exists=store.has_collection(name))
     batch_size = spec.batch_size or (MODEL_BATCH if spec.encoder else PRECOMPUTED_BATCH)
-    folder = store_folder(store)
-    reports: list[IngestReport] = []
-    for selection in plan.selections:
-        modality, records, problems = selection.modality, selection.records, selection.problems
-        if selection.first is None:  # nothing of this modality: no collection is made for it
-            name = collection_name(modality)
-            reports.append(IngestReport(name, problems=list(problems), collection_exists=store.has_collection(name)))
-            continue
-        record_dim = 0
-        if spec.encoder is None and plan.precomputed is None:
-            if selection.first.vector is None:
-                raise InputError(f"{plan.source}: no encoder or embeddings given and the manifest has no 'vector' column")
-            record_dim = int(np.asarray(selection.first.vector).shape[-1])
-        embedder = EmbedderSpec(modality, spec.encoder, spec.weights, tuple(spec.encoder_options), spec.trust_checkpoint,
-                                plan.precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes,
-                                None if folder is None else str(folder))
-        advance = (lambda n, m=modality: on_batch(m, n)) if on_batch else None
-        distributor, parquet_out = None, None
-        if spec.engine == "ray":
-            from mmgeo.ingest.distributors import RayDistributor, RayOptions
+    record_dim = 0
+    if spec.encoder is None and precomputed is None:
+        if first.vector is None:
+            raise InputError(f"{source}: no encoder or embeddings given and the manifest has no 'vector' column")
+        record_dim = int(np.asarray(first.vector).shape[-1])
+    embedder = EmbedderSpec(modality, spec.encoder, spec.weights, tuple(spec.encoder_options), spec.trust_checkpoint,
+                            precomputed, spec.embedding_model, record_dim, spec.max_batch_bytes,
+                            None if (folder := store_folder(store)) is None else str(folder))
+    advance = (lambda n: on_batch(modality, n)) if on_batch else None
+    distributor, parquet_out = None, None
+    if spec.engine == "ray":
+        from mmgeo.ingest.distributors import RayDistributor, RayOptions
 
-            options = RayOptions(batch_size=batch_size, **spec.ray)
-            distributor, parquet_out = RayDistributor(options, store_builder), options.parquet_out
-        reports.append(run_ingest(store, modality, records, embedder, distributor=distributor, problems=problems,
-                                  resolutions=list(spec.h3_resolutions), recreate=spec.recreate,
-                                  batch_size=batch_size, parquet_out=parquet_out, on_batch=advance))
-    return reports
+        options = RayOptions(batch_size=batch_size, **spec.ray)
+        distributor, parquet_out = RayDistributor(options, store_builder), options.parquet_out
+    return run_ingest(store, modality, chain([first], it), embedder, distributor=distributor, problems=problems,
+                      resolutions=list(spec.h3_resolutions), recreate=spec.recreate,
+                      batch_size=batch_size, parquet_out=parquet_out, on_batch=advance)
 
 
 def ingest_dataset(
