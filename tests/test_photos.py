@@ -27,7 +27,14 @@ from mmgeo.ingest.runner import run_ingest
 from mmgeo.photos.exif import dms_rationals, gps_position, read_exif
 from mmgeo.photos.gpx import GpxTrack, to_utc
 from mmgeo.photos.location import missing_gps, photo_facts
-from mmgeo.photos.xmp import format_coordinate, parse_coordinate, read_sidecar, sidecar_path, write_sidecar
+from mmgeo.photos.xmp import (
+    format_coordinate,
+    parse_coordinate,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+    write_sidecars,
+)
 from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.schema import VectorIdentity, point_id
 
@@ -352,3 +359,18 @@ def test_cli_holdout_on_a_photo_folder_prints_the_accuracy_table(library, tmp_pa
     assert all(0 <= r["acc@25km"] <= r["acc@2500km"] <= 1 for r in rows)
     refused = subprocess.run(cmd[:7] + ["--out", str(tmp_path / "x")], capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode == 2 and "give --encoder" in refused.stderr
+
+
+def test_write_sidecars_for_predictions_never_overwrites_a_tool_sidecar(tmp_path):
+    out = tmp_path / "xmp"
+    (out / "trip").mkdir(parents=True)
+    (out / "trip" / "b.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>", encoding="utf-8")  # Lightroom's, say
+    rows = [{"query_id": "trip/a.jpg", "pred_lat": 40.5, "pred_lon": -73.25, "confidence": 0.8},
+            {"query_id": "trip/b.jpg", "pred_lat": 1.0, "pred_lon": 2.0, "confidence": 0.1},
+            {"query_id": "c.jpg", "pred_lat": float("nan"), "pred_lon": float("nan")}]
+    written, problems = write_sidecars(rows, out, store="demo/store")
+    assert written == [out / "trip" / "a.xmp"] and problems == [f"{out / 'trip' / 'b.xmp'}: a sidecar mmgeo did not write is there; left as it is"]
+    facts = read_sidecar(out / "trip" / "a.xmp")
+    assert (facts.lat, facts.lon, facts.predicted) == (pytest.approx(40.5, abs=1e-9), pytest.approx(-73.25, abs=1e-9), True)
+    again, _ = write_sidecars(rows[:1], out)  # mmgeo's own sidecar is replaced
+    assert again == written

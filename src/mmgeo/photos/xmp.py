@@ -9,10 +9,13 @@ its own guesses. Sidecars are parsed with defusedxml (a sidecar is untrusted inp
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from defusedxml import ElementTree
@@ -163,3 +166,28 @@ def write_sidecar(path: str | os.PathLike, lat: float, lon: float, *, confidence
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, text)
     return out
+
+
+def write_sidecars(predictions: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike, *,
+                   store: str | None = None) -> tuple[list[Path], list[str]]:
+    """One sidecar per located photo into ``out_dir`` (what ``mmgeo-locate --write-xmp DIR`` writes): the written
+    paths, and ``path: why`` for each one not written.
+
+    Each prediction has ``query_id`` (the photo's path relative to the located folder), ``pred_lat``, ``pred_lon``
+    and optionally ``confidence``; rows without a location are passed over. A sidecar already there that mmgeo did
+    not write (a photo tool's, with the user's edits) is never overwritten; one mmgeo wrote is replaced.
+    """
+    out = Path(out_dir)
+    written, problems = [], []
+    for row in predictions:
+        lat, lon = row.get("pred_lat"), row.get("pred_lon")
+        if lat is None or lon is None or not (math.isfinite(float(lat)) and math.isfinite(float(lon))):
+            continue
+        path = sidecar_path(out, str(row["query_id"]))
+        if path.exists() and not read_sidecar(path).predicted:
+            problems.append(f"{path}: a sidecar mmgeo did not write is there; left as it is")
+            continue
+        confidence = row.get("confidence")
+        written.append(write_sidecar(path, float(lat), float(lon), store=store,
+                                     confidence=None if confidence is None else float(confidence)))
+    return written, problems
