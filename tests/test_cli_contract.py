@@ -40,6 +40,7 @@ LABELS = {
 # Placeholders that make the rest of a command line valid, so the bad value is what fails: (arguments, options).
 REQUIRED = {
     "ingest": ([MANIFEST], []), "search": ([PHOTO], []), "eval": ([PREDS], []), "demo-world": (["world-out"], []),
+    "demo-photos": (["photos-out"], []),
     "store snapshot": (["new-snap.tar.gz"], []), "store restore": (["snap.tar.gz"], []),
     "store push": ([], ["--to", "qdrant-local:copy"]), "store pull": ([], ["--from", STORE, "--store", "pulled"]),
     "train geoclip": ([DATA], ["--out", "head.pt"]), "train sample4geo": ([DATA], ["--out", "run"]),

@@ -285,7 +285,7 @@ def test_search_your_own_photos_without_any_satellite_tile(own_photos, library):
 
     root, store, encoder = own_photos
     assert not store.has_collection("mmgeo_satellite")
-    with pytest.raises(CollectionNotFoundError, match="mmgeo_satellite.*--modalities satellite"):
+    with pytest.raises(CollectionNotFoundError, match="mmgeo_satellite.*--modalities satellite.*--collection ground"):
         build_geolocator(store, stage1="knn")  # the default (satellite) names what is missing and how to build it
     with pytest.raises(InputError, match="unknown stage-2 collection 'text'"):
         build_geolocator(store, stage1="knn", collection="text")

@@ -35,7 +35,7 @@ Examples:
   mmgeo-eval /data/MMLandmarks --protocol reference --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
 \b
   # how well would it place my photos? hide a fifth of them (whole days), locate them from the rest
-  mmgeo demo-photos demo/world my-photos --limit 120
+  mmgeo demo-photos my-photos --limit 120
   mmgeo-eval my-photos --holdout 0.2 --gpx my-photos/track.gpx --encoder sample4geo \\
       --weights demo/stage2/last.pt --out my-photos-eval
 \b

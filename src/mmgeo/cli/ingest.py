@@ -38,7 +38,7 @@ Examples:
 \b
   # a folder of your own photos: GPS from EXIF, .xmp sidecars or a GPX track (README "Your own photos");
   # exit 3 says some photos had no location: they are listed in mmgeo-ingest-errors.txt, not stored
-  mmgeo demo-photos demo/world my-photos --limit 40
+  mmgeo demo-photos my-photos --limit 40
   mmgeo-ingest my-photos --modalities ground --gpx my-photos/track.gpx --encoder sample4geo \\
       --weights demo/stage2/last.pt --store my-photos-store || [ $? -eq 3 ]
 \b

@@ -83,11 +83,12 @@ def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
 
 
 @cli.command("demo-photos")
-@click.argument("world", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--world", type=click.Path(exists=True, file_okay=False, path_type=Path), default="demo/world",
+              show_default=True, help="The demo world whose street photos make the library (`mmgeo demo-world`).")
 @click.option("--seed", default=0, show_default=True, help="The draw of capture days and times.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N street photos [default: all 340].")
-def demo_photos_command(world: Path, out: Path, seed: int, limit: int | None) -> None:
+def demo_photos_command(out: Path, world: Path, seed: int, limit: int | None) -> None:
     """Write a personal photo library from the demo world's street photos to OUT (README "Your own photos").
 
     \b
@@ -98,7 +99,7 @@ def demo_photos_command(world: Path, out: Path, seed: int, limit: int | None) ->
 
     \b
     Example:
-      mmgeo demo-photos demo/world my-photos --limit 60
+      mmgeo demo-photos my-photos --world demo/world --limit 60
     """
     from mmgeo.ingest.demo_world.photos import make_photo_library
 
