@@ -79,6 +79,7 @@ def main() -> None:
             t0 = time.perf_counter()
             rows, notes = evaluate_photo_folder(root, encoder=args.encoder, weights=args.weights, holdout=0.2,
                                                 seed=seed, gpx=[root / GPX_FILE])
+            notes = [n.replace(str(root), "my-photos") for n in notes]  # not the temporary folder's name
             runs.append({"seed": seed, "rows": rows, "notes": notes, "seconds": round(time.perf_counter() - t0, 1)})
     mean = {m: {c: sum(r[c] for run in runs for r in run["rows"] if r["method"] == m) / len(runs) for c in COLUMNS}
             for m in ("stage1", "stage1+stage2")}
