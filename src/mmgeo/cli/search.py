@@ -37,7 +37,7 @@ Examples:
   mmgeo-search a.jpg b.jpg c.jpg --html map.html --geojson result.geojson
 \b
   # no satellite tiles: stage 2 over your own geotagged photos (README "Your own photos")
-  mmgeo-search photo.jpg --store demo/store --stage1 knn --collection ground
+  mmgeo-search photo.jpg --store demo/store --weights demo/stage2/last.pt --stage1 knn --collection ground
 \b
   # against a Qdrant server
   mmgeo-search photo.jpg --qdrant-url http://localhost:6333
