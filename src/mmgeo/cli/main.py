@@ -105,5 +105,7 @@ def demo_photos_command(out: Path, world: Path, seed: int, limit: int | None) ->
 
     library = make_photo_library(world, out, seed=seed, limit=limit)
     located = sum(p.expected == "located" for p in library)
-    click.echo(f"{len(library)} files written to {out}: {located} photos with a location (EXIF, sidecar or "
-               f"GPX track), {len(library) - located} without one; answer key {out / 'library.csv'}")
+    missing = sum(p.kind == "none" or p.kind.startswith("malformed") for p in library)
+    click.echo(f"{len(library)} files written to {out}: {located} photos with a location (EXIF, sidecar or GPX "
+               f"track), {missing} without one, {len(library) - located - missing} other (a copy, a broken file); "
+               f"answer key {out / 'library.csv'}")
