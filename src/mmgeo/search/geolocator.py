@@ -25,7 +25,7 @@ from mmgeo.images import load_image
 from mmgeo.places import place_names
 from mmgeo.qdrant.base import SearchFilter, Store
 from mmgeo.qdrant.schema import VectorIdentity, check_not_dropping, check_vector_identity, collection_name
-from mmgeo.search.features import PhotoFeatures, encoder_identity
+from mmgeo.search.features import Photo, PhotoFeatures, encoder_identity
 from mmgeo.search.models import query_remedy
 from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_region
 from mmgeo.search.rerank import Group, Weights, confidence, rank_groups, text_scores, top_groups
@@ -230,6 +230,15 @@ class Geolocator:
         """The batched stage-2 search these settings ask for, on the collection's own index."""
         return Stage2(self.store, self.collection, search_plan(self.metadata, s.index, s.hnsw_ef, s.oversampling))
 
+    def image_encoders(self) -> list[Any]:
+        """The distinct image encoders a query's photos go through (stage 2, stage 1, the text space): what a
+        prefetch worker transforms each photo for (:func:`~mmgeo.search.features.decode_photo`)."""
+        wanted = [self.encoder, getattr(self.stage1, "encoder", None), getattr(self.stage1, "geoclip", None)]
+        if self.text_space is not None:
+            wanted.append(getattr(self.text_encoder, "base", None) or self.text_encoder)
+        unique = {encoder_identity(e): e for e in reversed(wanted) if e is not None}
+        return list(reversed(unique.values()))
+
     def prepare(self, photos: Sequence[str | Image.Image], top_k: int = 100) -> PreparedQuery:
         """Decode and encode the photos and run stage 1: the per-query work every setting shares.
 
@@ -237,26 +246,43 @@ class Geolocator:
         on the same encoder and a text projection fitted on it read the same features.
         """
         t0 = time.perf_counter()
-        images, names, problems = [], [], []
+        decoded, problems = [], []
         for p in photos:
             try:
-                images.append(load_image(p))
-                names.append(str(getattr(p, "filename", None) or p))
+                decoded.append(Photo(str(getattr(p, "filename", None) or p), load_image(p)))
             except ImageError as exc:
                 problems.append(str(exc))
-        if not images:
+        if not decoded:
             raise InputError("no usable photo: " + "; ".join(problems))
-        features = PhotoFeatures(images)
+        query = self.prepare_many([(decoded, problems)], top_k)[0]
+        query.seconds["encode"] += time.perf_counter() - t0 - sum(query.seconds.values())
+        return query
+
+    def prepare_many(self, queries: Sequence[tuple[Sequence[Photo], Sequence[str]]], top_k: int = 100) -> list[PreparedQuery]:
+        """:meth:`prepare` for many queries of decoded photos (``(photos, problems)`` each, at least one photo):
+        all their photos encoded in one call per encoder and stage 1 run once for the batch, so each
+        query gets what :meth:`prepare` gives it. Each query's ``seconds`` hold its share of the batch's time.
+        """
+        t0 = time.perf_counter()
+        photos = [p for ps, _ in queries for p in ps]
+        features = PhotoFeatures.of_photos(photos)
         qvecs = features.of(self.encoder)
         t1 = time.perf_counter()
-        hyp = fuse_hypotheses(self.stage1.estimate(images, top_k=top_k, features=features))
+        per_photo = self.stage1.estimate(features.images, top_k=top_k, features=features)
         t2 = time.perf_counter()
-        text_vector = None
-        if self.text_space is not None:
-            mean = self._photo_text_vectors(features).mean(axis=0)
-            text_vector = mean / np.linalg.norm(mean)
-        return PreparedQuery(names, problems, qvecs, hyp, text_vector,
-                             {"encode": t1 - t0 + time.perf_counter() - t2, "stage1": t2 - t1})
+        texts = self._photo_text_vectors(features) if self.text_space is not None else None
+        share = {"encode": (t1 - t0 + time.perf_counter() - t2) / len(queries), "stage1": (t2 - t1) / len(queries)}
+        out, start = [], 0
+        for ps, problems in queries:
+            end = start + len(ps)
+            text_vector = None
+            if texts is not None:
+                mean = texts[start:end].mean(axis=0)
+                text_vector = mean / np.linalg.norm(mean)
+            out.append(PreparedQuery([p.name for p in ps], list(problems), qvecs[start:end],
+                                     fuse_hypotheses(per_photo[start:end]), text_vector, dict(share)))
+            start = end
+        return out
 
     def _photo_text_vectors(self, features: PhotoFeatures) -> np.ndarray:
         base = getattr(self.text_encoder, "base", None)

@@ -92,5 +92,6 @@ class GeoCLIPStage1:
 
     def estimate(self, images: Sequence[Image.Image], *, top_k: int = 100,
                  features: PhotoFeatures | None = None) -> list[Hypotheses]:
-        # GeoCLIP's own CLIP backbone: nothing another encoder computed helps here.
-        return self.geoclip.predict(list(images), top_k=top_k, gallery=self.gallery)  # source: geoclip:<gallery>
+        # GeoCLIP's own CLIP backbone, once per photo; the gallery product is one matrix product per batch
+        embeddings = (features or PhotoFeatures(images)).of(self.geoclip)
+        return self.geoclip.predict_from_embeddings(embeddings, top_k, gallery=self.gallery)  # source: geoclip:<gallery>
