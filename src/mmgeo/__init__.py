@@ -29,6 +29,8 @@ _LAZY = {
     "SearchSettings": "mmgeo.search.geolocator",
     "build_geolocator": "mmgeo.search.factory",
     "locate": "mmgeo.search.factory",
+    "locate_many": "mmgeo.locate.job",
+    "locate_to_file": "mmgeo.locate.job",
     "evaluate_dataset": "mmgeo.evaluation.job",
     "evaluate_predictions": "mmgeo.evaluation.job",
     "evaluate_photo_folder": "mmgeo.evaluation.photos",

@@ -58,7 +58,12 @@ def check_writable_dir(path: str | os.PathLike, *, what: str = "output folder") 
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename.
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename: a reader never sees half a file.
 
     Raises:
         InputError: the file cannot be written (names the path and the reason).
@@ -70,8 +75,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror}") from None

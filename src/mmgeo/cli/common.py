@@ -11,6 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from mmgeo.cli.params import ServerUrl
 from mmgeo.errors import MmgeoError
@@ -141,3 +150,17 @@ class MmgeoGroup(_ContractMixin, click.Group):
 
     command_class = MmgeoCommand
     group_class = type
+
+
+def progress_bar(*, disable: bool = False) -> Progress:
+    """The progress display of batch jobs (``mmgeo-ingest``, ``mmgeo-locate``): count (of a known total),
+    rate, elapsed and remaining time; transient, so the summary or one error line stays."""
+    return Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=disable, transient=True)
+
+
+def advance(bar: Progress, task: TaskID, n: int, unit: str = "items") -> None:
+    """Advance ``task`` by ``n`` and show its rate in ``unit``/s."""
+    bar.advance(task, n)
+    elapsed = bar.tasks[task].elapsed or 0.0
+    bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.1f} {unit}/s" if elapsed else "")

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 
-from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, console, open_store_from, store_options
+from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, advance, console, open_store_from, progress_bar, store_options
 from mmgeo.cli.params import CommaChoice, EncoderName, FiniteFloat, OutputDir, OutputFile, Resolutions, encoder_option
 from mmgeo.files import atomic_write_text
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
@@ -138,20 +138,15 @@ def ingest_command(source: Path, splits: list[str], modalities: list[str], root:
     store = open_store_from(store_path, qdrant_url, api_key, sharding=sharding, create=True)
     store_builder = functools.partial(ClientStore, url=qdrant_url, api_key=api_key) if writers else None
     try:
-        with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=as_json,
-                      transient=True) as bar:  # gone when done: the summary or one error line stays
+        with progress_bar(disable=as_json) as bar:
             tasks: dict[str, TaskID] = {}
 
-            def advance(modality: str, n: int) -> None:
+            def on_batch(modality: str, n: int) -> None:
                 if modality not in tasks:
                     tasks[modality] = bar.add_task(modality, total=None, rate="")
-                task = tasks[modality]
-                bar.advance(task, n)
-                elapsed = bar.tasks[task].elapsed or 0.0
-                bar.update(task, rate=f"{bar.tasks[task].completed / elapsed:.0f} items/s" if elapsed else "")
+                advance(bar, tasks[modality], n)
 
-            reports = run_plan(plan, store, store_builder=store_builder, on_batch=advance)
+            reports = run_plan(plan, store, store_builder=store_builder, on_batch=on_batch)
     finally:
         store.close()
     _summarise(reports, errors_path, as_json, store.location, modalities, plan.ignored)

@@ -17,6 +17,7 @@ from mmgeo.cli.common import MmgeoGroup
 SUBCOMMANDS = {
     "ingest": "mmgeo.cli.ingest:ingest_command",
     "search": "mmgeo.cli.search:search_command",
+    "locate": "mmgeo.cli.locate:locate_command",
     "models": "mmgeo.cli.models:models_command",
     "store": "mmgeo.cli.store:store_group",
     "eval": "mmgeo.cli.evaluate:eval_command",

@@ -64,13 +64,14 @@ def choose_stage1(store: Store, stage1: str = DEFAULT_STAGE1, *, geoclip_weights
     return "geoclip", "GeoCLIP's weights are not on this machine and the store has no geotagged ground photos for kNN"
 
 
-def _geoclip_stage1(store: Store, geoclip_weights: str | None, gps_gallery: str | os.PathLike | None) -> Any:
+def _geoclip_stage1(store: Store, geoclip_weights: str | None, gps_gallery: str | os.PathLike | None,
+                    device: str = "auto") -> Any:
     from mmgeo.encoders import create_encoder
     from mmgeo.search.stage1 import GeoCLIPStage1
 
     gallery = load_gps_gallery(gps_gallery) if gps_gallery else None
     try:
-        geoclip = create_encoder("geoclip", weights=geoclip_weights)
+        geoclip = create_encoder("geoclip", weights=geoclip_weights, device=device)
     except WeightsNotFoundError as exc:
         photos = _ground_photos(store)
         hint = (f"or use --stage1 knn: the store has {photos} geotagged ground photos" if photos else
@@ -107,6 +108,7 @@ def build_geolocator(
     gps_gallery: str | os.PathLike | None = None,
     text_encoder: str | os.PathLike | None = None,
     collection: str = "satellite",
+    device: str = "auto",
 ) -> Geolocator:
     """The geolocator over ``store``; ``geolocator.notes`` says which encoder, stage 1 and text rerank it uses and why.
 
@@ -122,6 +124,7 @@ def build_geolocator(
         collection: what stage 2 searches (:data:`~mmgeo.search.models.STAGE2_COLLECTIONS`): ``satellite`` tiles,
             or ``ground`` photos (with a kNN stage 1 a store of geotagged photos alone, no tile, is enough); the
             default encoder is the one the store records for it.
+        device: where the models run (``auto``: cuda, then mps, then cpu).
     """
     if collection not in STAGE2_COLLECTIONS:
         raise InputError(f"unknown stage-2 collection {collection!r}; valid: {', '.join(STAGE2_COLLECTIONS)}")
@@ -129,10 +132,10 @@ def build_geolocator(
 
     kind, why = choose_stage1(store, stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery)
     texts = text_plan(store, None if text_encoder is None else str(text_encoder), collection)  # checked before any model loads
-    image, source = image_encoder(store, encoder, weights, encoder_options, collection)
-    estimator = KnnStage1(store, image) if kind == "knn" else _geoclip_stage1(store, geoclip_weights, gps_gallery)
+    image, source = image_encoder(store, encoder, weights, encoder_options, collection, device)
+    estimator = KnnStage1(store, image) if kind == "knn" else _geoclip_stage1(store, geoclip_weights, gps_gallery, device)
     notes = {"encoder": source, "stage1": f"{kind} ({why})", "text": texts.note}
-    located = Geolocator(store, image, estimator, text_encoder=texts.load(image), notes=notes,
+    located = Geolocator(store, image, estimator, text_encoder=texts.load(image, device), notes=notes,
                          collection=collection_name(collection))
     if texts.value and located.text_space is None:
         located.notes["text"] = f"off (the store has no {located.text_collection} collection)"

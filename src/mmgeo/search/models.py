@@ -64,7 +64,8 @@ def query_remedy(store: Store, metadata: Mapping[str, Any], vector: str) -> str:
 
 
 def image_encoder(store: Store, encoder: str | None = None, weights: str | None = None,
-                  options: Mapping[str, Any] | None = None, modality: str = "satellite") -> tuple[Any, str]:
+                  options: Mapping[str, Any] | None = None, modality: str = "satellite",
+                  device: str = "auto") -> tuple[Any, str]:
     """The query image encoder and a note saying where it came from.
 
     ``encoder``/``weights`` given: those (``weights`` alone: the recorded encoder and options with those weights).
@@ -77,16 +78,16 @@ def image_encoder(store: Store, encoder: str | None = None, weights: str | None 
     record = encoder_record(store, modality)
     subject = f"{collection_name(modality)} (in {store.location}) was built with weights that mmgeo-ingest"
     if encoder is None and weights is None and record is not None:
-        built = record.build(store_folder(store), subject, options=options)
+        built = record.build(store_folder(store), subject, options=options, device=device)
         return built, f"recorded in the store: {record.encoder}, weights {record.describe_weights(store_folder(store))}"
     if encoder is None and record is not None:
-        built = create_encoder(record.encoder, weights=weights, **{**record.options, **options})
+        built = create_encoder(record.encoder, weights=weights, device=device, **{**record.options, **options})
         return built, f"{record.encoder} (recorded in the store), --weights {weights}"
     if encoder is not None:
-        return create_encoder(encoder, weights=weights, **options), f"--encoder {encoder}" + (f" --weights {weights}" if weights else "")
+        return create_encoder(encoder, weights=weights, device=device, **options), f"--encoder {encoder}" + (f" --weights {weights}" if weights else "")
     built_as = built_vector(store, modality, "image")
     try:
-        built = create_encoder(built_as["encoder"], weights=weights, **options)
+        built = create_encoder(built_as["encoder"], weights=weights, device=device, **options)
     except MmgeoError as exc:
         raise RecordedFileError(
             f"{collection_name(modality)} in {store.location} records no weights (ingested before mmgeo recorded "
@@ -105,7 +106,7 @@ class TextPlan:
     value: str | None
     note: str
 
-    def load(self, image_encoder: Any) -> Any | None:
+    def load(self, image_encoder: Any, device: str = "auto") -> Any | None:
         """The photo→text encoder (None when off); a projection fitted on ``image_encoder`` reuses it."""
         if self.value is None:
             return None
@@ -115,7 +116,7 @@ class TextPlan:
             return load_projection(self.value, base=image_encoder)
         from mmgeo.encoders import create_encoder
 
-        return create_encoder(self.value)
+        return create_encoder(self.value, device=device)
 
 
 def is_projection_file(value: str) -> bool:

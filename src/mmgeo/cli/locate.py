@@ -1,0 +1,89 @@
+"""``mmgeo-locate``: where was each of these photos taken? A folder, a glob or a manifest → one predictions file."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, advance, console, open_store_from, progress_bar, store_options
+from mmgeo.cli.params import OutputFile
+from mmgeo.cli.search import geolocator_kwargs, geolocator_options, settings_from, settings_options
+from mmgeo.errors import InputError
+from mmgeo.files import atomic_write_text
+
+EXAMPLES = """
+\b
+Examples:
+  # every photo under a folder (recursive; images found by content), the README demo's store
+  mmgeo-locate demo/world/query --out predictions.csv --store demo/store --stage1 knn
+\b
+  # a manifest with truth (path, query_id, group, true_lat, true_lon, landmark_id), then score it
+  mmgeo-locate photos.csv --out predictions.parquet --store demo/store --stage1 knn
+  mmgeo-eval predictions.parquet
+\b
+  # a glob, on a GPU in batches of 256 (not run here: no GPU on the test machine)
+  mmgeo-locate 'photos/**/*.jpg' --out predictions.jsonl --device cuda --batch-size 256
+"""
+
+
+@click.command("locate", cls=MmgeoCommand, epilog=EXAMPLES)
+@click.argument("source", metavar="INPUT")
+@click.option("--out", "out", type=OutputFile(), required=True,
+              help="Predictions file: .csv, .parquet or .jsonl (what `mmgeo-eval PREDICTIONS` reads). An existing one is "
+                   "resumed: queries already in it are skipped.")
+@geolocator_options
+@settings_options
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=None,
+              help="Queries per batch [default: 32 on a CPU, 256 on CUDA].")
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Threads decoding and resizing photos beside the encoder [default: CPUs - 1, at most 8; 0: none].")
+@click.option("--errors", "errors_path", type=OutputFile(), default="mmgeo-locate-errors.txt", show_default=True,
+              help="Where unreadable photos and bad manifest rows are listed, `path: reason` (written only if any).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@store_options
+def locate_command(source, out, batch_size, workers, errors_path, as_json, store_path, qdrant_url, api_key, **options) -> None:
+    """Locate each photo (or each group of photos of one place) of INPUT into one predictions file.
+
+    INPUT is a folder (recursive), a glob pattern, or a CSV/Parquet manifest with a `path` column and optional
+    query_id, group, true_lat, true_lon, landmark_id. Every answer is what `mmgeo-search` gives on that query
+    alone, with the same options and defaults. Re-running resumes; a killed run loses at most the batches in flight.
+    Exit status: 0 all located, 3 some photos or rows skipped (see --errors), 2 error, 130 interrupted.
+    """
+    from mmgeo.locate.inputs import read_queries
+    from mmgeo.locate.job import locate_to_file
+    from mmgeo.locate.output import check_output
+
+    settings = settings_from(options)
+    build = geolocator_kwargs(options)
+    try:
+        check_output(out)
+    except InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--out") from None
+    queries = read_queries(source)  # checked and listed before a store opens or a model loads
+    store = open_store_from(store_path, qdrant_url, api_key)
+    try:
+        with progress_bar(disable=as_json) as bar:
+            task = bar.add_task("locate", total=None, rate="")
+
+            def on_start(todo: int, done: int) -> None:
+                bar.update(task, total=todo, description=f"locate ({done} done before)" if done else "locate")
+
+            report = locate_to_file(queries, out, store, settings, batch_size=batch_size, workers=workers,
+                                    on_start=on_start, on_batch=lambda n: advance(bar, task, n, "photos"), **build)
+    finally:
+        store.close()
+    if report.problems:
+        atomic_write_text(errors_path, "".join(f"{p}\n" for p in report.problems))
+    if as_json:
+        click.echo(json.dumps({**report.as_dict(), "errors_file": str(errors_path) if report.problems else None}, indent=2))
+    else:
+        console.print(f"located {report.located} of {report.total} queries ({report.already_done} done before) into "
+                      f"{report.out} at {report.rate:.1f}/s", highlight=False)
+        for p in report.problems[:10]:
+            console.print(f"[yellow]skipped[/] {p}", highlight=False)
+        if report.problems:
+            console.print(f"{len(report.problems)} skipped; full list in {errors_path}", highlight=False)
+    if report.problems:
+        sys.exit(EXIT_PARTIAL)
