@@ -1,6 +1,6 @@
-"""Run the real ``mmgeo-ingest`` CLI and SIGKILL it at a chosen point (crash-safety tests only).
+"""Run the real ``mmgeo-ingest`` (or ``mmgeo-locate``) CLI and SIGKILL it at a chosen point (crash-safety tests only).
 
-Usage: ``python tests/killpoints.py POINT N -- <mmgeo-ingest arguments>``
+Usage: ``python tests/killpoints.py POINT N -- <mmgeo-ingest arguments>``; a ``locate-`` point runs ``mmgeo-locate``.
 
 The kill points are installed by wrapping library functions in this process only, so the
 product carries no test hook; everything else (argument parsing, store opening, reading,
@@ -13,6 +13,8 @@ embedding, writing) is the unmodified CLI. Points:
 * ``in-drop``: in the middle of deleting the old collection (files gone, collection still listed
   for qdrant-client's local mode; renamed away but not yet removed for Qdrant Edge);
 * ``after-drop``: the old collection is deleted, the new one not yet created;
+* ``locate-after-write N``: ``mmgeo-locate``, right after its N-th batch of rows reached the predictions journal;
+* ``locate-half-write N``: ``mmgeo-locate``, after writing the first half of the N-th batch's bytes (a cut line);
 * ``pause N``: not a kill: before the N-th batch, create ``$KILLPOINTS_PAUSE.reached`` and wait
   (at most 60 s) for ``$KILLPOINTS_PAUSE.go``, so a test can act while the ingest holds the store.
 """
@@ -85,10 +87,38 @@ def install(point: str, n: int) -> None:
         cls.delete_collection = delete_collection(cls.delete_collection, kind)
 
 
+def install_locate(point: str, n: int) -> None:
+    from mmgeo.locate import output
+
+    batches = [0]
+    append = output.Journal.append
+
+    def journal_append(self, rows):
+        batches[0] += 1
+        if batches[0] == n and point == "locate-half-write":
+            data = "".join(output._json(r) + "\n" for r in rows).encode()
+            with open(self.path, "ab") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                os.fsync(fh.fileno())
+            die()
+        append(self, rows)
+        if batches[0] == n and point == "locate-after-write":
+            die()
+
+    output.Journal.append = journal_append
+
+
 if __name__ == "__main__":
     point, n = sys.argv[1], int(sys.argv[2])
     args = sys.argv[sys.argv.index("--") + 1:]
-    install(point, n)
-    from mmgeo.cli.ingest import ingest_command
+    if point.startswith("locate-"):
+        install_locate(point, n)
+        from mmgeo.cli.locate import locate_command
 
-    ingest_command.main(args, prog_name="mmgeo-ingest")
+        locate_command.main(args, prog_name="mmgeo-locate")
+    else:
+        install(point, n)
+        from mmgeo.cli.ingest import ingest_command
+
+        ingest_command.main(args, prog_name="mmgeo-ingest")

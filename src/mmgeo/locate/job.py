@@ -160,6 +160,7 @@ def locate_to_file(
     store: Store,
     settings: SearchSettings | None = None,
     *,
+    geolocator: Geolocator | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
     on_start: Callable[[int, int], None] | None = None,
@@ -175,7 +176,8 @@ def locate_to_file(
     Args:
         on_start: ``on_start(to_do, already_done)`` once the work is known (progress bars).
         on_batch: ``on_batch(n)`` after each batch of ``n`` queries is written.
-        build: keyword arguments of :func:`~mmgeo.search.factory.build_geolocator`.
+        geolocator: a ready geolocator over ``store``; else ``build``, the keyword arguments of
+            :func:`~mmgeo.search.factory.build_geolocator`, make one (only if there is work left).
     """
     start = time.perf_counter()
     found = source if isinstance(source, QuerySet) else read_queries(source)
@@ -188,7 +190,8 @@ def locate_to_file(
     writer = ThreadPoolExecutor(1, thread_name_prefix="mmgeo-write")
     pending: Future | None = None
     try:
-        geolocator = build_geolocator(store, **build) if todo else None
+        if todo and geolocator is None:
+            geolocator = build_geolocator(store, **build)
         answers = locate_many(todo, settings=settings, geolocator=geolocator, batch_size=batch_size, workers=workers)
         size = batch_size_for(geolocator, batch_size) if geolocator else 1
         while batch := list(islice(answers, size)):
