@@ -168,3 +168,61 @@ def test_serve_refuses_a_taken_port_in_one_line_before_loading_anything(tmp_path
         taken.close()
     assert out.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in out.output and not (tmp_path / "no-store").exists()
+
+
+def test_concurrent_searches_run_in_batches_and_each_answer_is_the_one_alone(served):
+    import threading
+
+    calls = []
+
+    class CountingEncoder(CodeEncoder):
+        def encode_images(self, images, **kwargs):
+            calls.append(len(images))
+            return super().encode_images(images, **kwargs)
+
+    geo = Geolocator(served.store, CountingEncoder(), FixedStage1([(*NYC, 1.0)]))
+    alone = {code: geo.locate([Image.new("RGB", (8, 8), (code, 0, 0))]).to_json()["candidates"] for code in (10, 11, 20)}
+    calls.clear()
+    out: dict[int, dict] = {}
+    with TestClient(create_app(geo, limits=ServeLimits(max_batch=8, batch_wait_ms=200))) as c:
+        def ask(i: int) -> None:
+            out[i] = c.post("/search", files=[("photos", (f"q{i}.png", png((10, 11, 20)[i % 3]), "image/png"))]).json()
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sum(calls) == 6 and max(calls) > 1  # fewer encoder calls than requests: batched
+    for i, doc in out.items():
+        assert [c["key"] for c in doc["candidates"]] == [c["key"] for c in alone[(10, 11, 20)[i % 3]]]
+        assert [c["score"] for c in doc["candidates"]] == pytest.approx([c["score"] for c in alone[(10, 11, 20)[i % 3]]], abs=1e-6)
+        assert doc["photos"] == [f"q{i}.png"]
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_a_timed_out_request_frees_its_slot(served):
+    import threading
+    import time
+
+    class SlowStage1(FixedStage1):
+        def estimate(self, images, **kwargs):
+            time.sleep(0.8)
+            return super().estimate(images, **kwargs)
+
+    slow = Geolocator(served.store, CodeEncoder(), SlowStage1([(*NYC, 1.0)]))
+    statuses: list[int] = []
+    with TestClient(create_app(slow, limits=ServeLimits(max_batch=1, max_queue=2, timeout_s=0.3))) as c:
+        def ask() -> None:
+            statuses.append(c.post("/search", files=[("photos", ("q.png", png(10), "image/png"))]).status_code)
+
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.1)
+        r = c.post("/search", files=[("photos", ("q.png", png(10), "image/png"))])
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1 and "busy" in r.json()["error"]
+        for t in threads:
+            t.join()
+        assert sorted(statuses) == [504, 504]  # both timed out, and gave their slots back at once
+        r = c.post("/search", files=[("photos", ("q.png", png(10), "image/png"))])
+        assert r.status_code == 504  # accepted (not 503) although the worker is still busy with the first

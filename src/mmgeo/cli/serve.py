@@ -40,12 +40,19 @@ Examples:
 @click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Per photo.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Seconds a search may take (504 past it).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Concurrent searches run together as one batch.")
+@click.option("--batch-wait-ms", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="How long a free worker waits for more searches before it runs a batch.")
+@click.option("--max-queue", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Searches accepted and not finished; past it, 503 with Retry-After.")
 @click.option("--cors-origin", "cors_origins", multiple=True, help="Allow browser calls from this origin (repeatable; default: none).")
 @click.option("--require-key", envvar="MMGEO_API_KEY", default=None, metavar="KEY",
               help="Clients must send this as X-API-Key [env MMGEO_API_KEY; default: no key].")
 @store_options
 def serve_command(host, port, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, text_encoder, collection, max_upload_mb,
-                  max_files, max_pixels, timeout_s, cors_origins, require_key, store_path, qdrant_url, api_key) -> None:
+                  max_files, max_pixels, timeout_s, max_batch, batch_wait_ms, max_queue, cors_origins, require_key, store_path, qdrant_url,
+                  api_key) -> None:
     """Serve searches over HTTP: POST /search, GET /health, /collections, /evidence/…, and a web page at /."""
     import uvicorn
 
@@ -58,7 +65,7 @@ def serve_command(host, port, encoder, weights, encoder_options, stage1, geoclip
         geolocator = build_geolocator(store, encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1,
                                       geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder,
                                       collection=collection)
-        limits = ServeLimits(int(max_upload_mb * 2**20), max_files, max_pixels, timeout_s)
+        limits = ServeLimits(int(max_upload_mb * 2**20), max_files, max_pixels, timeout_s, max_batch, batch_wait_ms, max_queue)
         app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
         console.print(f"mmgeo serve: {store.location} on http://{host}:{port}/"
                       f"{' (API key required)' if require_key else ''}", highlight=False)

@@ -7,7 +7,9 @@ A predictions file is CSV (``.csv``), Parquet (``.parquet``/``.pq``) or JSON Lin
   empty: with fallback ``fail`` mmgeo writes the stage-1 estimate);
 - optional: ``true_lat`` and ``true_lon`` (together), ``landmark_id`` (the true landmark,
   a non-negative integer) and ``ranked_landmarks`` (landmark ids best first, as a
-  space-separated string or a list; an empty cell is an empty ranking, i.e. a miss).
+  space-separated string or a list; an empty cell is an empty ranking, i.e. a miss; an item
+  ``-`` is a ranked candidate that belongs to no landmark, e.g. an unlabelled tile: a miss that
+  keeps its rank, as ``mmgeo-locate`` writes it).
 
 Other columns are ignored.
 
@@ -39,6 +41,8 @@ from mmgeo.geo import EARTH_RADIUS_KM
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "pred_lat", "pred_lon")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("true_lat", "true_lon", "landmark_id", "ranked_landmarks")
 FORMATS: dict[str, str] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+NO_LANDMARK = "-"
+"""A ``ranked_landmarks`` item that belongs to no landmark (read as -1: never a true landmark)."""
 
 
 def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
@@ -94,11 +98,12 @@ def _landmark_ids(df: pd.DataFrame, path: Path) -> np.ndarray:
 def _ranking(cell: object, path: Path, row: int) -> np.ndarray:
     if cell is None or (isinstance(cell, float) and np.isnan(cell)):
         return np.empty(0, dtype=np.int64)
+    items = cell.split() if isinstance(cell, str) else list(cell)  # type: ignore[call-overload]
     try:
-        ids = np.array(cell.split() if isinstance(cell, str) else list(cell), dtype=np.int64)  # type: ignore[call-overload]
+        ids = np.array([-1 if item == NO_LANDMARK else item for item in items], dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
         raise _fail(path, row, "ranked_landmarks", f"{cell!r} is not a list of integer landmark ids") from None
-    if (ids < 0).any():
+    if (ids < 0).any() and not all(item == NO_LANDMARK for item, i in zip(items, ids) if i < 0):
         raise _fail(path, row, "ranked_landmarks", f"landmark id {ids[ids < 0][0]} is negative")
     return ids
 
@@ -166,7 +171,8 @@ def read_predictions(path: str | os.PathLike, known_landmarks: Collection[int] |
         rankings = [_ranking(cell, path, row) for row, cell in enumerate(df["ranked_landmarks"])]
         if known is not None:
             rows = np.repeat(np.arange(len(rankings)), [r.size for r in rankings])
-            _check_known(np.concatenate(rankings), rows, known, path, "ranked_landmarks")
+            ranked = np.concatenate(rankings)
+            _check_known(ranked[ranked >= 0], rows[ranked >= 0], known, path, "ranked_landmarks")
         out["ranked_landmarks"] = pd.Series(rankings, dtype=object)
     return out
 

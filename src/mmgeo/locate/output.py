@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from mmgeo.errors import InputError
+from mmgeo.evaluation.predictions import NO_LANDMARK
 from mmgeo.files import atomic_write_bytes
 from mmgeo.locate.inputs import LocateQuery
 from mmgeo.search.result import SearchResult
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-NO_LANDMARK = "-"
-"""The ``ranked_landmarks`` item of a candidate that belongs to no landmark (an unlabelled tile): a miss."""
 _WRITTEN = {"photos", "estimate", "region", "candidates", "confidence", "abstained", "text_space", "timings_ms",
             "settings", "problems"}
 """SearchResult fields this module writes in its own columns (or leaves out: timings differ run to run)."""

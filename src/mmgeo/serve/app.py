@@ -1,9 +1,10 @@
 """The HTTP service: ``POST /search`` (the ``mmgeo-search --json`` schema), ``GET /health``,
 ``GET /collections``, ``GET /evidence/{collection}/{key}`` and a web page (drop a photo → map and evidence).
 
-An embedded store opens in one process at a time; this process holds it and queues the searches on
-one worker thread (the models and the engine are not shared across threads), so many clients can ask
-at once. Uploads are bounded (bytes, files, pixels) and decoded safely before any model sees them; a
+An embedded store opens in one process at a time; this process holds it and runs the searches on
+one worker thread (the models and the engine are not shared across threads). Concurrent searches are
+batched (:mod:`~mmgeo.serve.batcher`): collected for a few milliseconds, run as one batch, each answered
+as if alone; a full queue answers 503 with ``Retry-After``. Uploads are bounded (bytes, files, pixels) and decoded safely before any model sees them; a
 bad upload gets a 4xx with one line (``{"error": …}``) and the server keeps serving. Every search has a
 time limit (504 past it). ``MMGEO_API_KEY`` (or ``api_key``) makes every data route ask for
 ``X-API-Key``; CORS is off unless origins are given.
@@ -32,7 +33,10 @@ from mmgeo.errors import ImageError, InputError, MmgeoError, StoreError
 from mmgeo.images import load_image
 from mmgeo.places import ATTRIBUTION, warm_up
 from mmgeo.search.evidence import EvidenceNotFoundError, evidence_file, gather_evidence, thumbnail
+from mmgeo.search.features import Photo
 from mmgeo.search.geolocator import Geolocator, SearchSettings
+from mmgeo.search.result import SearchResult
+from mmgeo.serve.batcher import Job, QueueFull, SearchBatcher
 from mmgeo.web import SCRIPTS, STYLES, asset, page
 
 PAGE_SCRIPTS = (*SCRIPTS, "app.js")
@@ -48,6 +52,12 @@ class ServeLimits:
     max_files: int = 8
     max_pixels: int = 40_000_000
     timeout_s: float = 60.0
+    max_batch: int = 16
+    """Searches run together in one batch."""
+    batch_wait_ms: float = 5.0
+    """How long a free worker waits for more searches before it runs a batch."""
+    max_queue: int = 64
+    """Searches accepted and not finished; past it, 503 with Retry-After."""
 
 
 class _Refused(Exception):
@@ -108,10 +118,14 @@ def create_app(geolocator: Geolocator, *, limits: ServeLimits | None = None, api
     limits = limits or ServeLimits()
     store = geolocator.store
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmgeo-search")
+    batcher = SearchBatcher(geolocator, worker, max_batch=limits.max_batch, wait_s=limits.batch_wait_ms / 1000,
+                            max_queue=limits.max_queue)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        batcher.start()
         yield
+        await batcher.stop()
         worker.shutdown(wait=True)
 
     app = FastAPI(title="mmgeo", version=mmgeo.__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan)
@@ -236,16 +250,22 @@ def create_app(geolocator: Geolocator, *, limits: ServeLimits | None = None, api
         settings = parse_settings(fields)
         want_evidence = request.query_params.get("evidence") in ("1", "true")
 
-        def run() -> dict[str, Any]:
-            result = geolocator.locate(images, settings)
-            result = dataclasses.replace(result, problems=problems + result.problems)
+        def finish(result: SearchResult) -> dict[str, Any]:  # on the worker, right after the batch is ranked
             doc = result.to_json()
             if want_evidence:
                 doc["evidence"] = gather_evidence(store, result)
             return doc
 
+        job = Job([Photo(str(getattr(im, "filename", None) or "photo"), im) for im in images], problems, settings, finish)
         try:
-            doc = await in_worker(run)
+            future = batcher.submit(job)
+        except QueueFull as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
+        try:
+            doc = await asyncio.wait_for(asyncio.shield(future), limits.timeout_s)
+        except TimeoutError:
+            batcher.release(job)  # its slot is free at once; a batch already running it just finishes
+            raise _Refused(504, f"search took longer than {limits.timeout_s:g} s") from None
         except MmgeoError as exc:
             raise _Refused(400 if isinstance(exc, InputError) else 503, str(exc)) from None
         return JSONResponse(_finite(doc))
