@@ -274,3 +274,23 @@ def test_unreadable_photos_are_listed_and_the_run_goes_on(demo_store, demo_world
     assert sorted(line.split(": ", 1)[0] for line in listed) == sorted(str(folder / n) for n in ("broken.jpg", "empty.jpg", "notes.txt"))
     assert all(": " in line and line.split(": ", 1)[1] for line in listed)
     assert list(pd.read_csv(tmp_path / "out.csv")["query_id"]) == ["good photo"]
+
+
+@pytest.mark.slow
+def test_engine_ray_writes_the_same_file(demo_store, demo_world, tmp_path):
+    pytest.importorskip("ray")
+    backend, root = demo_store
+    if backend != "edge":
+        pytest.skip("the engine does not touch the store: one backend is enough")
+    manifest = _query_manifest(demo_world, tmp_path / "q.csv", limit=12)
+    common = ["--store", _store_arg(backend, root), "--stage1", "knn", "--batch-size", "4"]
+    local = _locate_cli([manifest, "--out", tmp_path / "local.csv", *common])
+    assert local.exit_code == 0, local.output
+    try:
+        ray = _locate_cli([manifest, "--out", tmp_path / "ray.csv", *common, "--engine", "ray", "--actors", "2"])
+    finally:
+        import ray as ray_module
+
+        ray_module.shutdown()
+    assert ray.exit_code == 0, ray.output
+    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()

@@ -23,6 +23,9 @@ Examples:
   mmgeo-locate photos.csv --out predictions.parquet --store demo/store --stage1 knn
   mmgeo-eval predictions.parquet
 \b
+  # on a local Ray: 2 actors decode and encode, this process searches and writes
+  mmgeo-locate demo/world/query/ground --out predictions.jsonl --store demo/store --stage1 knn --engine ray --actors 2
+\b
   # a glob, on a GPU in batches of 256 (not run here: no GPU on the test machine)
   mmgeo-locate 'photos/**/*.jpg' --out predictions.jsonl --device cuda --batch-size 256
 """
@@ -39,11 +42,17 @@ Examples:
               help="Queries per batch [default: 32 on a CPU, 256 on CUDA].")
 @click.option("--workers", type=click.IntRange(0, 64), default=None,
               help="Threads decoding and resizing photos beside the encoder [default: CPUs - 1, at most 8; 0: none].")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: Ray actors decode and encode the photos, each with its own copy of the models "
+                   "(the store stays here) [needs mmgeo[scale]].")
+@click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to use (ray://host:10001, auto) [default: start a local Ray].")
+@click.option("--actors", type=click.IntRange(1, 10_000), default=None, help="Ray: model actors [default: 1].")
 @click.option("--errors", "errors_path", type=OutputFile(), default="mmgeo-locate-errors.txt", show_default=True,
               help="Where unreadable photos and bad manifest rows are listed, `path: reason` (written only if any).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @store_options
-def locate_command(source, out, batch_size, workers, errors_path, as_json, store_path, qdrant_url, api_key, **options) -> None:
+def locate_command(source, out, batch_size, workers, engine, ray_address, actors, errors_path, as_json, store_path, qdrant_url, api_key,
+                   **options) -> None:
     """Locate each photo (or each group of photos of one place) of INPUT into one predictions file.
 
     INPUT is a folder (recursive), a glob pattern, or a CSV/Parquet manifest with a `path` column and optional
@@ -57,6 +66,9 @@ def locate_command(source, out, batch_size, workers, errors_path, as_json, store
 
     settings = settings_from(options)
     build = geolocator_kwargs(options)
+    ray = {k: v for k, v in {"address": ray_address, "actors": actors}.items() if v is not None}
+    if engine == "local" and ray:
+        raise click.UsageError("--ray-address and --actors need --engine ray")
     try:
         check_output(out)
     except InputError as exc:
@@ -70,7 +82,7 @@ def locate_command(source, out, batch_size, workers, errors_path, as_json, store
             def on_start(todo: int, done: int) -> None:
                 bar.update(task, total=todo, description=f"locate ({done} done before)" if done else "locate")
 
-            report = locate_to_file(queries, out, store, settings, batch_size=batch_size, workers=workers,
+            report = locate_to_file(queries, out, store, settings, batch_size=batch_size, workers=workers, engine=engine, ray=ray,
                                     on_start=on_start, on_batch=lambda n: advance(bar, task, n, "photos"), **build)
     finally:
         store.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS, check_resolutions
-from mmgeo.ingest.distributors import Distributor, Embedded, EmbedderBuilder, LocalDistributor, timed
+from mmgeo.ingest.distributors import Distributor, Embedded, EmbedderBuilder, EmbedStage, LocalDistributor, timed
 from mmgeo.ingest.embedders import Embedder
 from mmgeo.ingest.records import Problem, Record
 from mmgeo.ingest.writer import StoreWriter, record_dataset_roots, write_parquet_shard
@@ -104,7 +104,7 @@ def run_ingest(
     records = chain([first], it)
     builder: EmbedderBuilder = embedder if not hasattr(embedder, "identity") else (lambda: embedder)  # type: ignore[assignment]
     distributor = distributor or LocalDistributor()
-    identity = distributor.start(builder)
+    identity = distributor.start(EmbedStage.builder(builder))
     # The engine call of a write releases the GIL: while batch k is written, batch k+1 is read and embedded.
     background = ThreadPoolExecutor(1, thread_name_prefix="mmgeo-write") if getattr(store, "reads_during_writes", False) else None
     pending: Future | None = None

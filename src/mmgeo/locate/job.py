@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from mmgeo.errors import ImageError
+from mmgeo.errors import InputError
 from mmgeo.locate.inputs import LocateQuery, QuerySet, read_queries
 from mmgeo.locate.output import Journal, result_row
+from mmgeo.locate.stage import Encoded, EncodeStage, EncodeStageSpec, decoded_batches
+from mmgeo.pipeline.distributors import LocalDistributor, RayDistributor, RayOptions
 from mmgeo.qdrant.base import Store
 from mmgeo.search.factory import build_geolocator
-from mmgeo.search.features import Photo, decode_photo
 from mmgeo.search.geolocator import Geolocator, SearchSettings
 from mmgeo.search.result import SearchResult
 
+ENGINES = ("local", "ray")
 CPU_BATCH, CUDA_BATCH = 32, 256
 """Queries per batch when none is given: on a CPU a larger batch gains little; a GPU wants many photos per forward."""
 
@@ -47,50 +48,12 @@ class Located:
     problems: list[str] = field(default_factory=list)
 
 
-Decoded = tuple[LocateQuery, list[Photo], list[str]]
-
-
-def decode_query(query: LocateQuery, encoders: Sequence[Any] = ()) -> Decoded:
-    """A query's photos decoded and transformed for ``encoders``; unreadable ones as ``path: reason``."""
-    photos, problems = [], []
-    for source in query.photos:
-        try:
-            photos.append(decode_photo(source, encoders))
-        except ImageError as exc:
-            problems.append(str(exc))
-    return query, photos, problems
-
-
-def decoded_batches(queries: Iterable[LocateQuery], encoders: Sequence[Any], batch_size: int,
-                    workers: int) -> Iterator[list[Decoded]]:
-    """Batches of decoded queries, ``workers`` threads decoding up to two batches ahead (0: decode inline)."""
-    it = iter(queries)
-    if workers < 1:
-        while batch := list(islice(it, batch_size)):
-            yield [decode_query(q, encoders) for q in batch]
-        return
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="mmgeo-decode")
-    pending: deque[list[Future]] = deque()
-    try:
-        def fill() -> None:
-            while len(pending) < 2 and (batch := list(islice(it, batch_size))):
-                pending.append([pool.submit(decode_query, q, encoders) for q in batch])
-
-        fill()
-        while pending:
-            futures = pending.popleft()
-            fill()
-            yield [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def locate_decoded(geolocator: Geolocator, batch: Sequence[Decoded], settings: SearchSettings) -> list[Located]:
-    """One batch through encoders, stage 1, stage 2 and the rerank; answers in the batch's order."""
-    ready = [(photos, problems) for _, photos, problems in batch if photos]
-    prepared = geolocator.prepare_many(ready, settings.top_k_hypotheses) if ready else []
+def locate_encoded(geolocator: Geolocator, batch: Encoded, settings: SearchSettings) -> list[Located]:
+    """Stage 1, stage 2 and the rerank for one encoded batch; answers in the batch's order."""
+    ready = [(names, problems) for _, names, problems in batch.queries if names]
+    prepared = geolocator.prepare_encoded(ready, batch.features, settings.top_k_hypotheses) if ready else []
     results = iter(geolocator.rank_many(prepared, settings))
-    return [Located(q, next(results) if photos else None, problems) for q, photos, problems in batch]
+    return [Located(q, next(results) if names else None, problems) for q, names, problems in batch.queries]
 
 
 def batch_size_for(geolocator: Geolocator, batch_size: int | None) -> int:
@@ -108,10 +71,13 @@ def locate_many(
     geolocator: Geolocator | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
+    engine: str = "local",
+    ray: dict[str, Any] | None = None,
     **build: Any,
 ) -> Iterator[Located]:
     """Locate every query of ``source`` (a folder, a glob, a manifest, or queries); one :class:`Located` per
-    query, in order, each answer what ``mmgeo-search`` gives on that query alone.
+    query (in input order locally; on Ray in the order batches finish), each answer what ``mmgeo-search`` gives
+    on that query alone.
 
     Args:
         store: the store to search (with ``build``, the keyword arguments of
@@ -119,18 +85,41 @@ def locate_many(
         settings: the search knobs (``mmgeo-search``'s options).
         batch_size: queries per batch (default: :func:`batch_size_for`); workers: decode threads
             (default: :func:`default_workers`; 0 decodes in this thread).
+        engine: ``local`` (this process) or ``ray`` (actors decode and encode, each with its own copy of the
+            geolocator's models, built from its :class:`~mmgeo.search.factory.ModelPlan`, so the encoder the store
+            records; ``ray``: :class:`~mmgeo.pipeline.distributors.RayOptions` fields); the store stays here:
+            stage 1's search, stage 2 and the rerank run in this process either way.
     """
     queries = source.queries if isinstance(source, QuerySet) else \
         read_queries(source).queries if isinstance(source, str | os.PathLike) else source
     s = settings or SearchSettings()
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+    if engine == "local" and ray:
+        raise InputError(f"Ray options ({', '.join(ray)}) need engine='ray'")
     if geolocator is None:
         if store is None:
             raise TypeError("locate_many needs a store or a ready geolocator")
         geolocator = build_geolocator(store, **build)
     size = batch_size_for(geolocator, batch_size)
-    for batch in decoded_batches(queries, geolocator.image_encoders(), size,
-                                 default_workers() if workers is None else workers):
-        yield from locate_decoded(geolocator, batch, s)
+    if engine == "local":  # decoding in prefetch threads, the models of this geolocator
+        distributor: Any = LocalDistributor()
+        distributor.start(EncodeStage.local(geolocator.image_encoders()))
+        batches = ((len(b), b) for b in decoded_batches(queries, geolocator.image_encoders(), size,
+                                                        default_workers() if workers is None else workers))
+    else:  # each actor decodes and encodes its batches with its own copy of the models
+        if geolocator.models is None:
+            raise InputError("engine='ray' needs a geolocator from build_geolocator: its actors build the same models "
+                             "from its plan (geolocator.models)")
+        distributor = RayDistributor(RayOptions(batch_size=size, **(ray or {})))
+        distributor.start(EncodeStageSpec(geolocator.models, text=geolocator.text_space is not None))
+        it = iter(queries)
+        batches = ((len(b), b) for b in iter(lambda: list(islice(it, size)), []))
+    try:
+        for encoded in distributor.map(batches):
+            yield from locate_encoded(geolocator, encoded, s)
+    finally:
+        distributor.close()
 
 
 @dataclass
@@ -163,6 +152,8 @@ def locate_to_file(
     geolocator: Geolocator | None = None,
     batch_size: int | None = None,
     workers: int | None = None,
+    engine: str = "local",
+    ray: dict[str, Any] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
     **build: Any,
@@ -192,7 +183,8 @@ def locate_to_file(
     try:
         if todo and geolocator is None:
             geolocator = build_geolocator(store, **build)
-        answers = locate_many(todo, settings=settings, geolocator=geolocator, batch_size=batch_size, workers=workers)
+        answers = locate_many(todo, settings=settings, geolocator=geolocator, batch_size=batch_size, workers=workers,
+                              engine=engine, ray=ray, **build)
         size = batch_size_for(geolocator, batch_size) if geolocator else 1
         while batch := list(islice(answers, size)):
             rows = [result_row(a.query, a.result, found.truth_columns) for a in batch if a.result is not None]

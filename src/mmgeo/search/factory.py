@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from mmgeo.errors import InputError, WeightsNotFoundError
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import collection_name
 from mmgeo.search.geolocator import Geolocator, SearchSettings
-from mmgeo.search.models import STAGE2_COLLECTIONS, image_encoder, text_plan
+from mmgeo.search.models import STAGE2_COLLECTIONS, ImageEncoderPlan, TextPlan, image_encoder_plan, text_plan
 from mmgeo.search.result import SearchResult
 
 STAGE1 = ("auto", "geoclip", "knn")
@@ -97,7 +98,46 @@ def load_gps_gallery(path: str | os.PathLike) -> Any:
     return GpsGallery.from_coordinates(path.stem, coords, may_leak=False, source=str(path))
 
 
-def build_geolocator(
+@dataclass(frozen=True)
+class ModelPlan:
+    """A geolocator's models, decided from the store before any loads (:func:`plan_models`), with ``notes`` saying
+    which and why. Picklable: a worker without the store (a Ray actor of ``mmgeo-locate --engine ray``) builds from
+    it the very models the driver's geolocator uses (:meth:`load`)."""
+
+    image: ImageEncoderPlan
+    stage1: str
+    """``geoclip`` or ``knn`` (``auto`` decided by :func:`choose_stage1`)."""
+    text: TextPlan
+    notes: dict[str, str]
+    collection: str = "satellite"
+    geoclip_weights: str | None = None
+    gps_gallery: str | None = None
+    device: str = "auto"
+
+    def load(self, *, text: bool = True) -> tuple[Any, Any | None, Any | None]:
+        """The image encoder, GeoCLIP (stage 1 ``geoclip``, else None) and the photo→text encoder (None when off or
+        not ``text``): the models a worker encodes photos with, where the store is not."""
+        from mmgeo.encoders import create_encoder
+
+        image = self.image.build(self.device)
+        geoclip = create_encoder("geoclip", weights=self.geoclip_weights, device=self.device) if self.stage1 == "geoclip" else None
+        return image, geoclip, self.text.load(image, self.device) if text else None
+
+    def geolocator(self, store: Store) -> Geolocator:
+        """The geolocator over ``store`` with these models (``geolocator.models`` is this plan)."""
+        from mmgeo.search.stage1 import KnnStage1
+
+        image = self.image.build(self.device)
+        estimator = KnnStage1(store, image) if self.stage1 == "knn" else \
+            _geoclip_stage1(store, self.geoclip_weights, self.gps_gallery, self.device)
+        located = Geolocator(store, image, estimator, text_encoder=self.text.load(image, self.device), notes=dict(self.notes),
+                             collection=collection_name(self.collection), models=self)
+        if self.text.value and located.text_space is None:
+            located.notes["text"] = f"off (the store has no {located.text_collection} collection)"
+        return located
+
+
+def plan_models(
     store: Store,
     *,
     encoder: str | None = None,
@@ -109,8 +149,8 @@ def build_geolocator(
     text_encoder: str | os.PathLike | None = None,
     collection: str = "satellite",
     device: str = "auto",
-) -> Geolocator:
-    """The geolocator over ``store``; ``geolocator.notes`` says which encoder, stage 1 and text rerank it uses and why.
+) -> ModelPlan:
+    """The models :func:`build_geolocator` builds, decided and checked before any loads.
 
     Args:
         encoder, weights, encoder_options: the image encoder (default: the one the store records for its
@@ -128,18 +168,20 @@ def build_geolocator(
     """
     if collection not in STAGE2_COLLECTIONS:
         raise InputError(f"unknown stage-2 collection {collection!r}; valid: {', '.join(STAGE2_COLLECTIONS)}")
-    from mmgeo.search.stage1 import KnnStage1
-
     kind, why = choose_stage1(store, stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery)
     texts = text_plan(store, None if text_encoder is None else str(text_encoder), collection)  # checked before any model loads
-    image, source = image_encoder(store, encoder, weights, encoder_options, collection, device)
-    estimator = KnnStage1(store, image) if kind == "knn" else _geoclip_stage1(store, geoclip_weights, gps_gallery, device)
-    notes = {"encoder": source, "stage1": f"{kind} ({why})", "text": texts.note}
-    located = Geolocator(store, image, estimator, text_encoder=texts.load(image, device), notes=notes,
-                         collection=collection_name(collection))
-    if texts.value and located.text_space is None:
-        located.notes["text"] = f"off (the store has no {located.text_collection} collection)"
-    return located
+    image = image_encoder_plan(store, encoder, weights, encoder_options, collection)
+    notes = {"encoder": image.note, "stage1": f"{kind} ({why})", "text": texts.note}
+    return ModelPlan(image, kind, texts, notes, collection, geoclip_weights, None if gps_gallery is None else str(gps_gallery), device)
+
+
+def build_geolocator(store: Store, **models: Any) -> Geolocator:
+    """The geolocator over ``store``; ``geolocator.notes`` says which encoder, stage 1 and text rerank it uses and why.
+
+    ``models``: the keyword arguments of :func:`plan_models` (the image encoder, stage 1, text rerank, stage-2
+    collection, device).
+    """
+    return plan_models(store, **models).geolocator(store)
 
 
 def locate(photos: Sequence[str | os.PathLike], store: Store, settings: SearchSettings | None = None,

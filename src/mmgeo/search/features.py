@@ -61,6 +61,18 @@ class PhotoFeatures:
     def of_photos(cls, photos: Sequence[Photo]) -> PhotoFeatures:
         return cls([p.image for p in photos], [p.pixels for p in photos])
 
+    @classmethod
+    def computed(cls, vectors: Mapping[tuple[str, str], np.ndarray]) -> PhotoFeatures:
+        """Features a worker already computed (keyed by :func:`encoder_identity`); no images: an encoder not
+        among them cannot run."""
+        features = cls([])
+        features._by_encoder.update(vectors)
+        return features
+
+    def computed_vectors(self, encoders: Sequence[Any]) -> dict[tuple[str, str], np.ndarray]:
+        """Each encoder's features, keyed by its identity (what :meth:`computed` takes back)."""
+        return {encoder_identity(e): self.of(e) for e in encoders}
+
     def of(self, encoder: Any) -> np.ndarray:
         """``encoder.encode_images(images)``, from the cache if an identical encoder already ran; pixels a
         prefetch worker already transformed for this encoder are passed as they are."""

@@ -192,6 +192,8 @@ class Geolocator:
             geotagged ground photos (a photo folder's: Im2GPS-style retrieval over the user's own photos).
         notes: which encoder, stage 1 and text rerank were chosen and why (``encoder``, ``stage1``, ``text``;
             :func:`~mmgeo.search.factory.build_geolocator` fills it); every result carries them.
+        models: the :class:`~mmgeo.search.factory.ModelPlan` the models were built from (None when built by
+            hand): what a worker without the store builds the same models from (``mmgeo-locate --engine ray``).
     """
 
     store: Store
@@ -201,6 +203,7 @@ class Geolocator:
     collection: str = field(default_factory=lambda: collection_name("satellite"))
     text_collection: str = field(default_factory=lambda: collection_name("text"))
     notes: dict[str, str] = field(default_factory=dict)
+    models: Any | None = None
 
     def __post_init__(self) -> None:
         if not self.store.has_collection(self.collection) or self.store.count(self.collection) == 0:
@@ -263,9 +266,15 @@ class Geolocator:
         all their photos encoded in one call per encoder and stage 1 run once for the batch, so each
         query gets what :meth:`prepare` gives it. Each query's ``seconds`` hold its share of the batch's time.
         """
-        t0 = time.perf_counter()
         photos = [p for ps, _ in queries for p in ps]
-        features = PhotoFeatures.of_photos(photos)
+        return self.prepare_encoded([([p.name for p in ps], problems) for ps, problems in queries],
+                                    PhotoFeatures.of_photos(photos), top_k)
+
+    def prepare_encoded(self, queries: Sequence[tuple[Sequence[str], Sequence[str]]], features: PhotoFeatures,
+                        top_k: int = 100) -> list[PreparedQuery]:
+        """:meth:`prepare_many` from the batch's features (``(photo names, problems)`` per query, the photos in
+        ``features`` in the same order): what a worker that encoded the photos elsewhere hands back."""
+        t0 = time.perf_counter()
         qvecs = features.of(self.encoder)
         t1 = time.perf_counter()
         per_photo = self.stage1.estimate(features.images, top_k=top_k, features=features)
@@ -273,13 +282,13 @@ class Geolocator:
         texts = self._photo_text_vectors(features) if self.text_space is not None else None
         share = {"encode": (t1 - t0 + time.perf_counter() - t2) / len(queries), "stage1": (t2 - t1) / len(queries)}
         out, start = [], 0
-        for ps, problems in queries:
-            end = start + len(ps)
+        for names, problems in queries:
+            end = start + len(names)
             text_vector = None
             if texts is not None:
                 mean = texts[start:end].mean(axis=0)
                 text_vector = mean / np.linalg.norm(mean)
-            out.append(PreparedQuery([p.name for p in ps], list(problems), qvecs[start:end],
+            out.append(PreparedQuery(list(names), list(problems), qvecs[start:end],
                                      fuse_hypotheses(per_photo[start:end]), text_vector, dict(share)))
             start = end
         return out

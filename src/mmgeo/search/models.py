@@ -63,40 +63,78 @@ def query_remedy(store: Store, metadata: Mapping[str, Any], vector: str) -> str:
             "to use the one the store records.")
 
 
-def image_encoder(store: Store, encoder: str | None = None, weights: str | None = None,
-                  options: Mapping[str, Any] | None = None, modality: str = "satellite",
-                  device: str = "auto") -> tuple[Any, str]:
-    """The query image encoder and a note saying where it came from.
+@dataclass(frozen=True)
+class ImageEncoderPlan:
+    """How to build the query image encoder, decided from the store without loading it: ``create_encoder(encoder,
+    weights=…, **options)``, or the store's :class:`~mmgeo.encoders.record.EncoderRecord` (whose file is checked
+    where it is built). Picklable, so a worker without the store (a Ray actor) builds the very encoder the search
+    uses. ``note`` says where it came from."""
+
+    encoder: str
+    weights: str | None
+    options: dict[str, Any]
+    note: str
+    record: Any | None = None
+    folder: Path | None = None
+    subject: str = ""
+    unrecorded: tuple[str, str] | None = None
+    """A store ingested before the record: the error's text before and after why the default weights failed."""
+
+    def build(self, device: str = "auto") -> Any:
+        """The encoder, on ``device``.
+
+        Raises:
+            RecordedFileError: the recorded file moved or changed, or (a store without a record) the registry's
+                default weights do not load; the message says what to pass.
+        """
+        from mmgeo.encoders import create_encoder
+
+        if self.record is not None:
+            return self.record.build(self.folder, self.subject, options=self.options, device=device)
+        try:
+            return create_encoder(self.encoder, weights=self.weights, device=device, **self.options)
+        except MmgeoError as exc:
+            if self.unrecorded is None:
+                raise
+            before, after = self.unrecorded
+            raise RecordedFileError(f"{before}({str(exc).split('. ')[0].rstrip('.')}){after}") from None
+
+
+def image_encoder_plan(store: Store, encoder: str | None = None, weights: str | None = None,
+                       options: Mapping[str, Any] | None = None, modality: str = "satellite") -> ImageEncoderPlan:
+    """The query image encoder, decided (nothing loads).
 
     ``encoder``/``weights`` given: those (``weights`` alone: the recorded encoder and options with those weights).
     Neither: the one recorded with ``modality``'s collection (the one stage 2 searches); a store without a record: the registry's
     default weights of the encoder name the collection holds (an error says what to pass if they fail).
     """
-    from mmgeo.encoders import create_encoder
-
     options = dict(options or {})
     record = encoder_record(store, modality)
-    subject = f"{collection_name(modality)} (in {store.location}) was built with weights that mmgeo-ingest"
+    folder = store_folder(store)
     if encoder is None and weights is None and record is not None:
-        built = record.build(store_folder(store), subject, options=options, device=device)
-        return built, f"recorded in the store: {record.encoder}, weights {record.describe_weights(store_folder(store))}"
+        return ImageEncoderPlan(record.encoder, None, options, f"recorded in the store: {record.encoder}, weights "
+                                f"{record.describe_weights(folder)}", record=record, folder=folder,
+                                subject=f"{collection_name(modality)} (in {store.location}) was built with weights that mmgeo-ingest")
     if encoder is None and record is not None:
-        built = create_encoder(record.encoder, weights=weights, device=device, **{**record.options, **options})
-        return built, f"{record.encoder} (recorded in the store), --weights {weights}"
+        return ImageEncoderPlan(record.encoder, weights, {**record.options, **options},
+                                f"{record.encoder} (recorded in the store), --weights {weights}")
     if encoder is not None:
-        return create_encoder(encoder, weights=weights, device=device, **options), f"--encoder {encoder}" + (f" --weights {weights}" if weights else "")
+        return ImageEncoderPlan(encoder, weights, options, f"--encoder {encoder}" + (f" --weights {weights}" if weights else ""))
     built_as = built_vector(store, modality, "image")
-    try:
-        built = create_encoder(built_as["encoder"], weights=weights, device=device, **options)
-    except MmgeoError as exc:
-        raise RecordedFileError(
-            f"{collection_name(modality)} in {store.location} records no weights (ingested before mmgeo recorded "
-            f"its models): it was built by {built_as['encoder']!r} with weights {built_as.get('weights_id')!r} "
-            f"(dim {built_as.get('dim')}), and that encoder's default weights do not load here "
-            f"({str(exc).split('. ')[0].rstrip('.')}); pass --weights PATH "
-            f"to the checkpoint {str(built_as.get('weights_id')).split('@')[0]!r}, or re-run the mmgeo-ingest command "
-            "once to record it") from None
-    return built, f"{built_as['encoder']} with its default weights (the store records none)"
+    return ImageEncoderPlan(
+        built_as["encoder"], weights, options, f"{built_as['encoder']} with its default weights (the store records none)",
+        unrecorded=(f"{collection_name(modality)} in {store.location} records no weights (ingested before mmgeo recorded "
+                    f"its models): it was built by {built_as['encoder']!r} with weights {built_as.get('weights_id')!r} "
+                    f"(dim {built_as.get('dim')}), and that encoder's default weights do not load here ",
+                    f"; pass --weights PATH to the checkpoint {str(built_as.get('weights_id')).split('@')[0]!r}, or re-run "
+                    "the mmgeo-ingest command once to record it"))
+
+
+def image_encoder(store: Store, encoder: str | None = None, weights: str | None = None,
+                  options: Mapping[str, Any] | None = None, modality: str = "satellite") -> tuple[Any, str]:
+    """The query image encoder (:func:`image_encoder_plan`, built) and a note saying where it came from."""
+    plan = image_encoder_plan(store, encoder, weights, options, modality)
+    return plan.build(), plan.note
 
 
 @dataclass(frozen=True)
