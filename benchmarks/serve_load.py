@@ -128,8 +128,8 @@ def main() -> None:
           f"Bad uploads (alternately a text file and a truncated JPEG) got {report['bad_statuses']} in {report['bad_p50_ms']} ms (p50); "
           f"the server answered /health afterwards: {alive}. Server: `mmgeo serve --store {args.store} {args.serve_args}` "
           f"on 127.0.0.1, {os.cpu_count()} CPUs (load average {report['machine']['load_avg_1m_at_end']} at the end: other jobs shared "
-          "them). Searches run one at a time on the server's worker, so a request's latency is mostly its wait in the "
-          "queue: about clients / throughput.\n")
+          "them). Concurrent searches are batched on the server's worker (mmgeo serve --max-batch), so a request's "
+          "latency is mostly its wait for a batch.\n")
     (args.out / "serve_load.md").write_text(md)
     print(md)
     if report["good_failed"] or report["bad_not_4xx"] or not alive:
