@@ -124,3 +124,11 @@ def test_unreadable_file(tmp_path):
     path.write_bytes(b"not a parquet file")
     with pytest.raises(InputError, match="cannot be read as parquet"):
         read_predictions(path)
+
+
+def test_a_ranked_item_of_no_landmark_is_a_miss_that_keeps_its_rank(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("query_id,pred_lat,pred_lon,landmark_id,ranked_landmarks\nq1,0,0,3,- 3\nq2,0,0,4,- -\n")
+    df = read_predictions(path, known_landmarks={3, 4})
+    scores = score_predictions(df, ks=(1, 2))
+    assert (scores["R@1"], scores["R@2"]) == (0.0, 0.5)

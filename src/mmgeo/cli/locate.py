@@ -16,15 +16,17 @@ from mmgeo.files import atomic_write_text
 EXAMPLES = """
 \b
 Examples:
-  # every photo under a folder (recursive; images found by content), the README demo's store
-  mmgeo-locate demo/world/query --out predictions.csv --store demo/store --stage1 knn
+  # every photo under a folder (recursive; images found by content), the README demo's store, a map of the answers
+  mmgeo-locate demo/world/query/ground --out predictions.csv --store demo/store --weights demo/stage2/last.pt \\
+      --stage1 knn --geojson answers.geojson
 \b
   # a manifest with truth (path, query_id, group, true_lat, true_lon, landmark_id), then score it
-  mmgeo-locate photos.csv --out predictions.parquet --store demo/store --stage1 knn
+  mmgeo-locate photos.csv --out predictions.parquet --store demo/store --weights demo/stage2/last.pt --stage1 knn
   mmgeo-eval predictions.parquet
 \b
   # on a local Ray: 2 actors decode and encode, this process searches and writes
-  mmgeo-locate demo/world/query/ground --out predictions.jsonl --store demo/store --stage1 knn --engine ray --actors 2
+  mmgeo-locate demo/world/query/ground --out predictions.jsonl --store demo/store --weights demo/stage2/last.pt \\
+      --stage1 knn --engine ray --actors 2
 \b
   # a glob, on a GPU in batches of 256 (not run here: no GPU on the test machine)
   mmgeo-locate 'photos/**/*.jpg' --out predictions.jsonl --device cuda --batch-size 256
@@ -49,9 +51,10 @@ Examples:
 @click.option("--actors", type=click.IntRange(1, 10_000), default=None, help="Ray: model actors [default: 1].")
 @click.option("--errors", "errors_path", type=OutputFile(), default="mmgeo-locate-errors.txt", show_default=True,
               help="Where unreadable photos and bad manifest rows are listed, `path: reason` (written only if any).")
+@click.option("--geojson", type=OutputFile(), default=None, help="Also write a map of all answers: a GeoJSON point per query.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @store_options
-def locate_command(source, out, batch_size, workers, engine, ray_address, actors, errors_path, as_json, store_path, qdrant_url, api_key,
+def locate_command(source, out, batch_size, workers, engine, ray_address, actors, errors_path, geojson, as_json, store_path, qdrant_url, api_key,
                    **options) -> None:
     """Locate each photo (or each group of photos of one place) of INPUT into one predictions file.
 
@@ -62,7 +65,7 @@ def locate_command(source, out, batch_size, workers, engine, ray_address, actors
     """
     from mmgeo.locate.inputs import read_queries
     from mmgeo.locate.job import locate_to_file
-    from mmgeo.locate.output import check_output
+    from mmgeo.locate.output import answers_geojson, check_output, read_rows
 
     settings = settings_from(options)
     build = geolocator_kwargs(options)
@@ -88,6 +91,8 @@ def locate_command(source, out, batch_size, workers, engine, ray_address, actors
         store.close()
     if report.problems:
         atomic_write_text(errors_path, "".join(f"{p}\n" for p in report.problems))
+    if geojson and report.out.exists():
+        atomic_write_text(geojson, json.dumps(answers_geojson(read_rows(report.out))))
     if as_json:
         click.echo(json.dumps({**report.as_dict(), "errors_file": str(errors_path) if report.problems else None}, indent=2))
     else:

@@ -42,7 +42,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "pred_lat", "pred_lon")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("true_lat", "true_lon", "landmark_id", "ranked_landmarks")
 FORMATS: dict[str, str] = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 NO_LANDMARK = "-"
-"""A ``ranked_landmarks`` item that belongs to no landmark (read as -1: never a true landmark)."""
+"""A ``ranked_landmarks`` item that belongs to no landmark; read as :data:`NO_LANDMARK_ID`."""
+NO_LANDMARK_ID = int(np.iinfo(np.int64).max)
+"""The id :data:`NO_LANDMARK` is read as: a ranked item no true landmark id equals (a miss that keeps its rank)."""
 
 
 def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
@@ -100,10 +102,10 @@ def _ranking(cell: object, path: Path, row: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     items = cell.split() if isinstance(cell, str) else list(cell)  # type: ignore[call-overload]
     try:
-        ids = np.array([-1 if item == NO_LANDMARK else item for item in items], dtype=np.int64)
+        ids = np.array([NO_LANDMARK_ID if item == NO_LANDMARK else item for item in items], dtype=np.int64)
     except (TypeError, ValueError, OverflowError):
         raise _fail(path, row, "ranked_landmarks", f"{cell!r} is not a list of integer landmark ids") from None
-    if (ids < 0).any() and not all(item == NO_LANDMARK for item, i in zip(items, ids) if i < 0):
+    if (ids < 0).any():
         raise _fail(path, row, "ranked_landmarks", f"landmark id {ids[ids < 0][0]} is negative")
     return ids
 
@@ -172,7 +174,8 @@ def read_predictions(path: str | os.PathLike, known_landmarks: Collection[int] |
         if known is not None:
             rows = np.repeat(np.arange(len(rankings)), [r.size for r in rankings])
             ranked = np.concatenate(rankings)
-            _check_known(ranked[ranked >= 0], rows[ranked >= 0], known, path, "ranked_landmarks")
+            real = ranked != NO_LANDMARK_ID
+            _check_known(ranked[real], rows[real], known, path, "ranked_landmarks")
         out["ranked_landmarks"] = pd.Series(rankings, dtype=object)
     return out
 

@@ -87,7 +87,7 @@ class Journal:
         self.path = self.out.with_name(self.out.name + ".partial.jsonl")
         self.rows: dict[str, dict[str, Any]] = {}
         if self.out.exists():
-            for row in _read(self.out):
+            for row in read_rows(self.out):
                 self.rows.setdefault(str(row["query_id"]), row)
         if self.path.exists():
             self._recover()
@@ -155,7 +155,8 @@ def _encode(rows: list[dict[str, Any]], fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a predictions file this module wrote (CSV, Parquet or JSONL), as dicts (missing cells None)."""
     fmt = FORMATS[path.suffix.lower()]
     if path.stat().st_size == 0:
         return []
@@ -171,3 +172,13 @@ def _read(path: Path) -> list[dict[str, Any]]:
     if "query_id" not in frame.columns:
         raise InputError(f"{path}: an existing file that is not mmgeo predictions (no query_id); move it away or give another --out")
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def answers_geojson(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A map of all answers: one GeoJSON point per answered query (its ``answer``, ``place``, ``confidence``,
+    and the truth when known), for any GIS tool or geojson.io."""
+    keep = ("query_id", "answer", "place", "confidence", "abstained", "true_lat", "true_lon", "landmark_id")
+    features = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["pred_lon"], r["pred_lat"]]},
+                 "properties": {k: r[k] for k in keep if k in r}}
+                for r in rows if r.get("pred_lat") is not None and r.get("pred_lon") is not None]
+    return {"type": "FeatureCollection", "features": features}
