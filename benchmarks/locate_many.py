@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from serve_load import free_port, start_server
+from serve_load import free_port, run_together, start_server
 
 
 def _geolocator_kwargs(build: str) -> dict:
@@ -124,12 +124,7 @@ def bench_serve(store_path: str, build: str, photos: list[str], clients: int, pe
             httpx.post(f"{base}/search", files=[("photos", ("warm.jpg", d, "image/jpeg"))], timeout=120)
         rows: list[dict] = []
         threads = [threading.Thread(target=_client, args=(base, data, per_client, i * per_client, rows)) for i in range(clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
+        wall = run_together(threads)
         alive = httpx.get(f"{base}/health", timeout=5).status_code == 200
         peak = _rss_peak_mb(proc.pid)
     finally:

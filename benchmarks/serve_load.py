@@ -53,6 +53,16 @@ def start_server(store: str, serve_args: str, port: int, log: Path) -> subproces
     raise SystemExit("mmgeo serve did not answer /health within 300 s")
 
 
+def run_together(threads: list[threading.Thread]) -> float:
+    """Start the client threads at once and wait for all; the wall seconds it took."""
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def client(base: str, photo: bytes, n: int, bad_every: int, expect: str | None, out: list, idx: int) -> None:
     rows = []
     with httpx.Client(base_url=base, timeout=120) as c:
@@ -93,12 +103,7 @@ def main() -> None:
         httpx.post(f"{base}/search", files=[("photos", ("warm.jpg", photo, "image/jpeg"))], timeout=120)  # first-call costs
         threads = [threading.Thread(target=client, args=(base, photo, args.requests, args.bad_every, args.expect or None, rows, i))
                    for i in range(args.clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
+        wall = run_together(threads)
         alive = httpx.get(f"{base}/health", timeout=5).status_code == 200
     finally:
         proc.terminate()
