@@ -30,7 +30,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from serve_load import free_port, run_together, start_server
 
 
