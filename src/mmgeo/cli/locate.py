@@ -86,7 +86,7 @@ def locate_command(source, out, batch_size, workers, engine, ray_address, actors
                 bar.update(task, total=todo, description=f"locate ({done} done before)" if done else "locate")
 
             report = locate_to_file(queries, out, store, settings, batch_size=batch_size, workers=workers, engine=engine, ray=ray,
-                                    on_start=on_start, on_batch=lambda n: advance(bar, task, n, "photos"), **build)
+                                    on_start=on_start, on_batch=lambda n: advance(bar, task, n, "queries"), **build)
     finally:
         store.close()
     if report.problems:

@@ -10,6 +10,7 @@ the file is written on its own thread. Each answer is what ``mmgeo-search`` give
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -184,17 +185,18 @@ def locate_to_file(
         if todo and geolocator is None:
             geolocator = build_geolocator(store, **build)
         answers = locate_many(todo, settings=settings, geolocator=geolocator, batch_size=batch_size, workers=workers,
-                              engine=engine, ray=ray, **build)
+                              engine=engine, ray=ray, **build) if todo else (a for a in ())
         size = batch_size_for(geolocator, batch_size) if geolocator else 1
-        while batch := list(islice(answers, size)):
-            rows = [result_row(a.query, a.result, found.truth_columns) for a in batch if a.result is not None]
-            report.problems += [p for a in batch for p in a.problems]
-            if pending is not None:
-                pending.result()  # the previous write's error, if any, is raised here
-            pending = writer.submit(journal.append, rows)
-            report.located += len(rows)
-            if on_batch:
-                on_batch(len(batch))
+        with contextlib.closing(answers) as stream:  # an interrupted run stops its decode threads or Ray actors here
+            for batch in iter(lambda: list(islice(stream, size)), []):
+                rows = [result_row(a.query, a.result, found.truth_columns) for a in batch if a.result is not None]
+                report.problems += [p for a in batch for p in a.problems]
+                if pending is not None:
+                    pending.result()  # the previous write's error, if any, is raised here
+                pending = writer.submit(journal.append, rows)
+                report.located += len(rows)
+                if on_batch:
+                    on_batch(len(batch))
         if pending is not None:
             pending.result()
     finally:
