@@ -32,15 +32,15 @@ LABELS = {
     ("ingest", "--embedding-model"), ("eval", "--method"), ("eval", "--mode"), ("eval", "--fallback"),
     ("eval", "--gallery"), ("eval", "--geoclip-gallery"), ("serve", "--host"), ("serve", "--cors-origin"),
     ("serve", "--require-key"),
-    *{(cmd, "--api-key") for cmd in ("ingest", "search", "eval", "bench", "store info", "store push", "store pull",
+    *{(cmd, "--api-key") for cmd in ("ingest", "search", "locate", "eval", "bench", "store info", "store push", "store pull",
                                       "store snapshot", "store restore", "store quantize", "store optimize", "store gallery",
                                       "serve", "train text-projection")},
 }
 
 # Placeholders that make the rest of a command line valid, so the bad value is what fails: (arguments, options).
 REQUIRED = {
-    "ingest": ([MANIFEST], []), "search": ([PHOTO], []), "eval": ([PREDS], []), "demo-world": (["world-out"], []),
-    "demo-photos": (["photos-out"], []),
+    "ingest": ([MANIFEST], []), "search": ([PHOTO], []), "locate": ([PHOTO], ["--out", "out.csv"]), "eval": ([PREDS], []),
+    "demo-world": (["world-out"], []), "demo-photos": (["photos-out"], []),
     "store snapshot": (["new-snap.tar.gz"], []), "store restore": (["snap.tar.gz"], []),
     "store push": ([], ["--to", "qdrant-local:copy"]), "store pull": ([], ["--from", STORE, "--store", "pulled"]),
     "train geoclip": ([DATA], ["--out", "head.pt"]), "train sample4geo": ([DATA], ["--out", "run"]),
@@ -105,6 +105,13 @@ LIBRARY_CASES = [
     (["serve", "--store", "no-such-store"], "no-such-store"),
     (["serve", "--encoder", "efficientnet_lite0", "--encoder-option", "bogus=1"], "bogus"),
     (["search", PHOTO, "--encoder", "efficientnet_lite0", "--encoder-option", "bogus=1"], "bogus"),
+    (["locate", PHOTO, "--out", "out.csv", "--encoder", "efficientnet_lite0", "--weights", "bogus"], "bogus"),
+    (["locate", PHOTO, "--out", "out.csv", "--encoder", "efficientnet_lite0", "--geoclip-weights", "bogus"], "bogus"),
+    (["locate", PHOTO, "--out", "out.csv", "--text-encoder", "corrupt.safetensors"], "corrupt.safetensors"),
+    (["locate", PHOTO, "--out", "out.csv", "--store", "no-such-store"], "no-such-store"),
+    (["locate", PHOTO, "--out", "out.csv", "--ray-address", "auto"], "--ray-address"),
+    (["locate", PHOTO, "--out", "out.txt"], "out.txt"),
+    (["locate", "corrupt.csv", "--out", "out.csv"], "'path' column"),
     (["bench", "--sizes", "ten"], "--sizes"),
     (["bench", "--radii", "far"], "--radii"),
 ]
@@ -133,7 +140,7 @@ def _bad_value(param: click.Parameter) -> str | None:
         click.types.IntParamType: "abc", click.types.FloatParamType: "abc", click.Choice: "bogus", params.CommaChoice: "bogus",
         params.Resolutions: "0,16", params.Radii: "0", params.ServerUrl: "localhost:6333", params.StoreLocation: "localhost:6333",
         params.OutputFile: "no-such-folder/out.file", params.OutputDir: "no-such-folder/sub/out", params.KeyValue: "novalue",
-        params.ImageFile: "no-such.jpg", params.EncoderName: "bogus", params.TimmModel: "bogus", params.Device: "quantum",
+        params.ImageFile: "no-such.jpg", params.PhotoSource: "no-such-*.jpg", params.EncoderName: "bogus", params.TimmModel: "bogus", params.Device: "quantum",
     }
     for cls, value in simple.items():
         if isinstance(kind, cls):

@@ -8,7 +8,7 @@ import sys
 import click
 
 from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, advance, console, open_store_from, progress_bar, store_options
-from mmgeo.cli.params import OutputFile
+from mmgeo.cli.params import OutputFile, PhotoSource
 from mmgeo.cli.search import geolocator_kwargs, geolocator_options, settings_from, settings_options
 from mmgeo.errors import InputError
 from mmgeo.files import atomic_write_text
@@ -34,7 +34,7 @@ Examples:
 
 
 @click.command("locate", cls=MmgeoCommand, epilog=EXAMPLES)
-@click.argument("source", metavar="INPUT")
+@click.argument("source", type=PhotoSource())
 @click.option("--out", "out", type=OutputFile(), required=True,
               help="Predictions file: .csv, .parquet or .jsonl (what `mmgeo-eval PREDICTIONS` reads). An existing one is "
                    "resumed: queries already in it are skipped.")

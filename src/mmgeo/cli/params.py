@@ -8,6 +8,7 @@ these types only make the command line fail early and clearly.
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,21 @@ class ImageFile(click.ParamType):
         if problem := path_problem(str(value)):
             self.fail(problem, param, ctx)
         return str(value)
+
+
+class PhotoSource(click.ParamType):
+    """What ``mmgeo-locate`` reads: an existing folder, manifest or photo, or a glob pattern that matches a file
+    (what each holds is checked when it is read)."""
+
+    name = "INPUT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import glob
+
+        text = str(value)
+        if os.path.exists(text) or glob.has_magic(text) and any(os.path.isfile(p) for p in glob.iglob(text, recursive=True)):
+            return text
+        self.fail(f"{text}: no such folder, manifest or photo (nor a glob pattern that matches a file)", param, ctx)
 
 
 class EncoderName(click.ParamType):
