@@ -46,7 +46,7 @@ def _photos(root: Path, limit: int | None) -> list[str]:
 
 def bench_locate(store_path: str, photos: list[str], build: dict, batch: int, loop_n: int, tmp: Path) -> dict:
     import mmgeo
-    from mmgeo.locate.job import locate_to_file
+    from mmgeo.bulk.job import locate_to_file
     from mmgeo.search.factory import build_geolocator
     from mmgeo.search.features import decode_photo
 

@@ -88,7 +88,7 @@ def install(point: str, n: int) -> None:
 
 
 def install_locate(point: str, n: int) -> None:
-    from mmgeo.locate import output
+    from mmgeo.bulk import output
 
     batches = [0]
     append = output.Journal.append

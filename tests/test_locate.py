@@ -20,11 +20,11 @@ from click.testing import CliRunner
 
 from conftest import BACKENDS, make_store
 from known_world import CodeEncoder, TextSpace, photo
+from mmgeo.bulk.inputs import read_queries
+from mmgeo.bulk.job import locate_many, locate_to_file
+from mmgeo.bulk.output import Journal
 from mmgeo.errors import InputError
 from mmgeo.evaluation.predictions import read_predictions, score_predictions
-from mmgeo.locate.inputs import read_queries
-from mmgeo.locate.job import locate_many, locate_to_file
-from mmgeo.locate.output import Journal
 from mmgeo.search.geolocator import Geolocator, SearchSettings
 from test_search_batch import PLACES, PhotoStage1, _with_text
 

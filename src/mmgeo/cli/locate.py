@@ -63,9 +63,9 @@ def locate_command(source, out, batch_size, workers, engine, ray_address, actors
     alone, with the same options and defaults. Re-running resumes; a killed run loses at most the batches in flight.
     Exit status: 0 all located, 3 some photos or rows skipped (see --errors), 2 error, 130 interrupted.
     """
-    from mmgeo.locate.inputs import read_queries
-    from mmgeo.locate.job import locate_to_file
-    from mmgeo.locate.output import answers_geojson, check_output, read_rows
+    from mmgeo.bulk.inputs import read_queries
+    from mmgeo.bulk.job import locate_to_file
+    from mmgeo.bulk.output import answers_geojson, check_output, read_rows
 
     settings = settings_from(options)
     build = geolocator_kwargs(options)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from mmgeo.bulk.inputs import LocateQuery
 from mmgeo.errors import ImageError
-from mmgeo.locate.inputs import LocateQuery
 from mmgeo.search.factory import ModelPlan
 from mmgeo.search.features import Photo, PhotoFeatures, decode_photo, encoder_identity
 

@@ -20,10 +20,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from mmgeo.bulk.inputs import LocateQuery, QuerySet, read_queries
+from mmgeo.bulk.output import Journal, result_row
+from mmgeo.bulk.stage import Encoded, EncodeStage, EncodeStageSpec, decoded_batches
 from mmgeo.errors import InputError
-from mmgeo.locate.inputs import LocateQuery, QuerySet, read_queries
-from mmgeo.locate.output import Journal, result_row
-from mmgeo.locate.stage import Encoded, EncodeStage, EncodeStageSpec, decoded_batches
 from mmgeo.pipeline.distributors import LocalDistributor, RayDistributor, RayOptions
 from mmgeo.qdrant.base import Store
 from mmgeo.search.factory import build_geolocator
@@ -162,7 +162,7 @@ def locate_to_file(
     """``mmgeo-locate``: locate every query of ``source`` into the predictions file ``out`` (CSV/Parquet/JSONL).
 
     Resumable: queries already in ``out`` or in its journal are skipped; a kill loses at most the batches in
-    flight (see :mod:`~mmgeo.locate.output`). Unreadable photos and bad manifest rows are listed in the report's
+    flight (see :mod:`~mmgeo.bulk.output`). Unreadable photos and bad manifest rows are listed in the report's
     ``problems`` (``where: why``) and the run goes on.
 
     Args:

@@ -24,10 +24,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from mmgeo.bulk.inputs import LocateQuery
 from mmgeo.errors import InputError
 from mmgeo.evaluation.predictions import NO_LANDMARK
 from mmgeo.files import atomic_write_bytes
-from mmgeo.locate.inputs import LocateQuery
 from mmgeo.search.result import SearchResult
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -1,7 +1,0 @@
-"""Many photos at once: a folder, a glob or a manifest of queries → one predictions file (``mmgeo-locate``).
-
-:func:`~mmgeo.locate.job.locate_many` yields one answer per query, each what ``mmgeo-search`` gives on that
-query alone, with the photos decoded in prefetch workers and encoded, searched and ranked in batches;
-:func:`~mmgeo.locate.job.locate_to_file` writes them to a resumable, crash-safe predictions file
-(:mod:`~mmgeo.locate.output`) that ``mmgeo-eval`` scores as it is.
-"""
