@@ -148,19 +148,25 @@ def _locate_cli(args: list[str]):
     return CliRunner().invoke(locate_command, [str(a) for a in args])
 
 
+KNN = ["--stage1", "knn", "--encoder-option", "image_size=128"]
+KNN_BUILD = {"stage1": "knn", "encoder_options": {"image_size": 128}}
+
+
 def _store_arg(backend: str, path: Path) -> str:
     return str(path / "edge") if backend == "edge" else f"qdrant-local:{path / 'client'}"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def demo_store(request, demo_world, tmp_path_factory):
-    """The demo world's tiles and geotagged ground photos embedded by EfficientNet-Lite0 (pip weights)."""
+    """The demo world's query-landmark and index tiles and its training ground photos (kNN stage 1), embedded by
+    EfficientNet-Lite0 (pip weights) at 128 px: a real model, kept small."""
     import mmgeo
 
     root = tmp_path_factory.mktemp(f"locate-{request.param}")
     store = make_store(request.param, root)
-    for spec in (mmgeo.IngestSpec(modalities=("satellite",), splits=("train", "query", "index"), encoder="efficientnet_lite0"),
-                 mmgeo.IngestSpec(modalities=("ground",), splits=("train", "index"), encoder="efficientnet_lite0")):
+    lite = {"encoder": "efficientnet_lite0", "encoder_options": (("image_size", 128),)}
+    for spec in (mmgeo.IngestSpec(modalities=("satellite",), splits=("query", "index"), **lite),
+                 mmgeo.IngestSpec(modalities=("ground",), splits=("train",), **lite)):
         mmgeo.ingest_dataset(demo_world, store, spec)
     store.close()
     return request.param, root
@@ -186,11 +192,11 @@ def test_cli_answers_equal_mmgeo_search_per_query(demo_store, demo_world, tmp_pa
     photos = list(pd.read_csv(manifest)["path"])
     pd.DataFrame({"path": photos[:3], "group": "one place"}).to_csv(group, index=False)
     for source, out in ((manifest, tmp_path / "out.csv"), (group, tmp_path / "group.jsonl")):
-        run = _locate_cli([source, "--out", out, "--store", _store_arg(backend, root), "--stage1", "knn", "--batch-size", "5", "--json"])
+        run = _locate_cli([source, "--out", out, "--store", _store_arg(backend, root), *KNN, "--batch-size", "5", "--json"])
         assert run.exit_code == 0, run.output
     store = make_store(backend, root)
     try:
-        geo = build_geolocator(store, stage1="knn")  # what mmgeo-search --stage1 knn builds and calls
+        geo = build_geolocator(store, **KNN_BUILD)  # what mmgeo-search with these options builds and calls
         rows = pd.read_csv(tmp_path / "out.csv", dtype={"query_id": str, "landmark_id": str})
         for row, path in zip(rows.itertuples(), photos):
             alone = geo.locate([path], SearchSettings())
@@ -215,9 +221,9 @@ def test_mmgeo_eval_of_the_output_equals_the_eval_row(demo_store, demo_world, tm
     try:
         settings = reference_settings(ranked_depth(store.count("mmgeo_satellite")), 25.0, "full")
         manifest = _query_manifest(demo_world, tmp_path / "q.csv")
-        locate_to_file(manifest, tmp_path / "pred.parquet", store, settings, stage1="knn")
+        locate_to_file(manifest, tmp_path / "pred.parquet", store, settings, **KNN_BUILD)
         rows, _ = evaluate_dataset(demo_world, store, per="image", radii=[25.0], fallbacks=["full"], protocol="reference",
-                                   earth_radius_km=EARTH_RADIUS_KM, stage1="knn")
+                                   earth_radius_km=EARTH_RADIUS_KM, **KNN_BUILD)
     finally:
         store.close()
     want = next(r for r in rows if r["method"] == "stage1+stage2")
@@ -240,7 +246,7 @@ def test_sigkill_mid_run_then_rerun_equals_a_clean_run(demo_store, demo_world, t
     if backend != "edge":
         pytest.skip("the journal is the same on both backends")
     manifest = _query_manifest(demo_world, tmp_path / "q.csv", limit=20)
-    common = ["--store", _store_arg(backend, root), "--stage1", "knn", "--batch-size", "4", "--json"]
+    common = ["--store", _store_arg(backend, root), *KNN, "--batch-size", "4", "--json"]
     clean = _locate_cli([manifest, "--out", tmp_path / "clean.csv", *common])
     assert clean.exit_code == 0, clean.output
     out = tmp_path / "killed.csv"
@@ -268,7 +274,7 @@ def test_unreadable_photos_are_listed_and_the_run_goes_on(demo_store, demo_world
     (folder / "notes.txt").write_text("not a photo")
     (folder / "empty.jpg").write_bytes(b"")
     errors = tmp_path / "errors.txt"
-    run = _locate_cli([folder, "--out", tmp_path / "out.csv", "--errors", errors, "--store", _store_arg(backend, root), "--stage1", "knn"])
+    run = _locate_cli([folder, "--out", tmp_path / "out.csv", "--errors", errors, "--store", _store_arg(backend, root), *KNN])
     assert run.exit_code == 3, run.output
     listed = errors.read_text().splitlines()
     assert sorted(line.split(": ", 1)[0] for line in listed) == sorted(str(folder / n) for n in ("broken.jpg", "empty.jpg", "notes.txt"))
@@ -283,7 +289,7 @@ def test_engine_ray_writes_the_same_file(demo_store, demo_world, tmp_path):
     if backend != "edge":
         pytest.skip("the engine does not touch the store: one backend is enough")
     manifest = _query_manifest(demo_world, tmp_path / "q.csv", limit=12)
-    common = ["--store", _store_arg(backend, root), "--stage1", "knn", "--batch-size", "4"]
+    common = ["--store", _store_arg(backend, root), *KNN, "--batch-size", "4"]
     local = _locate_cli([manifest, "--out", tmp_path / "local.csv", *common])
     assert local.exit_code == 0, local.output
     try:
