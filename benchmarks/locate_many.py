@@ -148,7 +148,7 @@ def bench_real_models(tmp: Path) -> list[dict]:
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(16)]
     rows = []
-    for label, name, options in (("GeoCLIP CLIP ViT-L/14 (224 px)", "geoclip", {}),
+    for label, name, options in (("GeoCLIP CLIP ViT-L/14 (224 px)", "geoclip", {"vision_weights": "random"}),
                                  ("Sample4Geo ConvNeXt-B (384 px)", "sample4geo-convnext_base", {"img_size": 384})):
         enc = create_encoder(name, weights="random", device="cpu", **options)
         enc.encode_images(images[:1], batch_size=1)  # warm-up
@@ -216,14 +216,18 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mmgeo-locate-many-"))
     photos = _photos(args.photos, args.limit)
     report = {"store": args.store, "photos": str(args.photos), "build": args.build}
-    report["locate"] = bench_locate(args.store, photos, _geolocator_kwargs(args.build), args.batch_size, args.loop, tmp)
-    report["serve_8"] = bench_serve(args.store, args.build, photos, 8, args.per_client, "", tmp)
-    report["serve_32_small_queue"] = bench_serve(args.store, args.build, photos, 32, max(2, args.per_client // 3),
-                                                 "--max-queue 8 --max-batch 8", tmp)
-    report["real_models"] = [] if args.skip_real else bench_real_models(tmp)
-    report["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "locate-many.json").write_text(json.dumps(report, indent=1))
+
+    def part(name: str, value) -> None:  # each part saved as it finishes: a failure later keeps the parts done
+        report[name] = value
+        report["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
+        (args.out / "locate-many.json").write_text(json.dumps(report, indent=1))
+
+    part("locate", bench_locate(args.store, photos, _geolocator_kwargs(args.build), args.batch_size, args.loop, tmp))
+    part("serve_8", bench_serve(args.store, args.build, photos, 8, args.per_client, "", tmp))
+    part("serve_32_small_queue", bench_serve(args.store, args.build, photos, 32, max(2, args.per_client // 3),
+                                             "--max-queue 8 --max-batch 8", tmp))
+    part("real_models", [] if args.skip_real else bench_real_models(tmp))
     write_md(report, args.out / "locate-many.md")
     print((args.out / "locate-many.md").read_text())
 
