@@ -291,6 +291,11 @@ def test_ctrl_c_inside_a_command_exits_130(workdir, monkeypatch):
     monkeypatch.setattr(factory, "build_geolocator", interrupted)
     result = _run(workdir, monkeypatch, ["search", PHOTO])
     assert result.exit_code == 130 and result.output.strip() == "error: interrupted"
+    import mmgeo.bulk.job as bulk
+
+    monkeypatch.setattr(bulk, "build_geolocator", interrupted)
+    result = _run(workdir, monkeypatch, ["locate", PHOTO, "--out", "out.csv", "--json"])
+    assert result.exit_code == 130 and result.output.strip() == "error: interrupted"
 
 
 def _script(name: str) -> str:

@@ -103,6 +103,31 @@ def test_rerun_skips_what_is_written_and_keeps_the_input_order(world, tmp_path):
     assert list(pd.read_csv(out)["query_id"]) == ids
 
 
+def test_an_interrupted_run_keeps_whole_batches_and_a_rerun_finishes_it(world, tmp_path, monkeypatch):
+    geo = Geolocator(world, CodeEncoder(), PhotoStage1())
+    folder = tmp_path / "photos"
+    _photos(folder)
+    clean = locate_to_file(folder, tmp_path / "clean.csv", world, geolocator=geo, batch_size=3, workers=1)
+    rank_many, calls = Geolocator.rank_many, []
+
+    def interrupted(self, queries, settings=None):
+        calls.append(len(queries))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second batch is ranked
+        return rank_many(self, queries, settings)
+
+    monkeypatch.setattr(Geolocator, "rank_many", interrupted)
+    out = tmp_path / "out.csv"
+    with pytest.raises(KeyboardInterrupt):
+        locate_to_file(folder, out, world, geolocator=geo, batch_size=3, workers=1)
+    journal = out.with_name(out.name + ".partial.jsonl")
+    assert not out.exists() and len(journal.read_text().splitlines()) == 3  # the first batch, whole
+    monkeypatch.setattr(Geolocator, "rank_many", rank_many)
+    again = locate_to_file(folder, out, world, geolocator=geo, batch_size=3, workers=1)
+    assert (again.already_done, again.located) == (3, clean.located - 3)
+    assert out.read_bytes() == (tmp_path / "clean.csv").read_bytes() and not journal.exists()
+
+
 def test_a_cut_journal_line_is_dropped_and_redone(tmp_path):
     out = tmp_path / "out.jsonl"
     journal = Journal(out)
