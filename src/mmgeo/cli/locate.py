@@ -34,7 +34,7 @@ Examples:
 
 
 @click.command("locate", cls=MmgeoCommand, epilog=EXAMPLES)
-@click.argument("source", type=PhotoSource())
+@click.argument("source", metavar="INPUT", type=PhotoSource())
 @click.option("--out", "out", type=OutputFile(), required=True,
               help="Predictions file: .csv, .parquet or .jsonl (what `mmgeo-eval PREDICTIONS` reads). An existing one is "
                    "resumed: queries already in it are skipped.")
