@@ -278,11 +278,11 @@ def test_sigkill_mid_run_then_rerun_equals_a_clean_run(demo_store, demo_world, t
     _killed(point, 2, [manifest, "--out", out, *common])
     journal = out.with_name(out.name + ".partial.jsonl")
     assert not out.exists() and journal.exists()
-    whole = [line for line in journal.read_bytes().split(b"\n")[:-1]]
-    assert len(whole) == (8 if point == "locate-after-write" else 4)
+    whole = journal.read_bytes().count(b"\n")  # rows whole in the journal; a half-written batch leaves a cut line too
+    assert whole == 8 if point == "locate-after-write" else 4 <= whole < 8 and not journal.read_bytes().endswith(b"\n")
     again = _locate_cli([manifest, "--out", out, *common])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output)["already_done"] == len(whole)
+    assert json.loads(again.output)["already_done"] == whole
     assert out.read_bytes() == (tmp_path / "clean.csv").read_bytes()
 
 
@@ -324,4 +324,14 @@ def test_engine_ray_writes_the_same_file(demo_store, demo_world, tmp_path):
 
         ray_module.shutdown()
     assert ray.exit_code == 0, ray.output
-    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    # the same rows and answers; floats to 1e-6 (an actor's torch runs on fewer threads: the last bits may differ)
+    got, want = (pd.read_csv(tmp_path / f"{name}.csv", dtype={"query_id": str, "landmark_id": str}) for name in ("ray", "local"))
+    assert list(got.columns) == list(want.columns) and list(got["query_id"]) == list(want["query_id"])
+    for column in want.columns:
+        if column == "candidates":
+            for a, b in zip(got[column], want[column]):
+                _same([(c["key"], c["score"]) for c in json.loads(a)], [(c["key"], c["score"]) for c in json.loads(b)])
+        elif want[column].dtype.kind == "f":
+            np.testing.assert_allclose(got[column], want[column], atol=1e-6)
+        else:
+            assert list(got[column]) == list(want[column]), column
