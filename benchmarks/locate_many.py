@@ -191,6 +191,12 @@ def write_md(report: dict, out: Path) -> None:
         f"Model loading (once per run, not in the rates): {loc['model_load_s']} s. The encoder alone and `mmgeo-locate` "
         f"were timed in turns, {loc.get('timed_in_turns_chunk', '?')} photos at a time, and summed, because the machine's "
         "load swings from minute to minute; the serve rows ran minutes later, so their ratio to the encoder is rougher.", "",
+        *([f"**Read with care:** the load average was {report['machine']['load_avg_1m_at_end']} on "
+           f"{report['machine']['cpus']} CPUs (other engineers' jobs). On a saturated machine the scheduler shares CPU "
+           "time per thread, so the pipeline (decode threads beside the model, a writer thread) gets more of it than the "
+           "single-threaded encoder loop: ratios above 1 say it keeps up, not that it beats the encoder on a quiet "
+           "machine, and absolute rates are far below a quiet machine's.", ""]
+          if report["machine"]["load_avg_1m_at_end"] > 2 * report["machine"]["cpus"] else []),
         "| serve | requests | answered | 503 | failed accepted | p50 ms | p99 ms | searches/s | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
