@@ -1,11 +1,11 @@
 """Many photos at once: `mmgeo-locate` end to end beside the encoder alone, `mmgeo serve` under concurrent
 clients, and the cost of the real models. One run, one machine; writes benchmarks/results/locate-many.{json,md}.
 
-    python benchmarks/locate_many.py --store demo/store --photos bench-world \\
-        --build "--stage1 knn --weights demo/stage2/last.pt --text-encoder demo/text-projection.safetensors"
+    python benchmarks/locate_many.py --store demo/store --photos bench-world
 
 --photos: a folder whose ground photos are the queries (e.g. `mmgeo demo-world bench-world --synthetic-landmarks 150`:
-800 query+train ground photos), searched against the README demo's store. Parts:
+800 query+train ground photos), searched against the README demo's store with the models it records (``--build``:
+``mmgeo-search`` model options to use others). Parts:
 
 * encoder alone: the store's image encoder over the photos in batches (decode + resize + forward, what the
   encoder costs with nothing else), and its forward alone on pre-resized pixels (the floor);
@@ -34,7 +34,7 @@ from serve_load import free_port, run_together, start_server
 
 
 def _geolocator_kwargs(build: str) -> dict:
-    """``--stage1 knn --weights W --text-encoder T`` → build_geolocator's keyword arguments."""
+    """``--stage1 knn --weights W`` → build_geolocator's keyword arguments (none: the models the store records)."""
     words = shlex.split(build)
     return {words[i].lstrip("-").replace("-", "_"): words[i + 1] for i in range(0, len(words), 2)}
 
@@ -219,7 +219,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--photos", required=True, type=Path)
-    ap.add_argument("--build", default="--stage1 knn")
+    ap.add_argument("--build", default="", help="mmgeo-search model options [default: none, the store's record]")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--loop", type=int, default=100, help="photos for the one-at-a-time loop")

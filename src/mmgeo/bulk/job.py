@@ -185,7 +185,7 @@ def locate_to_file(
         if todo and geolocator is None:
             geolocator = build_geolocator(store, **build)
         answers = locate_many(todo, settings=settings, geolocator=geolocator, batch_size=batch_size, workers=workers,
-                              engine=engine, ray=ray, **build) if todo else (a for a in ())
+                              engine=engine, ray=ray) if todo else (a for a in ())
         size = batch_size_for(geolocator, batch_size) if geolocator else 1
         with contextlib.closing(answers) as stream:  # an interrupted run stops its decode threads or Ray actors here
             for batch in iter(lambda: list(islice(stream, size)), []):

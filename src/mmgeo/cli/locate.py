@@ -16,17 +16,15 @@ from mmgeo.files import atomic_write_text
 EXAMPLES = """
 \b
 Examples:
-  # every photo under a folder (recursive; images found by content), the README demo's store, a map of the answers
-  mmgeo-locate demo/world/query/ground --out predictions.csv --store demo/store --weights demo/stage2/last.pt \\
-      --stage1 knn --geojson answers.geojson
+  # every photo under a folder (recursive; images found by content), the models the demo store records, a map
+  mmgeo-locate demo/world/query/ground --out predictions.csv --store demo/store --geojson answers.geojson
 \b
   # a manifest with truth (path, query_id, group, true_lat, true_lon, landmark_id), then score it
-  mmgeo-locate photos.csv --out predictions.parquet --store demo/store --weights demo/stage2/last.pt --stage1 knn
+  mmgeo-locate photos.csv --out predictions.parquet --store demo/store
   mmgeo-eval predictions.parquet
 \b
-  # on a local Ray: 2 actors decode and encode, this process searches and writes
-  mmgeo-locate demo/world/query/ground --out predictions.jsonl --store demo/store --weights demo/stage2/last.pt \\
-      --stage1 knn --engine ray --actors 2
+  # on a local Ray: 2 actors decode and encode (the models the store records), this process searches and writes
+  mmgeo-locate demo/world/query/ground --out predictions.jsonl --store demo/store --engine ray --actors 2
 \b
   # a glob, on a GPU in batches of 256 (not run here: no GPU on the test machine)
   mmgeo-locate 'photos/**/*.jpg' --out predictions.jsonl --device cuda --batch-size 256
