@@ -173,8 +173,8 @@ def _locate_cli(args: list[str]):
     return CliRunner().invoke(locate_command, [str(a) for a in args])
 
 
-KNN = ["--stage1", "knn", "--encoder-option", "image_size=128"]
-KNN_BUILD = {"stage1": "knn", "encoder_options": {"image_size": 128}}
+KNN = ["--stage1", "knn"]  # the encoder (Lite0 at 128 px) is the one the store records: no model flags
+KNN_BUILD = {"stage1": "knn"}
 
 
 def _store_arg(backend: str, path: Path) -> str:
@@ -223,6 +223,8 @@ def test_cli_answers_equal_mmgeo_search_per_query(demo_store, demo_world, tmp_pa
     try:
         geo = build_geolocator(store, **KNN_BUILD)  # what mmgeo-search with these options builds and calls
         rows = pd.read_csv(tmp_path / "out.csv", dtype={"query_id": str, "landmark_id": str})
+        assert geo.encoder.transform.size == 128  # from the store's record, not from a flag
+        assert all(json.loads(n) == geo.notes for n in rows.notes)  # which encoder, stage 1, text rerank and why
         for row, path in zip(rows.itertuples(), photos):
             alone = geo.locate([path], SearchSettings())
             _same([(c["key"], c["score"]) for c in json.loads(row.candidates)], _candidates(alone))
@@ -335,3 +337,26 @@ def test_engine_ray_writes_the_same_file(demo_store, demo_world, tmp_path):
             np.testing.assert_allclose(got[column], want[column], atol=1e-6)
         else:
             assert list(got[column]) == list(want[column]), column
+
+
+@pytest.mark.slow
+def test_a_ray_actor_builds_the_encoder_the_store_records(demo_store, demo_world):
+    """An actor's models come from the driver's plan, pickled as Ray sends it: the encoder the store records, its
+    options included (128 px, never passed here), so the actor's vectors are the driver's."""
+    import pickle
+
+    from mmgeo.bulk.stage import EncodeStageSpec
+    from mmgeo.search.factory import build_geolocator
+
+    backend, root = demo_store
+    if backend != "edge":
+        pytest.skip("the plan does not depend on the backend")
+    store = make_store(backend, root)
+    try:
+        geo = build_geolocator(store, stage1="knn")
+    finally:
+        store.close()
+    stage = pickle.loads(pickle.dumps(EncodeStageSpec(geo.models, text=geo.text_space is not None)))()
+    photo_path = str(next((demo_world / "query").rglob("*.jpg")))
+    assert [e.name for e in stage.encoders] == [e.name for e in geo.image_encoders()]
+    np.testing.assert_allclose(stage.encoders[0].encode_images([photo_path]), geo.encoder.encode_images([photo_path]), atol=1e-6)

@@ -180,7 +180,8 @@ def test_concurrent_searches_run_in_batches_and_each_answer_is_the_one_alone(ser
             calls.append(len(images))
             return super().encode_images(images, **kwargs)
 
-    geo = Geolocator(served.store, CountingEncoder(), FixedStage1([(*NYC, 1.0)]))
+    notes = {"encoder": "test code encoder", "stage1": "fixed (test)", "text": "off"}
+    geo = Geolocator(served.store, CountingEncoder(), FixedStage1([(*NYC, 1.0)]), notes=notes)
     alone = {code: geo.locate([Image.new("RGB", (8, 8), (code, 0, 0))]).to_json()["candidates"] for code in (10, 11, 20)}
     calls.clear()
     out: dict[int, dict] = {}
@@ -198,6 +199,7 @@ def test_concurrent_searches_run_in_batches_and_each_answer_is_the_one_alone(ser
         assert [c["key"] for c in doc["candidates"]] == [c["key"] for c in alone[(10, 11, 20)[i % 3]]]
         assert [c["score"] for c in doc["candidates"]] == pytest.approx([c["score"] for c in alone[(10, 11, 20)[i % 3]]], abs=1e-6)
         assert doc["photos"] == [f"q{i}.png"]
+        assert doc["notes"] == notes  # every SearchResult field reaches a batched answer
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_a_timed_out_request_frees_its_slot(served):
