@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import click
-from rich.table import Table
+from rich.console import Console
 
+from mmgeo.cli.answer import print_result
 from mmgeo.cli.common import EXIT_ABSTAINED, MmgeoCommand, console, open_store_from, store_options
 from mmgeo.cli.params import (
     STAGE1_HELP,
@@ -113,41 +114,18 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        _print_table(result, verbose)
+        print_result(Console(), result)  # stdout: the answer is the command's output, as --json is
+        _print_notes(result, verbose)
     if result.abstained:
         raise SystemExit(EXIT_ABSTAINED)
 
 
-def _unit(result) -> str:
-    return "photos" if result.region.get("collection", "").endswith("_ground") else "tiles"
-
-
-def _evidence(hit: dict) -> str:
-    """A stage-2 hit as the table shows it: its file, and the day a photo was taken."""
-    return f"{hit.get('source') or hit.get('key')}{', ' + hit['taken'][:10] if hit.get('taken') else ''}"
-
-
-def _print_table(result, verbose: bool) -> None:
-    est = result.estimate
-    near = f" ({est['place']['label']})" if est.get("place") else ""
-    console.print(f"[bold]stage 1[/] ({est['source']}): {est['lat']:.4f}, {est['lon']:.4f}{near}   "
-                  f"[bold]region[/]: {result.region['description']} "
-                  f"({result.region['candidates_in_region']} {_unit(result)}{', fallback used' if result.region['fallback_used'] else ''})",
-                  highlight=False)
-    if result.abstained:
-        console.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence")
-        return
-    table = Table(title=f"Where was {', '.join(Path(p).name for p in result.photos)} taken?  confidence {result.confidence:.2f}")
-    for col in ("#", "landmark or place", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
-        table.add_column(col)
-    for c in result.candidates:
-        table.add_row(str(c.rank), c.name or (c.place["label"] if c.place else c.key), f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
-                      f"{c.image_score:.3f}", "-" if c.text_score is None else f"{c.text_score:.3f}", f"{c.prior:.3f}",
-                      _evidence(c.evidence[0]) if c.evidence else "")
-    console.print(table)
+def _print_notes(result, verbose: bool) -> None:
+    """What the answer does not say, on stderr: which stage 1 ran and why, a rerank that was off or chosen
+    for the user, and with -v the timings and hypotheses."""
     if "stage1" in result.notes:
         console.print(f"stage 1: {result.notes['stage1']}", style="dim", highlight=False)
-    if result.text_space is None or "text" in result.notes:
+    if not result.abstained and (result.text_space is None or "text" in result.notes):
         note = result.notes.get("text", "off (no image→text encoder for the text collection; see --text-encoder)")
         console.print(f"text rerank: {note}", style="dim", highlight=False)
     if verbose:

@@ -33,6 +33,12 @@ class Candidate:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     place: dict[str, Any] | None = None
 
+    @property
+    def label(self) -> str:
+        """What to call this answer: the landmark's name, else the place it is in or near, else its key
+        (an unnamed index tile has no name, but a place)."""
+        return self.name or (self.place["label"] if self.place else None) or self.key
+
 
 @dataclass(frozen=True)
 class SearchResult:
