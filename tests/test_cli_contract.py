@@ -132,7 +132,7 @@ def _bad_value(param: click.Parameter) -> str | None:
     simple = {
         click.types.IntParamType: "abc", click.types.FloatParamType: "abc", click.Choice: "bogus", params.CommaChoice: "bogus",
         params.Resolutions: "0,16", params.Radii: "0", params.ServerUrl: "localhost:6333", params.StoreLocation: "localhost:6333",
-        params.OutputFile: "no-such-folder/out.file", params.OutputDir: "no-such-folder/sub/out", params.KeyValue: "novalue",
+        params.OutputFile: f"{PHOTO}/out.file", params.OutputDir: f"{PHOTO}/sub/out", params.KeyValue: "novalue",
         params.ImageFile: "no-such.jpg", params.EncoderName: "bogus", params.TimmModel: "bogus", params.Device: "quantum",
     }
     for cls, value in simple.items():

@@ -102,7 +102,9 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
     folder of your own photos with --holdout (stage 2 over your photos, as mmgeo-search
     --collection ground), or a predictions file (CSV/Parquet/JSONL: query_id, pred_lat, pred_lon
     [, true_lat, true_lon, landmark_id, ranked_landmarks]). Writes results.csv/.md/.json,
-    results_reference.csv (the reference's results_combined.csv layout) and PNG plots to --out.
+    results_reference.csv (the reference's results_combined.csv layout) and PNG plots to --out,
+    replacing an earlier run's: any of these files (and gallery/ sheets) that this run does not write is
+    removed; other files are kept.
     """
     if holdout is not None:
         if not source.is_dir():
@@ -147,6 +149,10 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
                                     n_relevant=n_relevant, earth_radius_km=earth_radius_km)
     table = results_table(rows)
     paths = write_results(table, out, notes=notes)
+    if not sheets:
+        from mmgeo.evaluation.gallery import remove_gallery
+
+        remove_gallery(out / "gallery")  # an earlier run's sheets are not this run's
     click.echo(format_markdown(table, notes))
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
     if sheets:

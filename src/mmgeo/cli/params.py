@@ -155,7 +155,8 @@ class ServerUrl(click.ParamType):
 
 
 class OutputFile(click.ParamType):
-    """A file to write: its folder exists and is writable (checked now, before any work)."""
+    """A file to write: its folder exists and is writable, or can be created (``mkdir -p``) under a writable one;
+    checked now, before any work, and created only when the file is written."""
 
     name = "FILE"
 
@@ -167,7 +168,8 @@ class OutputFile(click.ParamType):
 
 
 class OutputDir(click.ParamType):
-    """A folder to write into: it exists and is writable, or it can be created in a writable folder."""
+    """A folder to write into: it exists and is writable, or it can be created with its missing parents
+    (``mkdir -p``) under a writable one; created only when something is written into it."""
 
     name = "DIR"
 

@@ -9,6 +9,7 @@ import click
 
 from mmgeo.cli.common import MmgeoGroup, console, open_store_from
 from mmgeo.cli.params import CommaChoice, Device, EncoderName, FiniteFloat, OutputDir, OutputFile, ServerUrl, TimmModel
+from mmgeo.files import check_not_replacing
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 
 GEOCLIP_EXAMPLES = """
@@ -48,6 +49,15 @@ def _fmt(acc: dict | None) -> str:
     return "  ".join(f"{k.removeprefix('acc@')} {100 * v:5.1f}%" for k, v in acc.items() if k.startswith("acc@"))
 
 
+FORCE_HELP = ("Replace the outputs of an earlier run at --out. Training outputs are weights that stores and "
+              "searches were built on: they are never replaced without --force.")
+
+
+def _rate(per_second: float | None, unit: str) -> str:
+    """A throughput for a progress line; a run with no training step (resumed after its last epoch) says so."""
+    return f"{per_second:.1f} {unit}/s" if per_second is not None else "no training step (the run had already finished)"
+
+
 @train_group.command("geoclip", epilog=GEOCLIP_EXAMPLES)
 @click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=OutputFile(), required=True, help="Head checkpoint to write (.pt).")
@@ -67,6 +77,7 @@ def _fmt(acc: dict | None) -> str:
 @click.option("--device", type=Device(), default=None, help="auto, cpu, cuda, … [auto]")
 @click.option("--cache-dir", type=OutputDir(), default=None,
               help="Where backbone features are cached [$MMGEO_CACHE or the user cache].")
+@click.option("--force", "overwrite", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | None, **options) -> None:
     """Train GeoCLIP's image head on DATASET's geotagged ground photos (backbone frozen, features cached).
@@ -93,7 +104,7 @@ def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | No
         console.print(f"[bold]{name}[/] ({result.n_eval[name]} photos; gallery: {result.galleries[name]})", highlight=False)
         console.print(f"  before: {_fmt(result.before.get(name))}", highlight=False)
         console.print(f"  after:  {_fmt(result.after.get(name))}", highlight=False)
-    console.print(f"{result.n_train} training photos, {result.samples_per_second:.0f} samples/s "
+    console.print(f"{result.n_train} training photos, {_rate(result.samples_per_second, 'samples')} "
                   f"(features {'from cache' if result.features_cached else f'computed in {result.feature_seconds:.1f} s'}); "
                   f"{len(result.skipped)} item(s) skipped", highlight=False)
     for problem in result.skipped[:10]:
@@ -154,6 +165,7 @@ def _pretrained_file(value: str, backbone: str) -> Path:
               help="Continue from a last.pt (same settings).")
 @click.option("--device", type=Device(), default=None, help="[auto]")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision [on with CUDA].")
+@click.option("--force", "overwrite", is_flag=True, help=FORCE_HELP + " --resume OUT/last.pt continues that run instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_neighbours: bool, val_split: str | None,
                        as_json: bool, **options) -> None:
@@ -175,11 +187,13 @@ def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_n
         return
     fmt = lambda m: "  ".join(f"{k} {100 * v:5.1f}%" for k, v in m.items()) or "-"  # noqa: E731
     console.print(f"val ground→satellite before: {fmt(result.before)}", highlight=False)
-    console.print(f"val ground→satellite after:  {fmt(result.after)}   (best epoch {result.best_epoch})", highlight=False)
-    console.print(f"{result.samples_per_second:.1f} ground photos/s; {len(result.skipped)} item(s) skipped", highlight=False)
+    best = f"   (best epoch {result.best_epoch})" if result.best else ""
+    console.print(f"val ground→satellite after:  {fmt(result.after)}{best}", highlight=False)
+    console.print(f"{_rate(result.samples_per_second, 'ground photos')}; {len(result.skipped)} item(s) skipped", highlight=False)
     for problem in result.skipped[:10]:
         console.print(f"[yellow]skipped[/] {problem}", highlight=False)
-    console.print(f"best: {result.best}   last: {result.last}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
+    best = f"best: {result.best}   " if result.best else "no best.pt (no validation split): use "
+    console.print(f"{best}last: {result.last}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
 
 
 @train_group.command("text-projection", epilog="""
@@ -208,8 +222,10 @@ Examples:
               help="Embedded store to fit for and record the projection in (never taken from MMGEO_STORE: recording is asked for).")
 @click.option("--qdrant-url", default=None, type=ServerUrl(), help="Or a Qdrant server's store to fit for and record it in.")
 @click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="Qdrant API key [env QDRANT_API_KEY].")
+@click.option("--force", "overwrite", is_flag=True, help=FORCE_HELP)
 def text_projection_command(dataset: Path, out: Path, image_encoder: str | None, image_weights: str | None,
-                            text_encoder: str | None, splits: list[str], alpha: float, store_path, qdrant_url, api_key) -> None:
+                            text_encoder: str | None, splits: list[str], alpha: float, store_path, qdrant_url, api_key,
+                            overwrite: bool) -> None:
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
     Wikipedia rerank works with encoders that have no shared image–text space.
 
@@ -225,13 +241,15 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str | None,
         record_projection,
     )
 
+    check_not_replacing([out], overwrite=overwrite, what="text projection")  # before a store opens or a model loads
     if image_encoder or not (store_path or qdrant_url):  # else the store names the encoder
         check_weights(image_encoder or DEFAULT_IMAGE_ENCODER, image_weights)
     store = open_store_from(store_path, qdrant_url, api_key) if store_path or qdrant_url else None
     try:
         MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
         image, text = projection_encoders(store, image_encoder, image_weights, text_encoder)
-        path, stats = fit_text_projection(dataset, image, text, out, splits=tuple(splits), alpha=alpha)
+        path, stats = fit_text_projection(dataset, image, text, out, splits=tuple(splits), alpha=alpha,
+                                          overwrite=overwrite)
         record = record_projection(store, path) if store is not None else None
     finally:
         if store is not None:
