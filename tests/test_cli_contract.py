@@ -62,7 +62,7 @@ LIBRARY_CASES = [
     (["ingest", MANIFEST, "--encoder", "minilm-l6"], "encoder 'minilm-l6' embeds text"),
     (["ingest", MANIFEST, "--encoder", "efficientnet_lite0", "--weights", "bogus"], "bogus"),
     (["ingest", MANIFEST, "--embeddings", "corrupt.parquet"], "corrupt.parquet"),
-    (["ingest", "ground.csv", "--encoder", "efficientnet_lite0"], "2 ground row(s)"),
+    (["ingest", "ground.csv", "--modalities", "satellite", "--encoder", "efficientnet_lite0"], "2 ground row(s)"),
     (["ingest", MANIFEST, "--encoder", "efficientnet_lite0", "--ray-address", "auto"], "--ray-address"),
     (["ingest", MANIFEST, "--encoder", "efficientnet_lite0", "--store", STORE, "--qdrant-url", "http://localhost:1"],
      "--store or --qdrant-url"),
@@ -248,7 +248,7 @@ def test_no_collection_is_created_by_a_refused_ingest(workdir, monkeypatch):
     from mmgeo.qdrant import EdgeStore
 
     for argv in (["ingest", MANIFEST, "--encoder", "minilm-l6"], ["ingest", MANIFEST, "--h3-resolutions", "0,16"],
-                 ["ingest", "ground.csv", "--encoder", "efficientnet_lite0"]):
+                 ["ingest", "ground.csv", "--modalities", "satellite", "--encoder", "efficientnet_lite0"]):
         assert _run(workdir, monkeypatch, argv).exit_code == 2
     with EdgeStore(workdir / STORE) as store:
         assert store.list_collections() == ["mmgeo_satellite"]

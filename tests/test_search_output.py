@@ -125,10 +125,11 @@ def test_piped_output_at_80_columns_shows_the_whole_answer(small_store):
     photo = small_store / "ground/a/a/a/aaaaaaaaaaaa-ground-tile.png"  # landmark A's own ground photo
     env = {**os.environ, "COLUMNS": "80"}
     argv = [str(Path(sys.executable).with_name("mmgeo-search")), str(photo), "--store", str(small_store / "store"), "--encoder", "efficientnet_lite0",
-            "--stage1", "knn"]
+            "--stage1", "knn", "--geojson", str(small_store / "out" / "deep" / "result.geojson")]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)  # stdout is a pipe: rich's 80 columns
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert any(line.split() == ["answer", *LONG_NAME.split()] for line in out.splitlines()), out
     assert "40.74841, -73.98566" in out and "…" not in out
     assert "satellite/a/a/a/aaaaaaaaaaaa-satellite-tile.png" in out  # its evidence, whole
+    assert (small_store / "out" / "deep" / "result.geojson").is_file()  # its folders made when written (mkdir -p)

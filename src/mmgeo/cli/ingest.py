@@ -57,8 +57,9 @@ Examples:
 @click.command("ingest", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--splits", type=CommaChoice(SPLITS), default="train,query,index", show_default=True, help="MMLandmarks splits to read.")
-@click.option("--modalities", type=CommaChoice(MODALITIES), default="satellite", show_default=True,
-              help="Comma list of satellite, ground, text.")
+@click.option("--modalities", type=CommaChoice(MODALITIES), default=None,
+              help="Comma list of satellite, ground, text: only these are ingested [default: a manifest's own "
+                   "modality column; satellite for an MMLandmarks folder].")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Manifest only: folder that image paths are relative to [default: the manifest's folder].")
 @click.option("--gpx", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
@@ -100,7 +101,7 @@ Examples:
 @click.option("--shards-per-key", type=click.IntRange(1, 64), default=1, show_default=True, help="With --shard-resolution.")
 @click.option("--replication-factor", type=click.IntRange(1, 16), default=1, show_default=True, help="With --shard-resolution.")
 @store_options
-def ingest_command(source: Path, splits: list[str], modalities: list[str], root: Path | None, gpx: tuple[Path, ...],
+def ingest_command(source: Path, splits: list[str], modalities: list[str] | None, root: Path | None, gpx: tuple[Path, ...],
                    utc_offset_hours: float, encoder: str | None, weights: str | None,
                    encoder_options: tuple[tuple[str, object], ...], trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
                    batch_size: int | None, max_batch_mb: int, h3_resolutions: list[int], errors_path: Path, as_json: bool, engine: str,
@@ -126,7 +127,7 @@ def ingest_command(source: Path, splits: list[str], modalities: list[str], root:
     if shard_resolution is not None and not qdrant_url:
         raise click.UsageError("--shard-resolution needs --qdrant-url: custom sharding exists only on a Qdrant server/cluster")
     ray = {"address": ray_address, "actors": actors, "writers": writers, "parquet_out": parquet_out}
-    spec = IngestSpec(modalities=tuple(modalities), splits=tuple(splits), root=root, encoder=encoder,
+    spec = IngestSpec(modalities=tuple(modalities) if modalities else None, splits=tuple(splits), root=root, encoder=encoder,
                       weights=weights, encoder_options=tuple(encoder_options), trust_checkpoint=trust_checkpoint,
                       embeddings=embeddings, ids=ids, embedding_model=embedding_model, recreate=recreate,
                       batch_size=batch_size, max_batch_bytes=max_batch_mb * 2**20,
@@ -154,7 +155,7 @@ def ingest_command(source: Path, splits: list[str], modalities: list[str], root:
             reports = run_plan(plan, store, store_builder=store_builder, on_batch=advance)
     finally:
         store.close()
-    _summarise(reports, errors_path, as_json, store.location, modalities, plan.ignored)
+    _summarise(reports, errors_path, as_json, store.location, list(plan.spec.modalities or ()), plan.ignored)
     if any(r.problems for r in reports):
         sys.exit(EXIT_PARTIAL)
 
