@@ -167,6 +167,20 @@ class OutputFile(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class SnapshotFile(OutputFile):
+    """A snapshot to write: an :class:`OutputFile` whose name says its format (``.tar.gz``, ``.tgz`` or ``.tar``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        from mmgeo.qdrant.admin.snapshot import snapshot_write_mode
+
+        path = super().convert(value, param, ctx)
+        try:
+            snapshot_write_mode(path)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+        return path
+
+
 class OutputDir(click.ParamType):
     """A folder to write into: it exists and is writable, or it can be created with its missing parents
     (``mkdir -p``) under a writable one; created only when something is written into it."""

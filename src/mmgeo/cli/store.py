@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
-from mmgeo.cli.params import OutputFile, StoreLocation
+from mmgeo.cli.params import SnapshotFile, StoreLocation
 from mmgeo.errors import CollectionNotFoundError, SnapshotError
 from mmgeo.qdrant import Store, admin, default_store_path, open_store
 
@@ -144,12 +144,13 @@ def pull_command(source: str, store_path: str | None, api_key: str | None, colle
 
 
 @store_group.command("snapshot")
-@click.argument("path", type=OutputFile())
+@click.argument("path", type=SnapshotFile())
 @store_options
 @collections_option
 def snapshot_command(path: Path, store_path: str | None, qdrant_url: str | None, api_key: str | None,
                      collections: str | None) -> None:
-    """Write a consistent, checksummed snapshot (.tar.gz) of the store to PATH."""
+    """Write a consistent, checksummed snapshot of the store to PATH: gzip-compressed if it is named .tar.gz or
+    .tgz, an uncompressed tar if .tar (restore reads either, and older gzip snapshots named .tar)."""
     with open_store_from(store_path, qdrant_url, api_key) as store:
         manifest = admin.create_snapshot(store, path, collections=_csv(collections))
     counts = ", ".join(f"{n} ({c['points']} points)" for n, c in manifest["collections"].items())
