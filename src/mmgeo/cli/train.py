@@ -192,8 +192,8 @@ def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_n
     console.print(f"{_rate(result.samples_per_second, 'ground photos')}; {len(result.skipped)} item(s) skipped", highlight=False)
     for problem in result.skipped[:10]:
         console.print(f"[yellow]skipped[/] {problem}", highlight=False)
-    best = f"best: {result.best}   " if result.best else "no best.pt (no validation split): use "
-    console.print(f"{best}last: {result.last}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
+    last = f"best: {result.best}   last: {result.last}" if result.best else f"last: {result.last} (no best.pt without a validation split)"
+    console.print(f"{last}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
 
 
 @train_group.command("text-projection", epilog="""
