@@ -37,6 +37,7 @@ SNAPSHOT_FORMAT_VERSION = 1
 MANIFEST_NAME = "mmgeo-snapshot.json"
 _COLLECTIONS_DIR = "collections"
 _CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
 SNAPSHOT_SUFFIXES = {".tar.gz": "w:gz", ".tgz": "w:gz", ".tar": "w:"}
 """A snapshot's name → the tarfile mode that writes it (gzip at level 1: fast, most of the gain)."""
 _SPARSE_BLOCK = 1 << 16
@@ -146,7 +147,9 @@ def _write_archive(path: Path, manifest: Mapping[str, Any], files: Sequence[tupl
 def _open_archive(path: Path) -> tarfile.TarFile:
     if not path.is_file():
         raise SnapshotError(f"snapshot {path} does not exist")
-    return tarfile.open(path, "r:*")  # the compression is detected: a gzip snapshot named .tar (mmgeo < 0.2) reads too
+    with open(path, "rb") as f:  # the content decides, not the name: a gzip snapshot named .tar (written before) reads too
+        gzipped = f.read(2) == GZIP_MAGIC
+    return tarfile.open(path, "r:gz" if gzipped else "r:")
 
 
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, UnicodeDecodeError)
