@@ -39,6 +39,12 @@ Examples:
   # no satellite tiles: stage 2 over your own geotagged photos (README "Your own photos")
   mmgeo-search photo.jpg --store demo/store --weights demo/stage2/last.pt --stage1 knn --collection ground
 \b
+  # several photos that may show different places: one answer per group
+  mmgeo-search a.jpg b.jpg c.jpg --split-inconsistent
+\b
+  # abstain (exit 1) unless at least 30% likely to be within 25 km
+  mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 knn --min-confidence 0.3
+\b
   # against a Qdrant server
   mmgeo-search photo.jpg --qdrant-url http://localhost:6333
 """
@@ -76,30 +82,39 @@ Examples:
               show_default=True, help="confidence: the prior's weight scales with stage 1's concentration (a weak "
                                       "stage 1 barely moves the ranking); fixed: always --w-prior.")
 @click.option("--rrf", is_flag=True, help="Reciprocal-rank fusion instead of the weighted sum.")
-@click.option("--min-confidence", type=FiniteFloat(0, 1), default=SearchSettings.min_confidence, show_default=True, help="Abstain ('unsure') below this (0-1).")
+@click.option("--min-confidence", type=FiniteFloat(0, 1), default=SearchSettings.min_confidence, show_default=True,
+              help="Abstain (exit 1, with the reason) below this confidence (0-1): on a calibrated store the probability "
+                   "that the answer is within 25 km (README, 'How sure is an answer?').")
+@click.option("--split-inconsistent", is_flag=True,
+              help="Photos that do not show one place: answer each group of agreeing photos separately.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
 @click.option("--geojson", type=OutputFile(), default=None, help="Write a GeoJSON FeatureCollection.")
 @click.option("--html", "html_path", type=OutputFile(), default=None, help="Write a self-contained HTML report: map, photos, evidence.")
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
 def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, collection, region, radius_km, mass, fallback, top_n, aggregate,
-                   fusion, text_encoder, w_image, w_text, w_prior, prior_weighting, rrf, min_confidence, as_json, geojson, html_path,
+                   fusion, text_encoder, w_image, w_text, w_prior, prior_weighting, rrf, min_confidence, split_inconsistent, as_json, geojson, html_path,
                    verbose, store_path, qdrant_url, api_key) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
 
-    Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (one line: bad option, every photo
+    Exit status: 0 answered, 1 abstained (below --min-confidence: unsure, out of domain, photos disagree), 2 error (one line: bad option, every photo
     unusable, no store), 130 interrupted.
     """
     settings = SearchSettings(region=region, radius_km=radius_km, mass=mass, fallback=fallback, top_n=top_n,
                               aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior, prior_weighting=prior_weighting,
                               rrf=rrf, min_confidence=min_confidence)
-    from mmgeo.search.factory import locate
+    from mmgeo.search.factory import build_geolocator
 
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        result = locate(photos, store, settings, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
-                        stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder,
-                        collection=collection)
+        geolocator = build_geolocator(store, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
+                                      stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery,
+                                      text_encoder=text_encoder, collection=collection)
+        if split_inconsistent:
+            results = geolocator.locate_groups([str(p) for p in photos], settings)
+        else:
+            results = [geolocator.locate([str(p) for p in photos], settings)]
+        result = results[0]
         if html_path:
             from mmgeo.search.html import report_html
 
@@ -111,10 +126,11 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
     if geojson:
         atomic_write_text(geojson, json.dumps(result.to_geojson(), indent=1))
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(result.to_json() if len(results) == 1 else [r.to_json() for r in results], indent=2))
     else:
-        _print_table(result, verbose)
-    if result.abstained:
+        for r in results:
+            _print_table(r, verbose)
+    if any(r.abstained for r in results):
         raise SystemExit(EXIT_ABSTAINED)
 
 
@@ -134,10 +150,15 @@ def _print_table(result, verbose: bool) -> None:
                   f"[bold]region[/]: {result.region['description']} "
                   f"({result.region['candidates_in_region']} {_unit(result)}{', fallback used' if result.region['fallback_used'] else ''})",
                   highlight=False)
+    if not result.consistency["consistent"]:
+        console.print(f"[bold yellow]photos disagree[/] (consistent: false): outliers "
+                      f"{', '.join(Path(p).name for p in result.consistency['outliers'])}; the answer follows "
+                      f"{', '.join(Path(p).name for p in result.consistency['groups'][0])} (--split-inconsistent answers each group)",
+                      highlight=False)
     if result.abstained:
-        console.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence")
+        console.print(f"[bold yellow]abstained[/]: {result.abstain_reason}", highlight=False)
         return
-    table = Table(title=f"Where was {', '.join(Path(p).name for p in result.photos)} taken?  confidence {result.confidence:.2f}")
+    table = Table(title=f"Where was {', '.join(Path(p).name for p in result.photos)} taken?  {confidence_label(result)}")
     for col in ("#", "landmark or place", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
         table.add_column(col)
     for c in result.candidates:
@@ -154,3 +175,11 @@ def _print_table(result, verbose: bool) -> None:
         console.print(f"timings (ms): {result.timings_ms}", highlight=False)
         for h in result.estimate["hypotheses"][:5]:
             console.print(f"  hypothesis {h['lat']:.4f}, {h['lon']:.4f}  p={h['prob']:.3f}", highlight=False)
+
+
+def confidence_label(result) -> str:
+    """``confidence 0.62 (P within 25 km, calibrated; top landmark 0.21)`` or ``confidence: uncalibrated (score 0.52)``."""
+    if result.calibration != "calibrated":
+        return f"confidence: uncalibrated (score {result.confidence:.2f}, not a probability)"
+    landmark = "" if result.landmark_probability is None else f"; top landmark right {result.landmark_probability:.2f}"
+    return f"confidence {result.confidence:.2f} (P within 25 km, calibrated{landmark})"
