@@ -172,3 +172,37 @@ def write_reliability_png(reports: dict[str, dict[str, Any]], path: str | os.Pat
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def reliability_markdown(reports: dict[str, dict[str, Any]]) -> str:
+    """The reliability section of ``mmgeo-eval``: ECE, Brier (beside the uncalibrated heuristic's) and the
+    coverage/accuracy curve, per mode."""
+    lines = [f"## Confidence: P(answer within {EVENT_KM:g} km)", "",
+             "| per | confidence | queries | ECE | Brier | Brier, uncalibrated heuristic | ECE P(top landmark) | "
+             "mean confidence | acc@25km |", "|---|---|---|---|---|---|---|---|---|"]
+    for mode, rep in reports.items():
+        w, h = rep["within"], rep["heuristic"]
+        lm = f"{rep['landmark']['ece']:.3f}" if "landmark" in rep else "-"
+        lines.append(f"| {mode} | {rep['calibration']} | {w['n']} | {w['ece']:.3f} | {w['brier']:.3f} | {h['brier']:.3f} | {lm} | "
+                     f"{w['mean_confidence']:.3f} | {100 * w['accuracy']:.1f} |")
+    lines += ["", "Coverage: acc@25km of the answers kept when only the most confident share is kept "
+              "(`--min-confidence` at that share's lowest confidence).", "",
+              "| per | " + " | ".join(f"keep {100 * c['share']:.0f}%" for c in next(iter(reports.values()))["coverage"]) + " |",
+              "|---" * (1 + len(next(iter(reports.values()))["coverage"])) + "|"]
+    for mode, rep in reports.items():
+        lines.append(f"| {mode} | " + " | ".join(f"{100 * c['accuracy']:.1f} (≥ {c['min_confidence']:.2f})"
+                                                for c in rep["coverage"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reliability(reports: dict[str, dict[str, Any]], out: str | os.PathLike) -> str:
+    """Write ``reliability.json``, ``reliability.md`` and the diagram ``reliability.png`` to ``out``; return the Markdown."""
+    import json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reliability.json").write_text(json.dumps(reports, indent=1) + "\n", encoding="utf-8")
+    text = reliability_markdown(reports)
+    (out / "reliability.md").write_text(text, encoding="utf-8")
+    write_reliability_png(reports, out / "reliability.png")
+    return text
