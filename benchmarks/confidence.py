@@ -100,9 +100,10 @@ def main() -> None:
             conf = np.array([r.confidence for r in results])
             photos = [str(q.photos[0]) for q in queries]
             junk = junk_images(args.junk, seed=k, photos=photos)
-            junk_conf = np.array([g.locate([img], settings).confidence for _, img in junk])
+            junk_prepared = [g.prepare([img]) for _, img in junk]
+            junk_conf = np.array([r.confidence for r in g.rank_many(junk_prepared, settings)])
             g.calibrator = None
-            junk_results = [g.locate([img], settings) for _, img in junk]
+            junk_results = g.rank_many(junk_prepared, settings)
             junk_plain = np.array([r.confidence for r in junk_results])
             g.calibrator = calibrator
             same, mixed = triples(queries, rng, args.triples)
