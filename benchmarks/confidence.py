@@ -32,7 +32,7 @@ from mmgeo.evaluation.junk import junk_images
 from mmgeo.evaluation.run import load_queries
 from mmgeo.geo import haversine_km
 from mmgeo.qdrant.edge import EdgeStore
-from mmgeo.search.confidence import fit_calibrator
+from mmgeo.search.confidence import Calibrator, fit_calibrator
 from mmgeo.search.consistency import photo_groups
 from mmgeo.search.factory import build_geolocator
 from mmgeo.search.geolocator import SearchSettings
@@ -72,14 +72,19 @@ def consistency(prepared, triple):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("draws", type=Path, nargs="+", help="the first draw fits, the others are measured")
+    ap.add_argument("draws", type=Path, nargs="+", help="the first draw fits (unless --calibrator), the others are measured")
+    ap.add_argument("--calibrator", type=Path, help="a calibrator fitted elsewhere (`mmgeo-train calibration --json`): "
+                                                   "every draw is measured")
+    ap.add_argument("--held-out", type=Path, nargs="*", default=[],
+                    help="the draws the mean is over (default: every measured draw)")
     ap.add_argument("--junk", type=int, default=120)
     ap.add_argument("--triples", type=int, default=60)
     ap.add_argument("--results", type=Path)
     args = ap.parse_args()
     settings = SearchSettings()
     rng = np.random.default_rng(0)
-    runs, calibrator = [], None
+    runs = []
+    calibrator = Calibrator.from_json(json.loads(args.calibrator.read_text(encoding="utf-8"))) if args.calibrator else None
     for k, draw in enumerate(args.draws):
         store, g = open_draw(draw)
         try:
@@ -88,7 +93,7 @@ def main() -> None:
             g.calibrator = None
             plain = g.rank_many(prepared, settings)
             within, right = answer_outcomes(plain, queries)
-            if k == 0:
+            if calibrator is None:
                 enc = g.encoder
                 calibrator = fit_calibrator([r.signals for r in plain], within, landmark_right=right,
                                             encoder={"name": enc.name, "weights_id": enc.weights_id, "dim": enc.dim},
@@ -134,9 +139,11 @@ def main() -> None:
             "junk_mean_confidence": ("junk", "mean_confidence"), "junk_auroc": ("junk", "auroc"),
             "acc_all": ("coverage", "acc_all"), "acc_top_half": ("coverage", "acc_top_half"),
             "same_consistent": ("mixed", "same_consistent"), "mixed_flagged": ("mixed", "mixed_flagged")}
-    mean = {name: float(np.mean([r[a][b] for r in runs])) for name, (a, b) in keys.items()}
-    result = {"command": "python benchmarks/confidence.py " + " ".join(sys.argv[1:]), "fit_draw": str(args.draws[0]),
-              "calibrator": calibrator.to_json() if calibrator else None, "runs": runs, "mean": mean}
+    held_out = [r for r in runs if r["draw"] in {str(d) for d in args.held_out}] if args.held_out else runs
+    mean = {name: float(np.mean([r[a][b] for r in held_out])) for name, (a, b) in keys.items()}
+    result = {"command": "python benchmarks/confidence.py " + " ".join(sys.argv[1:]), "fit_draw": calibrator.fitted_on,
+              "calibrator": calibrator.to_json() if calibrator else None, "runs": runs,
+              "held_out": [r["draw"] for r in held_out], "mean": mean}
     print(json.dumps({"mean": mean}))
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +173,7 @@ def report_markdown(result: dict) -> str:
                 "acc_all": run["coverage"]["acc_all"], "acc_top_half": run["coverage"]["acc_top_half"],
                 "same_consistent": run["mixed"]["same_consistent"], "mixed_flagged": run["mixed"]["mixed_flagged"]}
         lines.append(row(Path(run["draw"]).name, str(run["n"]), flat))
-    lines.append(row("**mean**", "", result["mean"]))
+    lines.append(row(f"**mean of held-out draws** ({', '.join(Path(d).name for d in result['held_out'])})", "", result["mean"]))
     junk = [r["junk"] for r in result["runs"]]
     lines += ["", f"Junk: {junk[0]['n']} generated images per draw (noise, flat colours, gradients, checkerboards, "
               "rendered text, blurred query photos). Without a calibrator (same out-of-domain check) their mean "

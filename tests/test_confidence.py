@@ -138,3 +138,30 @@ def test_reliability_and_coverage_of_a_calibrated_score():
     curve = coverage_curve(p, y)
     assert [c["share"] for c in curve][0] == 1.0 and curve[-1]["accuracy"] > curve[0]["accuracy"] + 0.3
     assert auroc(p[y], p[~y]) > 0.8
+
+
+def test_calibration_photos_csv_is_checked(tmp_path):
+    from mmgeo.errors import InputError
+    from mmgeo.evaluation.calibration import load_photo_queries
+
+    good = tmp_path / "photos.csv"
+    good.write_text("photo,lat,lon,landmark_id\na.jpg,40.7,-74.0,1\n", encoding="utf-8")
+    (query,) = load_photo_queries(good)
+    assert query.photos == (tmp_path / "a.jpg",) and query.landmark_id == "1"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("photo,lat,lon\na.jpg,north,-74.0\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad.csv:2: lat/lon must be numbers"):
+        load_photo_queries(bad)
+    (tmp_path / "cols.csv").write_text("path,lat\n", encoding="utf-8")
+    with pytest.raises(InputError, match="missing lon, photo"):
+        load_photo_queries(tmp_path / "cols.csv")
+
+
+def test_table_title_says_what_the_number_is(grounded):
+    from mmgeo.cli.search import confidence_label
+
+    geo = Geolocator(grounded, CodeEncoder(), CodeStage1())
+    assert confidence_label(geo.locate([photo(10)])).startswith("confidence: uncalibrated")
+    save_calibration(grounded, "mmgeo_satellite", _calibrator())
+    label = confidence_label(Geolocator(grounded, CodeEncoder(), CodeStage1()).locate([photo(10)]))
+    assert "(P within 25 km, calibrated; top landmark right" in label
