@@ -125,7 +125,7 @@ def main() -> None:
     if across:
         m = across["mean"]
         lines += ["", f"Across draws (`benchmarks/results/confidence.md`: fitted on {across['fit_draw']}, measured on "
-                  f"{len(across['runs'])} other draws, per image): ECE {m['ece']:.3f}, Brier {m['brier']:.3f} (old heuristic "
+                  f"{', '.join(r['draw'] for r in across['runs'])}, per image): ECE {m['ece']:.3f}, Brier {m['brier']:.3f} (old heuristic "
                   f"{m['brier_heuristic']:.3f}); junk mean confidence {m['junk_mean_confidence']:.3f}, AUROC {m['junk_auroc']:.3f}; "
                   f"acc@25km {100 * m['acc_all']:.1f}% → {100 * m['acc_top_half']:.1f}% keeping the most confident half."]
     if args.timings:
