@@ -30,7 +30,7 @@ install: $(STAMP)
 STAGE2 = $(DEMO)/stage2/last.pt
 STAGE2_TRAIN = --backbone tf_efficientnet_lite0 --pretrained efficientnet_lite0 --freeze-backbone --embed-dim 128 \
 	--img-size 128 --epochs 15 --batch-size 16 --n-ground 4 --lr 3e-3 --val-split none
-demo: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
+demo: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors $(DEMO)/.calibrated
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
 	@echo "map: $(DEMO)/map.html   GeoJSON: $(DEMO)/result.geojson"
 
@@ -50,12 +50,19 @@ $(DEMO)/.ingested: $(STAGE2)
 $(DEMO)/text-projection.safetensors: $(DEMO)/.ingested
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train text-projection $(DEMO)/world --store $(DEMO)/store --out $@ --force
 
+# The confidence (README "How sure is an answer?"): fitted on the world's calibration photos, other views of the
+# query landmarks than the query split's, so mmgeo-eval never scores a photo it was fitted on.
+$(DEMO)/.calibrated: $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train calibration $(DEMO)/world/calibration/photos.csv --store $(DEMO)/store --stage1 knn
+	touch $@
+
 # The committed evaluation (benchmarks/results/demo-eval.*): the same steps on a larger draw of the same world,
 #   make demo-eval DEMO=demo-eval WORLD_OPTS="--synthetic-landmarks 150"
-demo-eval: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
+demo-eval: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors $(DEMO)/.calibrated
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-eval $(DEMO)/world --store $(DEMO)/store --stage1 knn --radii 25,100,500,inf --out $(DEMO)/eval
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train geoclip $(DEMO)/world --out $(DEMO)/geoclip-head.pt --force --json > $(DEMO)/geoclip.json
-	PYTHONPATH=src $(BIN)/python benchmarks/demo_eval_report.py $(DEMO)/eval/results.json --geoclip $(DEMO)/geoclip.json
+	PYTHONPATH=src $(BIN)/python benchmarks/demo_eval_report.py $(DEMO)/eval/results.json --geoclip $(DEMO)/geoclip.json \
+	  --reliability $(DEMO)/eval/reliability.json
 
 # ruff's rule set and the import-linter layer contracts are in pyproject.toml.
 lint: $(STAMP)

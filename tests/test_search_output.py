@@ -35,7 +35,8 @@ def _result(candidates: list[Candidate], abstained: bool = False) -> SearchResul
                         estimate={"lat": 40.7484, "lon": -73.9857, "source": "knn:mmgeo_ground", "place": PLACE, "hypotheses": []},
                         region={"mode": "radius", "description": "within 25 km of (40.7484, -73.9857)", "radius_km": 25.0,
                                 "candidates_in_region": 49, "fallback_used": False, "geometry": None},
-                        candidates=candidates, confidence=0.79, abstained=abstained, text_space=None, timings_ms={}, settings={})
+                        candidates=candidates, confidence=0.79, abstained=abstained, text_space=None, timings_ms={}, settings={},
+                        abstain_reason="unsure: confidence 0.79 < --min-confidence 0.9" if abstained else None)
 
 
 RESULT = _result([
@@ -61,7 +62,7 @@ def test_the_answer_block_is_whole_at_every_width(width):
     assert any(line.split()[:2] == ["evidence", DEEP] for line in block), text
     assert any("New York City, New York, United States" in line for line in block)
     assert any("0.4 km from the stage-1 estimate" in line for line in block)
-    assert any(line.split() == ["confidence", "0.79"] for line in block)
+    assert any(line.split()[:3] == ["confidence", "uncalibrated", "(score"] and "0.79" in line for line in block)
     assert "…" not in text and "..." not in text
 
 
@@ -93,7 +94,7 @@ def test_an_unnamed_place_is_called_by_its_place_label():
 
 def test_an_abstained_answer_says_unsure_and_lists_nothing():
     text = _render(_result(RESULT.candidates, abstained=True), 80)
-    assert "unsure: confidence 0.79 is below --min-confidence" in text and "answer" not in text
+    assert "abstained: unsure: confidence 0.79 < --min-confidence 0.9" in text and "answer" not in text
 
 
 @pytest.fixture(scope="module")

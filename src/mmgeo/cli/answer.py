@@ -45,9 +45,13 @@ def print_result(out: Console, result: SearchResult) -> None:
     out.print(f"[bold]stage 1[/] ({est['source']}): {est['lat']:.4f}, {est['lon']:.4f}{near}", highlight=False, soft_wrap=True)
     out.print(f"[bold]region[/]: {region['description']} ({region['candidates_in_region']} {_unit(result)}"
               f"{', fallback used' if region['fallback_used'] else ''})", highlight=False, soft_wrap=True)
-    if result.abstained:
-        out.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence",
+    if not result.consistency["consistent"]:
+        out.print(f"[bold yellow]photos disagree[/] (consistent: false): outliers "
+                  f"{', '.join(Path(p).name for p in result.consistency['outliers'])}; the answer follows "
+                  f"{', '.join(Path(p).name for p in result.consistency['groups'][0])} (--split-inconsistent answers each group)",
                   highlight=False, soft_wrap=True)
+    if result.abstained:
+        out.print(f"[bold yellow]abstained[/]: {result.abstain_reason}", highlight=False, soft_wrap=True)
         return
     if result.best is None:
         out.print("no candidate in the store", highlight=False)
@@ -59,6 +63,14 @@ def print_result(out: Console, result: SearchResult) -> None:
         out.print(candidate_table(result, out))
 
 
+def confidence_label(result: SearchResult) -> str:
+    """``0.62 (P within 25 km, calibrated; top landmark right 0.21)`` or ``uncalibrated (score 0.52, not a probability)``."""
+    if result.calibration != "calibrated":
+        return f"uncalibrated (score {result.confidence:.2f}, not a probability)"
+    landmark = "" if result.landmark_probability is None else f"; top landmark right {result.landmark_probability:.2f}"
+    return f"{result.confidence:.2f} (P within 25 km, calibrated{landmark})"
+
+
 def answer_block(result: SearchResult, best: Candidate) -> Text:
     """``best`` (``result.best``) as ``label  value`` lines; nothing in it is ever shortened."""
     photos = ", ".join(Path(p).name for p in result.photos)
@@ -66,7 +78,7 @@ def answer_block(result: SearchResult, best: Candidate) -> Text:
     if best.place and best.place["label"] != best.label:
         rows.append(("place", best.place["label"]))
     rows += [("distance", f"{best.distance_km:.1f} km from the stage-1 estimate"),
-             ("confidence", f"{result.confidence:.2f}")]
+             ("confidence", confidence_label(result))]
     for i, item in enumerate(best.evidence):
         rows.append(("evidence" if i == 0 else "", f"{_evidence(item)} ({item['collection']}, similarity {item['score']:.3f})"))
     width = max(len(k) for k, _ in rows)

@@ -119,6 +119,7 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
 
     notes: list[str] = []
     sheets: dict[str, Path] = {}
+    reliability: dict = {}
     if source.is_dir():
         details: list[dict] | None = [] if sheets_n else None
         store = open_store_from(store_path, qdrant_url, api_key)
@@ -135,6 +136,7 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
                 rows, notes = evaluate_dataset(
                     source, store, split=split, per=per, radii=radii, fallbacks=fallbacks,
                     protocol=protocol, earth_radius_km=earth_radius_km, limit=limit, on_query=on_query, details=details,
+                    reliability=reliability,
                     encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1, collection=collection,
                     geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
             if details:
@@ -155,6 +157,10 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
         remove_gallery(out / "gallery")  # an earlier run's sheets are not this run's
     click.echo(format_markdown(table, notes))
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
+    if reliability:
+        from mmgeo.evaluation.calibration import write_reliability
+
+        click.echo(write_reliability(reliability, out))
     if sheets:
         console.print(f"picture sheets: {sheets['html']} and {len(sheets) - 1} PNG in {sheets['html'].parent}", highlight=False)
 

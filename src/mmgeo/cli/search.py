@@ -40,6 +40,12 @@ Examples:
   # no satellite tiles: stage 2 over your own geotagged photos (README "Your own photos")
   mmgeo-search photo.jpg --store demo/store --weights demo/stage2/last.pt --stage1 knn --collection ground
 \b
+  # several photos that may show different places: one answer per group
+  mmgeo-search a.jpg b.jpg c.jpg --split-inconsistent
+\b
+  # abstain (exit 1) unless at least 30% likely to be within 25 km
+  mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 knn --min-confidence 0.3
+\b
   # against a Qdrant server
   mmgeo-search photo.jpg --qdrant-url http://localhost:6333
 """
@@ -77,30 +83,39 @@ Examples:
               show_default=True, help="confidence: the prior's weight scales with stage 1's concentration (a weak "
                                       "stage 1 barely moves the ranking); fixed: always --w-prior.")
 @click.option("--rrf", is_flag=True, help="Reciprocal-rank fusion instead of the weighted sum.")
-@click.option("--min-confidence", type=FiniteFloat(0, 1), default=SearchSettings.min_confidence, show_default=True, help="Abstain ('unsure') below this (0-1).")
+@click.option("--min-confidence", type=FiniteFloat(0, 1), default=SearchSettings.min_confidence, show_default=True,
+              help="Abstain (exit 1, with the reason) below this confidence (0-1): on a calibrated store the probability "
+                   "that the answer is within 25 km (README, 'How sure is an answer?').")
+@click.option("--split-inconsistent", is_flag=True,
+              help="Photos that do not show one place: answer each group of agreeing photos separately.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
 @click.option("--geojson", type=OutputFile(), default=None, help="Write a GeoJSON FeatureCollection.")
 @click.option("--html", "html_path", type=OutputFile(), default=None, help="Write a self-contained HTML report: map, photos, evidence.")
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
 def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_weights, gps_gallery, collection, region, radius_km, mass, fallback, top_n, aggregate,
-                   fusion, text_encoder, w_image, w_text, w_prior, prior_weighting, rrf, min_confidence, as_json, geojson, html_path,
+                   fusion, text_encoder, w_image, w_text, w_prior, prior_weighting, rrf, min_confidence, split_inconsistent, as_json, geojson, html_path,
                    verbose, store_path, qdrant_url, api_key) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
 
-    Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (one line: bad option, every photo
+    Exit status: 0 answered, 1 abstained (below --min-confidence: unsure, out of domain, photos disagree), 2 error (one line: bad option, every photo
     unusable, no store), 130 interrupted.
     """
     settings = SearchSettings(region=region, radius_km=radius_km, mass=mass, fallback=fallback, top_n=top_n,
                               aggregate=aggregate, fusion=fusion, w_image=w_image, w_text=w_text, w_prior=w_prior, prior_weighting=prior_weighting,
                               rrf=rrf, min_confidence=min_confidence)
-    from mmgeo.search.factory import locate
+    from mmgeo.search.factory import build_geolocator
 
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        result = locate(photos, store, settings, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
-                        stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder,
-                        collection=collection)
+        geolocator = build_geolocator(store, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
+                                      stage1=stage1, geoclip_weights=geoclip_weights, gps_gallery=gps_gallery,
+                                      text_encoder=text_encoder, collection=collection)
+        if split_inconsistent:
+            results = geolocator.locate_groups([str(p) for p in photos], settings)
+        else:
+            results = [geolocator.locate([str(p) for p in photos], settings)]
+        result = results[0]
         if html_path:
             from mmgeo.search.html import report_html
 
@@ -112,11 +127,13 @@ def search_command(photos, encoder, weights, encoder_options, stage1, geoclip_we
     if geojson:
         atomic_write_text(geojson, json.dumps(result.to_geojson(), indent=1))
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(result.to_json() if len(results) == 1 else [r.to_json() for r in results], indent=2))
     else:
-        print_result(Console(), result)  # stdout: the answer is the command's output, as --json is
+        out = Console()  # stdout: the answer is the command's output, as --json is
+        for r in results:
+            print_result(out, r)
         _print_notes(result, verbose)
-    if result.abstained:
+    if any(r.abstained for r in results):
         raise SystemExit(EXIT_ABSTAINED)
 
 
@@ -132,3 +149,4 @@ def _print_notes(result, verbose: bool) -> None:
         console.print(f"timings (ms): {result.timings_ms}", highlight=False)
         for h in result.estimate["hypotheses"][:5]:
             console.print(f"  hypothesis {h['lat']:.4f}, {h['lon']:.4f}  p={h['prob']:.3f}", highlight=False)
+

@@ -7,8 +7,18 @@ from pathlib import Path
 
 import click
 
-from mmgeo.cli.common import MmgeoGroup, console, open_store_from
-from mmgeo.cli.params import CommaChoice, Device, EncoderName, FiniteFloat, OutputDir, OutputFile, ServerUrl, TimmModel
+from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
+from mmgeo.cli.params import (
+    CommaChoice,
+    Device,
+    EncoderName,
+    FiniteFloat,
+    OutputDir,
+    OutputFile,
+    ServerUrl,
+    TimmModel,
+    encoder_option,
+)
 from mmgeo.files import check_not_replacing
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 
@@ -259,3 +269,50 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str | None,
     if record is not None:
         console.print(f"recorded in {store.location} (text collection): searches use it for the text rerank by default",
                       highlight=False)
+
+
+@train_group.command("calibration", epilog="""
+\b
+Examples:
+  # the README demo: fit on the demo world's calibration photos (other views than the evaluated ones)
+  mmgeo-train calibration demo/world/calibration/photos.csv --store demo/store --weights demo/stage2/last.pt --stage1 knn --text-encoder demo/text-projection.safetensors
+\b
+  # your own store: held-out geotagged photos (never ones you evaluate on), as a photo,lat,lon CSV
+  mmgeo-train calibration held-out.csv --store my-store --stage1 knn
+""")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", type=click.Choice(SPLITS), default="query", show_default=True,
+              help="SOURCE a dataset folder: the split whose ground photos to fit on.")
+@click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
+@click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@encoder_option
+@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
+@click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
+@click.option("--text-encoder", default=None, help="Photo→text space for the rerank, as mmgeo-search will use it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the fitted calibrator as JSON.")
+@store_options
+def calibration_command(source: Path, split: str, encoder, weights, encoder_options, stage1, geoclip_weights, text_encoder,
+                        as_json: bool, store_path, qdrant_url, api_key) -> None:
+    """Fit the store's confidence: P(answer within 25 km) and P(top landmark right), from held-out photos.
+
+    SOURCE is a CSV of geotagged photos (photo,lat,lon[,landmark_id]; paths relative to the CSV) or a dataset
+    folder (its --split ground photos). The search runs on each with its default settings; a logistic regression
+    maps what the search saw to whether it was right, and is stored in the store for the encoder used (refit
+    after changing the store's encoder, or for another store).
+    """
+    from mmgeo.evaluation.calibration import fit_store_calibration, held_out_queries
+    from mmgeo.search.factory import build_geolocator
+
+    queries = held_out_queries(source, split)
+    store = open_store_from(store_path, qdrant_url, api_key)
+    try:
+        geolocator = build_geolocator(store, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
+                                      stage1=stage1, geoclip_weights=geoclip_weights, text_encoder=text_encoder)
+        calibrator = fit_store_calibration(geolocator, queries, fitted_on=f"{len(queries)} photos of {source}")
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(calibrator.to_json(), indent=1))
+    else:
+        console.print(f"calibrated {store.location} on {calibrator.n_queries} photos: "
+                      f"{', '.join(calibrator.models)} probabilities for encoder {calibrator.encoder['name']}", highlight=False)
