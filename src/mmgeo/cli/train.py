@@ -14,7 +14,8 @@ from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 GEOCLIP_EXAMPLES = """
 \b
 Examples:
-  # the demo: a head on the offline EfficientNet-Lite0 backbone, 5 epochs for a quick look (default 40), then use it as stage 1
+  # the demo: a head on the offline EfficientNet-Lite0 backbone, 5 epochs for a quick look (default 40), then use it as
+  # stage 1 (not run here: 90 s of CPU, features and accuracy before/after; README's Training block runs the same)
   mmgeo-train geoclip demo/world --out demo/geoclip-head.pt --epochs 5
   mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 geoclip --geoclip-weights demo/geoclip-head.pt
 \b
