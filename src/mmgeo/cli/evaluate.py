@@ -27,11 +27,12 @@ from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1, STAGE2_COLLECTIONS
 EXAMPLES = """
 \b
 Examples:
-  # the demo world: the reference's sweep and mmgeo's ablations (+prior, +text, mass, landmark max/mean),
-  # with the encoder and text projection the store records
-  mmgeo-eval demo/world --store demo/store --out results/
+  # the demo world's first 8 query photos (drop --limit for all): the reference's sweep and mmgeo's ablations
+  # (+prior, +text, mass, landmark max/mean), with the encoder and text projection the store records
+  mmgeo-eval demo/world --store demo/store --out results/ --limit 8
 \b
-  # only the reference's rows (cosine-only, tile-level, depth 1000) on MMLandmarks
+  # only the reference's rows (cosine-only, tile-level, depth 1000) on MMLandmarks (not run here: a full sweep,
+  # 40 s of CPU even on the demo world; the first example computes the same rows for 8 photos)
   mmgeo-eval /data/MMLandmarks --protocol reference --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
 \b
   # how well would it place my photos? hide a fifth of them (whole days), locate them from the rest

@@ -25,14 +25,14 @@ from mmgeo.qdrant.sharding import ShardingSpec
 EXAMPLES = """
 \b
 Examples:
-  # the demo world (make demo builds it), satellite tiles with the offline encoder
-  mmgeo-ingest demo/world --modalities satellite --encoder efficientnet_lite0
+  # the demo world's landmark tiles (train and query splits) with the offline encoder, into a new store
+  mmgeo-ingest demo/world --splits train,query --modalities satellite --encoder efficientnet_lite0 --store lite0-store
 \b
   # MMLandmarks query+index tiles with the Sample4Geo checkpoint you trained
   mmgeo-ingest /data/MMLandmarks --splits query,index --modalities satellite \\
       --encoder sample4geo --weights checkpoints/best.pt
 \b
-  # precomputed 1024-d vectors from a GPU box (no model needed here)
+  # precomputed 1024-d vectors from a GPU box, no model needed (not run here: needs vectors computed elsewhere)
   mmgeo-ingest /data/MMLandmarks --splits index --embeddings sat.parquet \\
       --embedding-model sample4geo-convnext_base
 \b
@@ -42,13 +42,15 @@ Examples:
   mmgeo-ingest my-photos --modalities ground --gpx my-photos/track.gpx --encoder sample4geo \\
       --weights demo/stage2/last.pt --store my-photos-store || [ $? -eq 3 ]
 \b
-  # a CSV/Parquet manifest, into a Qdrant server
+    # a CSV/Parquet manifest, into a Qdrant server (not run here: needs a Qdrant server)
   mmgeo-ingest photos.csv --encoder efficientnet_lite0 --qdrant-url http://localhost:6333
 \b
   # on Ray (local Ray, 2 model actors), also keeping the embeddings as Parquet shards
-  mmgeo-ingest demo/world --encoder efficientnet_lite0 --engine ray --actors 2 --parquet-out emb/
+  mmgeo-ingest demo/world --splits train,query --encoder efficientnet_lite0 --engine ray --actors 2 --parquet-out emb/ \\
+      --store ray-store
 \b
   # on a Ray cluster, into a 3-node Qdrant cluster sharded by H3 r1 region, the actors writing in parallel
+  # (not run here: needs a Ray cluster and a Qdrant cluster)
   mmgeo-ingest /data/MMLandmarks --encoder sample4geo --engine ray --ray-address ray://head:10001 \\
       --actors 8 --writers 1 --qdrant-url http://qdrant-1:6333 --shard-resolution 1 --replication-factor 2
 """

@@ -31,7 +31,8 @@ Examples:
   # the README demo: the encoder, stage 1 and text projection the store records
   mmgeo-search demo/world/demo-photo.jpg --store demo/store
 \b
-  # 2-region posterior-mass search (stage 1 auto: GeoCLIP when its weights are here), JSON out
+  # posterior-mass search: the region holding 90% of stage 1's probability (stage 1 auto: GeoCLIP when its
+  # weights are here), JSON out
   mmgeo-search photo.jpg --region mass --mass 0.9 --json
 \b
   # several photos of one place, a map and GeoJSON for GIS tools
@@ -46,7 +47,7 @@ Examples:
   # abstain (exit 1) unless at least 30% likely to be within 25 km
   mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 knn --min-confidence 0.3
 \b
-  # against a Qdrant server
+    # against a Qdrant server (not run here: needs a Qdrant server)
   mmgeo-search photo.jpg --qdrant-url http://localhost:6333
 """
 
