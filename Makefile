@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Training outputs are never replaced without --force (README "Training"); here make decides when they are stale.
 # The demo's image encoder is Sample4Geo trained on the world's training landmarks (README "The demo world"):
 # EfficientNet-Lite0 (pip weights) frozen at 128 px, a 128-d projection trained on ground<->satellite pairs;
 # no validation split, so nothing about the query landmarks reaches the model. The store records the encoder, its
@@ -29,7 +30,7 @@ install: $(STAMP)
 STAGE2 = $(DEMO)/stage2/last.pt
 STAGE2_TRAIN = --backbone tf_efficientnet_lite0 --pretrained efficientnet_lite0 --freeze-backbone --embed-dim 128 \
 	--img-size 128 --epochs 15 --batch-size 16 --n-ground 4 --lr 3e-3 --val-split none
-demo: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
+demo: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors $(DEMO)/.calibrated
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-search $(DEMO)/world/demo-photo.jpg --store $(DEMO)/store --html $(DEMO)/map.html --geojson $(DEMO)/result.geojson
 	@echo "map: $(DEMO)/map.html   GeoJSON: $(DEMO)/result.geojson"
 
@@ -37,7 +38,7 @@ $(DEMO)/world/demo-photo.jpg: | $(STAMP)
 	$(BIN)/mmgeo demo-world $(DEMO)/world $(WORLD_OPTS)
 
 $(STAGE2): $(DEMO)/world/demo-photo.jpg
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train sample4geo $(DEMO)/world --out $(DEMO)/stage2 $(STAGE2_TRAIN)
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train sample4geo $(DEMO)/world --out $(DEMO)/stage2 $(STAGE2_TRAIN) --force
 
 $(DEMO)/.ingested: $(STAGE2)
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-ingest $(DEMO)/world --splits train,query,index --modalities satellite --encoder sample4geo --weights $(STAGE2) --store $(DEMO)/store
@@ -47,14 +48,21 @@ $(DEMO)/.ingested: $(STAGE2)
 
 # fitted on the encoders the store records, and recorded in its text collection (so it needs the collections)
 $(DEMO)/text-projection.safetensors: $(DEMO)/.ingested
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train text-projection $(DEMO)/world --store $(DEMO)/store --out $@
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train text-projection $(DEMO)/world --store $(DEMO)/store --out $@ --force
+
+# The confidence (README "How sure is an answer?"): fitted on the world's calibration photos, other views of the
+# query landmarks than the query split's, so mmgeo-eval never scores a photo it was fitted on.
+$(DEMO)/.calibrated: $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train calibration $(DEMO)/world/calibration/photos.csv --store $(DEMO)/store --stage1 knn
+	touch $@
 
 # The committed evaluation (benchmarks/results/demo-eval.*): the same steps on a larger draw of the same world,
 #   make demo-eval DEMO=demo-eval WORLD_OPTS="--synthetic-landmarks 150"
-demo-eval: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors
+demo-eval: $(STAMP) $(DEMO)/.ingested $(DEMO)/text-projection.safetensors $(DEMO)/.calibrated
 	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-eval $(DEMO)/world --store $(DEMO)/store --stage1 knn --radii 25,100,500,inf --out $(DEMO)/eval
-	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train geoclip $(DEMO)/world --out $(DEMO)/geoclip-head.pt --json > $(DEMO)/geoclip.json
-	PYTHONPATH=src $(BIN)/python benchmarks/demo_eval_report.py $(DEMO)/eval/results.json --geoclip $(DEMO)/geoclip.json
+	HF_HUB_OFFLINE=1 $(BIN)/mmgeo-train geoclip $(DEMO)/world --out $(DEMO)/geoclip-head.pt --force --json > $(DEMO)/geoclip.json
+	PYTHONPATH=src $(BIN)/python benchmarks/demo_eval_report.py $(DEMO)/eval/results.json --geoclip $(DEMO)/geoclip.json \
+	  --reliability $(DEMO)/eval/reliability.json
 
 # ruff's rule set and the import-linter layer contracts are in pyproject.toml.
 lint: $(STAMP)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from demo_world_calibration import GEOCLIP_INDEX_ONLY  # benchmarks/ is on the path when run as a script
 
+from mmgeo.evaluation.calibration import reliability_markdown
 from mmgeo.evaluation.report import format_markdown, results_table
 from mmgeo.ingest.demo_world import WorldParams
 
@@ -59,6 +60,9 @@ def main() -> None:
     ap.add_argument("--geoclip", type=Path, help="`mmgeo-train geoclip --json` on the same world: its stage 1 beside kNN's")
     ap.add_argument("--calibration", type=Path, default=Path("benchmarks/results/demo-calibration.json"),
                     help="demo_world_calibration.py's results: stage 1 over several draws of the same world model")
+    ap.add_argument("--reliability", type=Path, help="mmgeo-eval's reliability.json: the confidence's calibration section")
+    ap.add_argument("--confidence", type=Path, default=Path("benchmarks/results/confidence.json"),
+                    help="benchmarks/confidence.py's results: the confidence fitted on one draw, measured on others")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
     rows = json.loads(args.results.read_text(encoding="utf-8"))
@@ -112,6 +116,18 @@ def main() -> None:
             cells += [_pct(r and r["R@1"]), _pct(r and r["R@10"])]
         img = _find(rows, method, "image", radius, fallback) or {}
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_pct(img.get('acc@25km'))} | {_pct(img.get('empty_rate'))} |")
+    reliability = json.loads(args.reliability.read_text(encoding="utf-8")) if args.reliability else None
+    across = json.loads(args.confidence.read_text(encoding="utf-8")) if args.confidence.exists() else None
+    if reliability:
+        lines += ["", reliability_markdown(reliability).replace("## ", "## Calibration: ", 1).rstrip(), "",
+                  "Fitted by `make demo-eval`'s `mmgeo-train calibration` on the world's calibration photos (other views "
+                  "of the query landmarks than the ones evaluated here)."]
+    if across:
+        m = across["mean"]
+        lines += ["", f"Across draws (`benchmarks/results/confidence.md`: fitted on {across['fit_draw']}, measured on "
+                  f"{', '.join(r['draw'] for r in across['runs'])}, per image): ECE {m['ece']:.3f}, Brier {m['brier']:.3f} (old heuristic "
+                  f"{m['brier_heuristic']:.3f}); junk mean confidence {m['junk_mean_confidence']:.3f}, AUROC {m['junk_auroc']:.3f}; "
+                  f"acc@25km {100 * m['acc_all']:.1f}% → {100 * m['acc_top_half']:.1f}% keeping the most confident half."]
     if args.timings:
         lines += ["", "## make demo, step by step", "", "```", args.timings.read_text(encoding="utf-8").strip(), "```"]
     lines += ["", "## All rows", "", format_markdown(results_table(rows))]
@@ -121,7 +137,8 @@ def main() -> None:
                "geoclip_index_only": GEOCLIP_INDEX_ONLY, "stage1": stage1, "stage1_minus_geoclip": delta,
                "stage1_calibration": calibration and {k: calibration[k] for k in ("seeds", "across_draws", "minus_geoclip")},
                "stage1_trained_geoclip_head": trained,
-               "retrieval": picked, "rows": rows}
+               "retrieval": picked, "confidence": reliability,
+               "confidence_across_draws": across and across["mean"], "rows": rows}
     (args.out / "demo-eval.json").write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

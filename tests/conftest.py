@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +44,24 @@ def demo_world(tmp_path_factory):
     from mmgeo.ingest.demo_world import make_demo_world
 
     return make_demo_world(tmp_path_factory.mktemp("world") / "world")
+
+
+@pytest.fixture(scope="session")
+def make_demo(tmp_path_factory) -> Path:
+    """A folder holding ``demo/`` as ``make demo`` writes it: the Makefile's own recipe, run there with this
+    interpreter's environment (its install step is taken as done: ``-o`` its stamp). Built once per session;
+    read-only for tests (copy what you write to; an Edge store opens in one process at a time)."""
+    base = tmp_path_factory.mktemp("make-demo")
+    venv = Path(sys.executable).parent.parent
+    cmd = ["make", "--no-print-directory", "-f", str(Path(__file__).resolve().parents[1] / "Makefile"), "-o", str(venv / ".mmgeo-installed"),
+           f"VENV={venv}", "demo"]
+    import mmgeo
+
+    src = str(Path(mmgeo.__file__).resolve().parents[1])  # make demo runs the code under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"make demo failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return base
 
 
 @pytest.fixture

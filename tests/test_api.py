@@ -31,6 +31,8 @@ def test_readme_python_example_runs(demo_world, tmp_path, monkeypatch, capsys):
     assert re.search(r"mmgeo_satellite \d+ stored, 0 skipped", out)
     assert re.search(r"mmgeo_ground \d+ stored, 0 skipped", out)
     assert "confidence" in out and "stage1+stage2" in out
+    answer = next(line for line in out.splitlines() if "confidence" in line)
+    assert not answer.startswith("None"), answer  # an unnamed index place is called by its place label
     assert (tmp_path / "demo" / "api-store").is_dir()
 
 

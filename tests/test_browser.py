@@ -8,17 +8,13 @@ loaded, the console has no error, and keeps a screenshot in its tmp_path (printe
 from __future__ import annotations
 
 import io
-import re
-import shlex
 import shutil
 import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,37 +26,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
 LAND, WATER = (0xF4, 0xF1, 0xE8), (0xCF, 0xE2, 0xEF)  # report.js basemap fill, report.css map background
 
 
-def _invoke(command, args):
-    out = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
-    assert out.exit_code == 0, out.output
-    return out.output
-
-
-def _makefile_options(name: str) -> list[str]:
-    """A Makefile variable's options (the demo's recipe lives there once)."""
-    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
-    return shlex.split(re.search(rf"^{name}\s*=\s*(.+)$", text, flags=re.M).group(1))
-
-
 @pytest.fixture(scope="module")
-def demo(demo_world, tmp_path_factory):
-    """The README demo: the trained stage-2 encoder and the demo store (as `make demo` builds them) and its `--html` report."""
-    from mmgeo.cli.ingest import ingest_command
-    from mmgeo.cli.search import search_command
-    from mmgeo.cli.train import train_group
-
-    tmp = tmp_path_factory.mktemp("demo")
-    store, proj, page, stage2 = tmp / "store", tmp / "text-projection.safetensors", tmp / "map.html", tmp / "stage2" / "last.pt"
-    _invoke(train_group, ["sample4geo", demo_world, "--out", stage2.parent, *_makefile_options("STAGE2_TRAIN"), "--json"])
-    for splits, modality, encoder in (("train,query,index", "satellite", "sample4geo"), ("train,index", "ground", "sample4geo"),
-                                      ("train,query", "text", "minilm-l6")):
-        weights = ["--weights", stage2] if encoder == "sample4geo" else []
-        _invoke(ingest_command, [demo_world, "--splits", splits, "--modalities", modality, "--encoder", encoder, *weights,
-                                 "--store", store, "--json"])
-    _invoke(train_group, ["text-projection", demo_world, "--image-encoder", "sample4geo", "--image-weights", stage2, "--out", proj])
-    _invoke(search_command, [demo_world / "demo-photo.jpg", "--store", store, "--weights", stage2, "--stage1", "knn",
-                             "--text-encoder", proj, "--html", page])
-    return {"world": demo_world, "store": store, "proj": proj, "page": page, "stage2": stage2}
+def demo(make_demo, tmp_path_factory):
+    """The README demo as `make demo` builds it: its world, trained stage-2 encoder, text projection and `--html`
+    report, and a copy of its store (the server opens it)."""
+    built = make_demo / "demo"
+    store = tmp_path_factory.mktemp("demo") / "store"
+    shutil.copytree(built / "store", store)
+    return {"world": built / "world", "store": store, "proj": built / "text-projection.safetensors", "page": built / "map.html",
+            "stage2": built / "stage2" / "last.pt"}
 
 
 @pytest.fixture(scope="module")

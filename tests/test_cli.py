@@ -44,3 +44,18 @@ def test_train_pretrained_hub_offline_is_one_clear_error(demo_world, tmp_path, m
                                    "--backbone", "convnext_base.fb_in22k", "--pretrained", "hub"])
     assert out.exit_code == 2
     assert "hf download timm/convnext_base.fb_in22k" in out.output and "Traceback" not in out.output
+
+
+def test_output_paths_may_need_new_folders_but_nothing_is_made_before_writing(tmp_path):
+    from mmgeo.errors import InputError
+    from mmgeo.files import atomic_write_text, check_writable, check_writable_dir
+
+    deep = tmp_path / "runs" / "a" / "b"
+    assert check_writable(deep / "out.txt") == deep / "out.txt" and check_writable_dir(deep) == deep
+    assert not (tmp_path / "runs").exists()  # checked, not created
+    atomic_write_text(deep / "out.txt", "x")
+    assert (deep / "out.txt").read_text() == "x"
+    (tmp_path / "file").write_text("")
+    for check in (check_writable, check_writable_dir):
+        with pytest.raises(InputError, match="is a file, not a folder"):
+            check(tmp_path / "file" / "sub" / "out")

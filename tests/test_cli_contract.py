@@ -62,7 +62,7 @@ LIBRARY_CASES = [
     (["ingest", MANIFEST, "--encoder", "minilm-l6"], "encoder 'minilm-l6' embeds text"),
     (["ingest", MANIFEST, "--encoder", "efficientnet_lite0", "--weights", "bogus"], "bogus"),
     (["ingest", MANIFEST, "--embeddings", "corrupt.parquet"], "corrupt.parquet"),
-    (["ingest", "ground.csv", "--encoder", "efficientnet_lite0"], "2 ground row(s)"),
+    (["ingest", "ground.csv", "--modalities", "satellite", "--encoder", "efficientnet_lite0"], "2 ground row(s)"),
     (["ingest", MANIFEST, "--encoder", "efficientnet_lite0", "--ray-address", "auto"], "--ray-address"),
     (["ingest", MANIFEST, "--encoder", "efficientnet_lite0", "--store", STORE, "--qdrant-url", "http://localhost:1"],
      "--store or --qdrant-url"),
@@ -139,7 +139,7 @@ def _bad_value(param: click.Parameter) -> str | None:
     simple = {
         click.types.IntParamType: "abc", click.types.FloatParamType: "abc", click.Choice: "bogus", params.CommaChoice: "bogus",
         params.Resolutions: "0,16", params.Radii: "0", params.ServerUrl: "localhost:6333", params.StoreLocation: "localhost:6333",
-        params.OutputFile: "no-such-folder/out.file", params.OutputDir: "no-such-folder/sub/out", params.KeyValue: "novalue",
+        params.OutputFile: f"{PHOTO}/out.file", params.OutputDir: f"{PHOTO}/sub/out", params.KeyValue: "novalue",
         params.ImageFile: "no-such.jpg", params.PhotoSource: "no-such-*.jpg", params.EncoderName: "bogus", params.TimmModel: "bogus", params.Device: "quantum",
     }
     for cls, value in simple.items():
@@ -255,7 +255,7 @@ def test_no_collection_is_created_by_a_refused_ingest(workdir, monkeypatch):
     from mmgeo.qdrant import EdgeStore
 
     for argv in (["ingest", MANIFEST, "--encoder", "minilm-l6"], ["ingest", MANIFEST, "--h3-resolutions", "0,16"],
-                 ["ingest", "ground.csv", "--encoder", "efficientnet_lite0"]):
+                 ["ingest", "ground.csv", "--modalities", "satellite", "--encoder", "efficientnet_lite0"]):
         assert _run(workdir, monkeypatch, argv).exit_code == 2
     with EdgeStore(workdir / STORE) as store:
         assert store.list_collections() == ["mmgeo_satellite"]

@@ -85,3 +85,13 @@ def test_landmark_text_fields_cap_and_missing(tmp_path):
     path.write_text("{broken")
     with pytest.raises(InputError, match="not valid JSON"):
         read_landmark_text(path)
+
+
+def test_loading_prints_no_third_party_progress_or_warnings(capfd, recwarn):
+    from transformers.utils import logging as hf_logging
+
+    create_encoder("minilm-l6", device="cpu").encode_texts(["Empire State Building"])
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "it/s" not in err, err
+    assert not [str(w.message) for w in recwarn]
+    assert hf_logging.is_progress_bar_enabled()  # transformers' own setting is left as it was

@@ -73,3 +73,31 @@ def test_markdown_notes_follow_the_table():
 def test_no_recall_means_no_radius_plot(tmp_path):
     paths = write_results(results_table([config(25, **{"acc@1km": 0.1})]), tmp_path)
     assert "recall_radius_png" not in paths and paths["accuracy_png"].exists()
+
+
+def test_a_rerun_removes_its_own_stale_outputs_and_keeps_the_rest(tmp_path):
+    from mmgeo.evaluation.gallery import remove_gallery
+
+    write_results(results_table(ROWS), tmp_path)  # a run with R@1: a recall plot
+    (tmp_path / "notes.txt").write_text("mine")
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for name in ("gallery.html", "gallery_image_00.png", "gallery_landmark_01.png", "keep.png"):
+        (gallery / name).write_bytes(b"x")
+    paths = write_results(results_table([config(25, **{"acc@1km": 0.1})]), tmp_path)  # no R@1 this time
+    assert "recall_radius_png" not in paths and not (tmp_path / "results_recall_radius.png").exists()
+    remove_gallery(gallery)
+    assert sorted(p.name for p in gallery.iterdir()) == ["keep.png"] and (tmp_path / "notes.txt").read_text() == "mine"
+    (gallery / "keep.png").unlink()
+    remove_gallery(gallery)  # nothing of its own left: the empty folder goes too
+    assert not gallery.exists()
+
+
+def test_a_sweep_of_many_configurations_plots_without_warnings(tmp_path, recwarn):
+    combos = [(m, q, r, f) for m in ("stage1+stage2", "stage1+stage2 +text") for q in ("image", "landmark")
+              for r in (5, 25, 100, 500, 2000, None) for f in ("fail", "full")]  # 48 lines, as a demo-world sweep has
+    rows = [{**config(r, f, **{"n_queries": 4, "R@1": i / 48, "acc@1km": 0.1, "acc@2500km": 0.9}), "method": m, "mode": q}
+            for i, (m, q, r, f) in enumerate(combos)]
+    write_results(results_table(rows), tmp_path)
+    assert not [w for w in recwarn if "matplotlib" in w.filename or "layout" in str(w.message).lower()], \
+        [str(w.message) for w in recwarn]

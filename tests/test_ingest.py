@@ -136,3 +136,34 @@ def test_sigkill_mid_ingest_then_rerun_equals_clean_run(backend, demo_world, tmp
     assert len(a) == len(_records(demo_world))
     assert a.keys() == b.keys()
     assert a == b
+
+
+def _mixed_manifest(tmp_path):
+    """18 rows, 6 per modality, with precomputed vectors (the issue's manifest: 12 were dropped by the old default)."""
+    rng = np.random.default_rng(0)
+    rows = [{"id": f"{m}{i}", "lat": 40.0 + i / 100, "lon": -74.0, "modality": m, "landmark_id": f"L{i}",
+             **({"text": f"Landmark {i}."} if m == "text" else {"path": f"{m}{i}.png"}),
+             "vector": rng.normal(size=DIM).astype("float32")}
+            for m in ("satellite", "ground", "text") for i in range(6)]
+    path = tmp_path / "mixed.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def test_a_manifests_own_modality_column_decides_and_modalities_filter(tmp_path):
+    from mmgeo.errors import InputError
+    from mmgeo.ingest.job import IngestSpec, plan_ingest
+
+    manifest = _mixed_manifest(tmp_path)
+    assert plan_ingest(manifest, IngestSpec()).spec.modalities == ("satellite", "ground", "text")
+    plan = plan_ingest(manifest, IngestSpec(modalities=("satellite",)))
+    assert plan.spec.modalities == ("satellite",) and sum(1 for _ in plan.selections[0].records) == 6
+    assert plan.ignored == {"ground": 6, "text": 6}
+    with pytest.raises(InputError, match=r"holds 6 text row\(s\).*choose --modalities satellite,ground"):
+        plan_ingest(manifest, IngestSpec(encoder="efficientnet_lite0"))  # an image encoder cannot embed the articles
+    cmd = [sys.executable, "-m", "mmgeo", "ingest", str(manifest), "--store", str(tmp_path / "store"), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    with EdgeStore(tmp_path / "store") as store:
+        assert {c: store.count(c) for c in store.list_collections()} == {
+            "mmgeo_satellite": 6, "mmgeo_ground": 6, "mmgeo_text": 6}

@@ -68,6 +68,11 @@ def test_each_answer_is_what_locate_gives_that_query_alone(world, tmp_path, sett
         _same(_candidates(a.result), _candidates(alone))
         assert a.result.confidence == pytest.approx(alone.confidence, abs=1e-6)
         assert a.result.estimate["lat"] == alone.estimate["lat"] and a.result.photos == alone.photos
+        # how sure it is, as mmgeo-search says it: the out-of-domain check, photos that disagree, the abstain reason
+        assert (a.result.consistency, a.result.abstain_reason, a.result.calibration) == \
+            (alone.consistency, alone.abstain_reason, alone.calibration)
+        assert a.result.in_domain == (None if alone.in_domain is None else pytest.approx(alone.in_domain, abs=1e-9))
+    assert answers[-1].result.consistency["consistent"] is False  # the group's two photos show two places
 
 
 def test_predictions_file_is_scored_by_mmgeo_eval_as_written(world, tmp_path):

@@ -33,3 +33,21 @@ def test_fit_on_demo_world_and_load(demo_world, tmp_path):
     assert z.shape == (1, 384) and abs(float(np.linalg.norm(z)) - 1) < 1e-5
     with pytest.raises(WeightsNotFoundError, match="mmgeo-train text-projection"):
         load_projection(tmp_path / "missing.safetensors")
+
+
+def test_an_existing_projection_is_not_replaced_without_force(demo_world, tmp_path):
+    """The demo's projection, fitted on its encoder, must not be silently replaced by one fitted on another."""
+    from click.testing import CliRunner
+
+    from mmgeo.cli.train import train_group
+
+    out = tmp_path / "demo" / "text-projection.safetensors"
+    out.parent.mkdir()
+    out.write_bytes(b"the demo's projection")
+    result = CliRunner().invoke(train_group, ["text-projection", str(demo_world), "--out", str(out)])
+    assert result.exit_code == 2 and "--force" in result.output and out.read_bytes() == b"the demo's projection"
+    deep = tmp_path / "not" / "yet" / "p.safetensors"
+    made = CliRunner().invoke(train_group, ["text-projection", str(demo_world), "--out", str(deep)], catch_exceptions=False)
+    assert made.exit_code == 0 and deep.is_file(), made.output
+    forced = CliRunner().invoke(train_group, ["text-projection", str(demo_world), "--out", str(out), "--force"], catch_exceptions=False)
+    assert forced.exit_code == 0 and out.read_bytes() != b"the demo's projection", forced.output

@@ -141,6 +141,30 @@ def test_snapshot_restore_round_trip(snapshot, tmp_path):
         assert fresh.count("mmgeo_satellite") == 120
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def test_a_snapshots_name_says_its_format_and_old_gzip_tars_still_restore(snapshot, tmp_path):
+    root, gz = snapshot
+    assert gz.read_bytes()[:2] == GZIP_MAGIC
+    for name, gzipped in (("plain.tar", False), ("short.tgz", True)):
+        result = CliRunner().invoke(cli, ["store", "snapshot", str(tmp_path / "new" / name), "--store", str(root)])
+        assert result.exit_code == 0, result.output
+        path = tmp_path / "new" / name
+        assert (path.read_bytes()[:2] == GZIP_MAGIC) == gzipped
+        with tarfile.open(path, "r:gz" if gzipped else "r:") as tf:
+            assert "mmgeo-snapshot.json" in tf.getnames()
+    refused = CliRunner().invoke(cli, ["store", "snapshot", str(tmp_path / "backup.zip"), "--store", str(root)])
+    assert refused.exit_code == 2 and "name it .tar.gz" in refused.output and not (tmp_path / "backup.zip").exists()
+    old = tmp_path / "old-style.tar"  # what `mmgeo store snapshot backup.tar` wrote before: gzip under a .tar name
+    old.write_bytes(gz.read_bytes())
+    for snap in (old, tmp_path / "new" / "plain.tar"):
+        result = CliRunner().invoke(cli, ["store", "restore", str(snap), "--store", str(tmp_path / f"from-{snap.stem}")])
+        assert result.exit_code == 0, result.output
+        with EdgeStore(root) as src, EdgeStore(tmp_path / f"from-{snap.stem}") as restored:
+            _assert_same_collection(src, restored, "mmgeo_satellite")
+
+
 def _damage(snap: Path, how: str) -> None:
     data = bytearray(snap.read_bytes())
     if how == "truncated":

@@ -59,3 +59,16 @@ def test_too_few_photos_for_a_batch(demo_world, tmp_path):
         train_geoclip(GeoCLIPTrainConfig(dataset=demo_world, out=tmp_path / "h.pt", batch_size=1000, quiet=True))
     result = CliRunner().invoke(train_group, ["geoclip", str(demo_world), "--out", str(tmp_path / "h.pt"), "--batch-size", "1000"])
     assert result.exit_code == 2 and "one batch" in result.output
+
+
+def test_an_earlier_head_is_not_replaced_without_force(trained, demo_world, tmp_path):
+    out = tmp_path / "new" / "folders" / "head.pt"  # folders made when written (mkdir -p)
+    args = ["geoclip", str(demo_world), "--out", str(out), "--epochs", "1", "--val-split", "none", "--holdout-photos", "0",
+            "--cache-dir", str(trained.checkpoint.parent / "cache")]
+    first = CliRunner().invoke(train_group, args, catch_exceptions=False)
+    assert first.exit_code == 0 and out.is_file() and "nan" not in first.output, first.output
+    head = out.read_bytes()
+    again = CliRunner().invoke(train_group, args)
+    assert again.exit_code == 2 and "--force" in again.output and out.read_bytes() == head
+    forced = CliRunner().invoke(train_group, [*args, "--force"], catch_exceptions=False)
+    assert forced.exit_code == 0 and out.is_file(), forced.output

@@ -134,3 +134,30 @@ def test_freeze_backbone_trains_only_the_projection_from_pip_weights(tmp_path):
     assert not torch.allclose(trained["proj.weight"], start.proj.weight)
     bad = CliRunner().invoke(train_group, [a for a in args if a not in ("--embed-dim", "16")])
     assert bad.exit_code == 2 and "embed_dim" in bad.output
+
+
+def test_a_run_without_validation_reports_no_best_and_is_never_replaced_silently(tmp_path):
+    """`runs/` need not exist (mkdir -p); without a validation split no best.pt is written or reported; a second
+    run into the same folder needs --force; resuming a finished run prints no nan."""
+    world = make_demo_world(tmp_path / "w", WorldParams(n_ground=2, street_places=0, scattered_places=0))
+    out = tmp_path / "runs" / "deep" / "frozen"
+    args = ["sample4geo", str(world), "--out", str(out), "--backbone", "tf_efficientnet_lite0", "--pretrained", "efficientnet_lite0",
+            "--freeze-backbone", "--embed-dim", "8", "--img-size", "32", "--epochs", "1", "--batch-size", "8", "--val-split", "none"]
+    first = CliRunner().invoke(train_group, args, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert (out / "last.pt").is_file() and not (out / "best.pt").exists()
+    assert "best:" not in first.output and "no best.pt without a validation split" in first.output and "nan" not in first.output
+    last = (out / "last.pt").read_bytes()
+
+    again = CliRunner().invoke(train_group, args)
+    assert again.exit_code == 2 and "--force" in again.output and str(out / "last.pt") in again.output
+    assert (out / "last.pt").read_bytes() == last  # refused before anything was written
+
+    resumed = CliRunner().invoke(train_group, [*args, "--resume", str(out / "last.pt")], catch_exceptions=False)
+    assert resumed.exit_code == 0, resumed.output
+    assert "nan" not in resumed.output and "already finished" in resumed.output
+
+    (out / "best.pt").write_bytes(b"an earlier run's best")
+    forced = CliRunner().invoke(train_group, [*args, "--force", "--json"], catch_exceptions=False)
+    assert forced.exit_code == 0, forced.output
+    assert not (out / "best.pt").exists() and '"best": null' in forced.output  # nothing stale left to be taken for this run's

@@ -19,6 +19,10 @@ class InputError(MmgeoError, ValueError):
     """A row, file or value in the user's input is invalid (names the file/row)."""
 
 
+class OutputExistsError(InputError):
+    """A training output (weights that stores and searches are built on) exists, and replacing it was not asked for."""
+
+
 class ImageError(InputError):
     """An image cannot be decoded or breaks a configured limit."""
 

@@ -1,35 +1,58 @@
 """Output files: checked before any work starts, written whole or not at all.
 
-A command that will write a file checks :func:`check_writable` first (the folder exists and can
-be written), so a bad path fails in one line before a model loads or a store opens; the file
-itself is then written by :func:`atomic_write_text` (temporary file in the same folder, then an
-atomic rename), so a reader never sees half a file and a failure leaves the old one in place.
+A command that will write a file checks :func:`check_writable` first (the file can be written there,
+its missing folders can be created), so a bad path fails in one line before a model loads or a store
+opens, and nothing is created for a command that fails; the writer creates the folders
+(:func:`make_parent`, ``mkdir -p``) when it writes. :func:`atomic_write_text` writes through a
+temporary file in the same folder and an atomic rename, so a reader never sees half a file and a
+failure leaves the old one in place.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
-from mmgeo.errors import InputError
+from mmgeo.errors import InputError, OutputExistsError
 
 
 def check_writable(path: str | os.PathLike, *, what: str = "output file") -> Path:
     """``path`` as a :class:`Path` if a file can be written there, else an ``InputError`` saying why.
 
-    The folder must exist (it is never created here) and be writable; an existing ``path``
-    must be a writable file, not a folder.
+    Missing folders on the way are fine (``mkdir -p``): the nearest existing one must be a writable
+    folder. Nothing is created here; the writer creates the folders when it writes (:func:`make_parent`).
+    An existing ``path`` must be a writable file, not a folder.
     """
     path = Path(path).expanduser()
-    folder = path.parent
     if path.is_dir():
         raise InputError(f"{what} {path} is a folder; give a file name")
-    if not folder.is_dir():
-        raise InputError(f"{what} {path}: folder {folder} does not exist; create it first or choose another path")
-    if not _can_create_in(folder) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputError(f"{what} {path}: folder {folder} is not writable; choose a path you can write")
+    _check_creatable(path.parent, f"{what} {path}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{what} {path}: the file is not writable; choose a path you can write")
     return path
+
+
+def check_writable_dir(path: str | os.PathLike, *, what: str = "output folder") -> Path:
+    """``path`` if it is a writable folder or can be created (with any missing parents, ``mkdir -p``) under a
+    writable existing one. Nothing is created here."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file; give a folder")
+    _check_creatable(path, f"{what} {path}")
+    return path
+
+
+def _check_creatable(folder: Path, where: str) -> None:
+    """``folder`` exists and is writable, or its nearest existing ancestor is a writable folder."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{where}: {existing} is a file, not a folder; choose another path")
+    if not _can_create_in(existing):
+        raise InputError(f"{where}: folder {existing} is not writable; choose a path you can write")
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -44,16 +67,33 @@ def _can_create_in(folder: Path) -> bool:
     return True
 
 
-def check_writable_dir(path: str | os.PathLike, *, what: str = "output folder") -> Path:
-    """``path`` if it is a writable folder or can be created in a writable existing parent."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise InputError(f"{what} {path} is a file; give a folder")
-    existing = path if path.is_dir() else path.parent
-    if not existing.is_dir():
-        raise InputError(f"{what} {path}: folder {existing} does not exist; create it first or choose another path")
-    if not _can_create_in(existing):
-        raise InputError(f"{what} {path}: folder {existing} is not writable; choose a folder you can write")
+def check_not_replacing(paths: Iterable[str | os.PathLike], *, overwrite: bool, what: str) -> list[Path]:
+    """The ones of ``paths`` that exist. Unless ``overwrite``, any is an :class:`OutputExistsError`.
+
+    The rule for training outputs (a GeoCLIP head, a Sample4Geo run folder, a text projection): they are
+    weights that stores, projections and searches were built on, so a new run never replaces them silently;
+    ``overwrite`` (``--force``) replaces them, and then the caller removes the ones it will not rewrite.
+    Reports (``mmgeo-eval``, ``mmgeo-bench``, ``--html``/``--geojson``) are replaced: they are rebuilt from these.
+    """
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        listed = ", ".join(str(p) for p in existing)
+        raise OutputExistsError(f"{what} {listed} exist(s) from an earlier run; pass --force to replace "
+                                f"{'it' if len(existing) == 1 else 'them'}, or choose another --out")
+    return existing
+
+
+def make_parent(path: str | os.PathLike) -> Path:
+    """Create ``path``'s folder and any missing parents (``mkdir -p``), once an output is about to be written.
+
+    Raises:
+        InputError: a folder cannot be created (names it and why).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create folder {path.parent} for {path.name}: {exc.strerror}") from None
     return path
 
 
@@ -68,7 +108,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     Raises:
         InputError: the file cannot be written (names the path and the reason).
     """
-    path = Path(path)
+    path = make_parent(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the usual permissions (umask applies)

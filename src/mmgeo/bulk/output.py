@@ -63,7 +63,7 @@ def result_row(query: LocateQuery, result: SearchResult, truth_columns: Sequence
         row["ranked_landmarks"] = " ".join(c.landmark_id or NO_LANDMARK for c in result.candidates)
     place = (top.place if top else est.get("place")) or {}
     row.update({
-        "answer": (top.name or top.key) if top else None, "place": place.get("label"),
+        "answer": top.label if top else None, "place": place.get("label"),
         "confidence": result.confidence, "abstained": result.abstained,
         "stage1_lat": _finite(est["lat"]), "stage1_lon": _finite(est["lon"]), "stage1_source": est["source"],
         "stage1_place": (est.get("place") or {}).get("label"),

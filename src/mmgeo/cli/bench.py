@@ -24,7 +24,26 @@ def _numbers(kind: type, allow_inf: bool = False):
     return parse
 
 
-@click.command("bench", cls=MmgeoCommand)
+EXAMPLES = """
+\b
+Examples:
+  # a first look: 2K tiles, 20 queries per radius, no server (not run here: half a minute of CPU, most of it the
+  # stage-1 simulation at MMLandmarks scale; tests/test_bench.py runs a smaller world through the same code)
+  mmgeo-bench --quick --sizes 2000 --queries 20 --no-docker --out bench-small
+\b
+  # the README's quick run: 2K and 10K tiles, 100 queries (not run here: 2 minutes on 2 cores)
+  mmgeo-bench --quick
+\b
+  # the committed run at MMLandmarks scale with the 18,688-query sweep (not run here: about 15 minutes)
+  mmgeo-bench --sizes 10000,101302 --out benchmarks/results
+\b
+  # also a Qdrant server, or a 3-node cluster sharded by H3 r1 cell (not run here: needs a Qdrant server)
+  mmgeo-bench --quick --qdrant-url http://localhost:6333
+  mmgeo-bench --quick --qdrant-url http://localhost:6333 --shard-resolution 1   # docker-compose.cluster.yml
+"""
+
+
+@click.command("bench", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.option("--quick", is_flag=True, help="Small run (< 2 min on 2 cores): 2K and 10K tiles, 100 queries, no sweep.")
 @click.option("--sizes", callback=_numbers(int), metavar="N,N,...",
               help="Tile counts to benchmark [default: 10000,101302; quick: 2000,10000]. 1000000 takes ~4 GB of vectors.")
@@ -48,13 +67,6 @@ def bench_command(quick: bool, sizes, n_queries, radii_km, qdrant_url, api_key, 
     """Benchmark stage 2 (geo-filtered vector search) as the product runs it: Geolocator.rank and rank_many beside
     the bare engine (Qdrant Edge plain, int8, HNSW), qdrant-client, a server, numpy and the reference's Python loop,
     on a synthetic MMLandmarks-like world; plus the 18,688-query sweep and narrowing statistics at MMLandmarks scale.
-
-    \b
-    Examples:
-      mmgeo-bench --quick
-      mmgeo-bench --sizes 10000,101302 --out benchmarks/results
-      mmgeo-bench --quick --qdrant-url http://localhost:6333
-      mmgeo-bench --quick --qdrant-url http://localhost:6333 --shard-resolution 1   # docker-compose.cluster.yml
     """
     from mmgeo.evaluation.bench import BenchConfig, run_benchmark, write_outputs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -130,7 +131,20 @@ def run_with_exit_contract(main: Callable[..., Any], args: Sequence[str] | None)
 
 
 class _ContractMixin:
-    """``main`` under :func:`run_with_exit_contract` unless a caller asks for ``standalone_mode=False``."""
+    """``main`` under :func:`run_with_exit_contract` unless a caller asks for ``standalone_mode=False``; the
+    epilog (a command's examples) printed as written."""
+
+    epilog: str | None
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The epilog line by line, never rewrapped: examples are commands to copy. Click's ``\\b`` markers
+        (needed where click rewraps) are dropped, so a marker that does not start a paragraph prints nothing."""
+        if not self.epilog:
+            return
+        formatter.write_paragraph()
+        with formatter.indentation():
+            for line in inspect.cleandoc(self.epilog.replace("\b", "")).splitlines():
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n" if line.strip() else "\n")
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:

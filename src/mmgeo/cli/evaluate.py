@@ -27,11 +27,12 @@ from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1, STAGE2_COLLECTIONS
 EXAMPLES = """
 \b
 Examples:
-  # the demo world: the reference's sweep and mmgeo's ablations (+prior, +text, mass, landmark max/mean),
-  # with the encoder and text projection the store records
-  mmgeo-eval demo/world --store demo/store --out results/
+  # the demo world's first 8 query photos (drop --limit for all): the reference's sweep and mmgeo's ablations
+  # (+prior, +text, mass, landmark max/mean), with the encoder and text projection the store records
+  mmgeo-eval demo/world --store demo/store --out results/ --limit 8
 \b
-  # only the reference's rows (cosine-only, tile-level, depth 1000) on MMLandmarks
+  # only the reference's rows (cosine-only, tile-level, depth 1000) on MMLandmarks (not run here: a full sweep,
+  # 40 s of CPU even on the demo world; the first example computes the same rows for 8 photos)
   mmgeo-eval /data/MMLandmarks --protocol reference --radii 5,25,100,500,2000,inf --fallbacks fail,full --out results/
 \b
   # how well would it place my photos? hide a fifth of them (whole days), locate them from the rest
@@ -102,7 +103,9 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
     folder of your own photos with --holdout (stage 2 over your photos, as mmgeo-search
     --collection ground), or a predictions file (CSV/Parquet/JSONL: query_id, pred_lat, pred_lon
     [, true_lat, true_lon, landmark_id, ranked_landmarks]). Writes results.csv/.md/.json,
-    results_reference.csv (the reference's results_combined.csv layout) and PNG plots to --out.
+    results_reference.csv (the reference's results_combined.csv layout) and PNG plots to --out,
+    replacing an earlier run's: any of these files (and gallery/ sheets) that this run does not write is
+    removed; other files are kept.
     """
     if holdout is not None:
         if not source.is_dir():
@@ -117,6 +120,7 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
 
     notes: list[str] = []
     sheets: dict[str, Path] = {}
+    reliability: dict = {}
     if source.is_dir():
         details: list[dict] | None = [] if sheets_n else None
         store = open_store_from(store_path, qdrant_url, api_key)
@@ -133,6 +137,7 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
                 rows, notes = evaluate_dataset(
                     source, store, split=split, per=per, radii=radii, fallbacks=fallbacks,
                     protocol=protocol, earth_radius_km=earth_radius_km, limit=limit, on_query=on_query, details=details,
+                    reliability=reliability,
                     encoder=encoder, weights=weights, encoder_options=dict(encoder_options), stage1=stage1, collection=collection,
                     geoclip_weights=geoclip_weights, gps_gallery=gps_gallery, text_encoder=text_encoder)
             if details:
@@ -147,8 +152,16 @@ def eval_command(source: Path, out: Path, split: str, per: str, radii: list[floa
                                     n_relevant=n_relevant, earth_radius_km=earth_radius_km)
     table = results_table(rows)
     paths = write_results(table, out, notes=notes)
+    if not sheets:
+        from mmgeo.evaluation.gallery import remove_gallery
+
+        remove_gallery(out / "gallery")  # an earlier run's sheets are not this run's
     click.echo(format_markdown(table, notes))
     console.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False)
+    if reliability:
+        from mmgeo.evaluation.calibration import write_reliability
+
+        click.echo(write_reliability(reliability, out))
     if sheets:
         console.print(f"picture sheets: {sheets['html']} and {len(sheets) - 1} PNG in {sheets['html'].parent}", highlight=False)
 

@@ -25,14 +25,14 @@ from mmgeo.qdrant.sharding import ShardingSpec
 EXAMPLES = """
 \b
 Examples:
-  # the demo world (make demo builds it), satellite tiles with the offline encoder
-  mmgeo-ingest demo/world --modalities satellite --encoder efficientnet_lite0
+  # the demo world's landmark tiles (train and query splits) with the offline encoder, into a new store
+  mmgeo-ingest demo/world --splits train,query --modalities satellite --encoder efficientnet_lite0 --store lite0-store
 \b
   # MMLandmarks query+index tiles with the Sample4Geo checkpoint you trained
   mmgeo-ingest /data/MMLandmarks --splits query,index --modalities satellite \\
       --encoder sample4geo --weights checkpoints/best.pt
 \b
-  # precomputed 1024-d vectors from a GPU box (no model needed here)
+  # precomputed 1024-d vectors from a GPU box, no model needed (not run here: needs vectors computed elsewhere)
   mmgeo-ingest /data/MMLandmarks --splits index --embeddings sat.parquet \\
       --embedding-model sample4geo-convnext_base
 \b
@@ -42,13 +42,15 @@ Examples:
   mmgeo-ingest my-photos --modalities ground --gpx my-photos/track.gpx --encoder sample4geo \\
       --weights demo/stage2/last.pt --store my-photos-store || [ $? -eq 3 ]
 \b
-  # a CSV/Parquet manifest, into a Qdrant server
+    # a CSV/Parquet manifest, into a Qdrant server (not run here: needs a Qdrant server)
   mmgeo-ingest photos.csv --encoder efficientnet_lite0 --qdrant-url http://localhost:6333
 \b
   # on Ray (local Ray, 2 model actors), also keeping the embeddings as Parquet shards
-  mmgeo-ingest demo/world --encoder efficientnet_lite0 --engine ray --actors 2 --parquet-out emb/
+  mmgeo-ingest demo/world --splits train,query --encoder efficientnet_lite0 --engine ray --actors 2 --parquet-out emb/ \\
+      --store ray-store
 \b
   # on a Ray cluster, into a 3-node Qdrant cluster sharded by H3 r1 region, the actors writing in parallel
+  # (not run here: needs a Ray cluster and a Qdrant cluster)
   mmgeo-ingest /data/MMLandmarks --encoder sample4geo --engine ray --ray-address ray://head:10001 \\
       --actors 8 --writers 1 --qdrant-url http://qdrant-1:6333 --shard-resolution 1 --replication-factor 2
 """
@@ -57,8 +59,9 @@ Examples:
 @click.command("ingest", cls=MmgeoCommand, epilog=EXAMPLES)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--splits", type=CommaChoice(SPLITS), default="train,query,index", show_default=True, help="MMLandmarks splits to read.")
-@click.option("--modalities", type=CommaChoice(MODALITIES), default="satellite", show_default=True,
-              help="Comma list of satellite, ground, text.")
+@click.option("--modalities", type=CommaChoice(MODALITIES), default=None,
+              help="Comma list of satellite, ground, text: only these are ingested [default: a manifest's own "
+                   "modality column; satellite for an MMLandmarks folder].")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Manifest only: folder that image paths are relative to [default: the manifest's folder].")
 @click.option("--gpx", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
@@ -100,7 +103,7 @@ Examples:
 @click.option("--shards-per-key", type=click.IntRange(1, 64), default=1, show_default=True, help="With --shard-resolution.")
 @click.option("--replication-factor", type=click.IntRange(1, 16), default=1, show_default=True, help="With --shard-resolution.")
 @store_options
-def ingest_command(source: Path, splits: list[str], modalities: list[str], root: Path | None, gpx: tuple[Path, ...],
+def ingest_command(source: Path, splits: list[str], modalities: list[str] | None, root: Path | None, gpx: tuple[Path, ...],
                    utc_offset_hours: float, encoder: str | None, weights: str | None,
                    encoder_options: tuple[tuple[str, object], ...], trust_checkpoint: bool, embeddings: Path | None, ids: Path | None, embedding_model: str, recreate: bool,
                    batch_size: int | None, max_batch_mb: int, h3_resolutions: list[int], errors_path: Path, as_json: bool, engine: str,
@@ -126,7 +129,7 @@ def ingest_command(source: Path, splits: list[str], modalities: list[str], root:
     if shard_resolution is not None and not qdrant_url:
         raise click.UsageError("--shard-resolution needs --qdrant-url: custom sharding exists only on a Qdrant server/cluster")
     ray = {"address": ray_address, "actors": actors, "writers": writers, "parquet_out": parquet_out}
-    spec = IngestSpec(modalities=tuple(modalities), splits=tuple(splits), root=root, encoder=encoder,
+    spec = IngestSpec(modalities=tuple(modalities) if modalities else None, splits=tuple(splits), root=root, encoder=encoder,
                       weights=weights, encoder_options=tuple(encoder_options), trust_checkpoint=trust_checkpoint,
                       embeddings=embeddings, ids=ids, embedding_model=embedding_model, recreate=recreate,
                       batch_size=batch_size, max_batch_bytes=max_batch_mb * 2**20,
@@ -149,7 +152,7 @@ def ingest_command(source: Path, splits: list[str], modalities: list[str], root:
             reports = run_plan(plan, store, store_builder=store_builder, on_batch=on_batch)
     finally:
         store.close()
-    _summarise(reports, errors_path, as_json, store.location, modalities, plan.ignored)
+    _summarise(reports, errors_path, as_json, store.location, list(plan.spec.modalities or ()), plan.ignored)
     if any(r.problems for r in reports):
         sys.exit(EXIT_PARTIAL)
 

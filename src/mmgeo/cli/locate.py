@@ -17,9 +17,10 @@ EXAMPLES = """
 \b
 Examples:
   # every photo under a folder (recursive; images found by content), the models the demo store records, a map
-  mmgeo-locate demo/world/query/ground --out predictions.csv --store demo/store --geojson answers.geojson
+  mmgeo-locate demo/world/query/ground --out answers.csv --store demo/store --geojson answers.geojson
 \b
-  # a manifest with truth (path, query_id, group, true_lat, true_lon, landmark_id), then score it
+  # a manifest with truth (path, query_id, group, true_lat, true_lon, landmark_id; the rows of a group are one
+  # query, its photos of one place: the file's consistency column says whether they agree), then score it
   mmgeo-locate photos.csv --out predictions.parquet --store demo/store
   mmgeo-eval predictions.parquet
 \b

@@ -41,13 +41,29 @@ class LazyGroup(MmgeoGroup):
         return super().get_command(ctx, name)
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, epilog="""
+\b
+Examples:
+  # every tool is a subcommand too (mmgeo search = mmgeo-search): where was make demo's photo taken?
+  mmgeo search demo/world/demo-photo.jpg --store demo/store
+\b
+  # the registered encoders, and whether their weights are here
+  mmgeo models
+\b
+  # what the demo store holds: collections, counts, and the encoder that built each
+  mmgeo store info --store demo/store
+""")
 @click.version_option(__version__, prog_name="mmgeo")
 def cli() -> None:
     """mmgeo: where was this photo taken? GeoCLIP + geo-filtered Qdrant search."""
 
 
-@cli.command("demo-world")
+@cli.command("demo-world", epilog="""
+\b
+Examples:
+  # a world, then its query landmarks' satellite tiles with the offline encoder in a new store
+  mmgeo demo-world my-world && mmgeo-ingest my-world --splits query --encoder efficientnet_lite0 --store my-store
+""")
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="The draw: the same seed writes the same files.")
 @click.option("--synthetic-landmarks", type=click.IntRange(0), default=0, show_default=True,
@@ -71,10 +87,6 @@ def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
     The look's scales and the landmark's share of a photo (8% of its width) were
     calibrated so that kNN stage 1 on the unseen query landmarks errs like GeoCLIP on
     MMLandmarks, over five draws (README, "The demo world").
-
-    \b
-    Example:
-      mmgeo demo-world demo/world && mmgeo-ingest demo/world --encoder efficientnet_lite0
     """
     from mmgeo.ingest.demo_world import WorldParams, make_demo_world
 

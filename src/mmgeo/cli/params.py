@@ -156,7 +156,8 @@ class ServerUrl(click.ParamType):
 
 
 class OutputFile(click.ParamType):
-    """A file to write: its folder exists and is writable (checked now, before any work)."""
+    """A file to write: its folder exists and is writable, or can be created (``mkdir -p``) under a writable one;
+    checked now, before any work, and created only when the file is written."""
 
     name = "FILE"
 
@@ -167,8 +168,23 @@ class OutputFile(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class SnapshotFile(OutputFile):
+    """A snapshot to write: an :class:`OutputFile` whose name says its format (``.tar.gz``, ``.tgz`` or ``.tar``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        from mmgeo.qdrant.admin.snapshot import snapshot_write_mode
+
+        path = super().convert(value, param, ctx)
+        try:
+            snapshot_write_mode(path)
+        except InputError as exc:
+            self.fail(str(exc), param, ctx)
+        return path
+
+
 class OutputDir(click.ParamType):
-    """A folder to write into: it exists and is writable, or it can be created in a writable folder."""
+    """A folder to write into: it exists and is writable, or it can be created with its missing parents
+    (``mkdir -p``) under a writable one; created only when something is written into it."""
 
     name = "DIR"
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.console import Console
 
+from mmgeo.cli.answer import print_result
 from mmgeo.cli.common import EXIT_ABSTAINED, MmgeoCommand, console, open_store_from, store_options
 from mmgeo.cli.params import (
     STAGE1_HELP,
@@ -33,7 +34,8 @@ Examples:
   # the README demo: the encoder, stage 1 and text projection the store records
   mmgeo-search demo/world/demo-photo.jpg --store demo/store
 \b
-  # 2-region posterior-mass search (stage 1 auto: GeoCLIP when its weights are here), JSON out
+  # posterior-mass search: the region holding 90% of stage 1's probability (stage 1 auto: GeoCLIP when its
+  # weights are here), JSON out
   mmgeo-search photo.jpg --region mass --mass 0.9 --json
 \b
   # several photos of one place, a map and GeoJSON for GIS tools
@@ -42,7 +44,13 @@ Examples:
   # no satellite tiles: stage 2 over your own geotagged photos (README "Your own photos")
   mmgeo-search photo.jpg --store demo/store --weights demo/stage2/last.pt --stage1 knn --collection ground
 \b
-  # against a Qdrant server
+  # several photos that may show different places: one answer per group
+  mmgeo-search a.jpg b.jpg c.jpg --split-inconsistent
+\b
+  # abstain (exit 1) unless at least 30% likely to be within 25 km
+  mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 knn --min-confidence 0.3
+\b
+    # against a Qdrant server (not run here: needs a Qdrant server)
   mmgeo-search photo.jpg --qdrant-url http://localhost:6333
 """
 
@@ -91,7 +99,9 @@ def settings_options(func: Callable) -> Callable:
                      show_default=True, help="confidence: the prior's weight scales with stage 1's concentration (a weak "
                                              "stage 1 barely moves the ranking); fixed: always --w-prior."),
         click.option("--rrf", is_flag=True, help="Reciprocal-rank fusion instead of the weighted sum."),
-        click.option("--min-confidence", type=FiniteFloat(0, 1), default=SearchSettings.min_confidence, show_default=True, help="Abstain ('unsure') below this (0-1)."),
+        click.option("--min-confidence", type=FiniteFloat(0, 1), default=SearchSettings.min_confidence, show_default=True,
+                     help="Abstain (with the reason) below this confidence (0-1): on a calibrated store the probability "
+                          "that the answer is within 25 km (README, 'How sure is an answer?')."),
     )):
         func = option(func)
     return func
@@ -120,23 +130,31 @@ def geolocator_kwargs(options: dict[str, Any]) -> dict[str, Any]:
 @click.argument("photos", nargs=-1, required=True, type=ImageFile())
 @geolocator_options
 @settings_options
+@click.option("--split-inconsistent", is_flag=True,
+              help="Photos that do not show one place: answer each group of agreeing photos separately.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (schema in README).")
 @click.option("--geojson", type=OutputFile(), default=None, help="Write a GeoJSON FeatureCollection.")
 @click.option("--html", "html_path", type=OutputFile(), default=None, help="Write a self-contained HTML report: map, photos, evidence.")
 @click.option("--verbose", "-v", is_flag=True, help="Show per-stage timings and the stage-1 hypotheses.")
 @store_options
-def search_command(photos, as_json, geojson, html_path, verbose, store_path, qdrant_url, api_key, **options) -> None:
+def search_command(photos, split_inconsistent, as_json, geojson, html_path, verbose, store_path, qdrant_url, api_key,
+                   **options) -> None:
     """Locate PHOTOS (one place): GeoCLIP estimate → geo-filtered Qdrant search → rerank.
 
-    Exit status: 0 answered, 1 abstained (below --min-confidence), 2 error (one line: bad option, every photo
+    Exit status: 0 answered, 1 abstained (below --min-confidence: unsure, out of domain, photos disagree), 2 error (one line: bad option, every photo
     unusable, no store), 130 interrupted.
     """
     settings = settings_from(options)
-    from mmgeo.search.factory import locate
+    from mmgeo.search.factory import build_geolocator
 
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
-        result = locate(photos, store, settings, **geolocator_kwargs(options))
+        geolocator = build_geolocator(store, **geolocator_kwargs(options))
+        if split_inconsistent:
+            results = geolocator.locate_groups([str(p) for p in photos], settings)
+        else:
+            results = [geolocator.locate([str(p) for p in photos], settings)]
+        result = results[0]
         if html_path:
             from mmgeo.search.html import report_html
 
@@ -148,46 +166,26 @@ def search_command(photos, as_json, geojson, html_path, verbose, store_path, qdr
     if geojson:
         atomic_write_text(geojson, json.dumps(result.to_geojson(), indent=1))
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps(result.to_json() if len(results) == 1 else [r.to_json() for r in results], indent=2))
     else:
-        _print_table(result, verbose)
-    if result.abstained:
+        out = Console()  # stdout: the answer is the command's output, as --json is
+        for r in results:
+            print_result(out, r)
+        _print_notes(result, verbose)
+    if any(r.abstained for r in results):
         raise SystemExit(EXIT_ABSTAINED)
 
 
-def _unit(result) -> str:
-    return "photos" if result.region.get("collection", "").endswith("_ground") else "tiles"
-
-
-def _evidence(hit: dict) -> str:
-    """A stage-2 hit as the table shows it: its file, and the day a photo was taken."""
-    return f"{hit.get('source') or hit.get('key')}{', ' + hit['taken'][:10] if hit.get('taken') else ''}"
-
-
-def _print_table(result, verbose: bool) -> None:
-    est = result.estimate
-    near = f" ({est['place']['label']})" if est.get("place") else ""
-    console.print(f"[bold]stage 1[/] ({est['source']}): {est['lat']:.4f}, {est['lon']:.4f}{near}   "
-                  f"[bold]region[/]: {result.region['description']} "
-                  f"({result.region['candidates_in_region']} {_unit(result)}{', fallback used' if result.region['fallback_used'] else ''})",
-                  highlight=False)
-    if result.abstained:
-        console.print(f"[bold yellow]unsure[/]: confidence {result.confidence:.2f} is below --min-confidence")
-        return
-    table = Table(title=f"Where was {', '.join(Path(p).name for p in result.photos)} taken?  confidence {result.confidence:.2f}")
-    for col in ("#", "landmark or place", "lat, lon", "km from estimate", "score", "image", "text", "prior", "best evidence"):
-        table.add_column(col)
-    for c in result.candidates:
-        table.add_row(str(c.rank), c.name or (c.place["label"] if c.place else c.key), f"{c.lat:.5f}, {c.lon:.5f}", f"{c.distance_km:.1f}", f"{c.score:.3f}",
-                      f"{c.image_score:.3f}", "-" if c.text_score is None else f"{c.text_score:.3f}", f"{c.prior:.3f}",
-                      _evidence(c.evidence[0]) if c.evidence else "")
-    console.print(table)
+def _print_notes(result, verbose: bool) -> None:
+    """What the answer does not say, on stderr: which stage 1 ran and why, a rerank that was off or chosen
+    for the user, and with -v the timings and hypotheses."""
     if "stage1" in result.notes:
         console.print(f"stage 1: {result.notes['stage1']}", style="dim", highlight=False)
-    if result.text_space is None or "text" in result.notes:
+    if not result.abstained and (result.text_space is None or "text" in result.notes):
         note = result.notes.get("text", "off (no image→text encoder for the text collection; see --text-encoder)")
         console.print(f"text rerank: {note}", style="dim", highlight=False)
     if verbose:
         console.print(f"timings (ms): {result.timings_ms}", highlight=False)
         for h in result.estimate["hypotheses"][:5]:
             console.print(f"  hypothesis {h['lat']:.4f}, {h['lon']:.4f}  p={h['prob']:.3f}", highlight=False)
+

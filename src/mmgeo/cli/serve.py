@@ -13,7 +13,7 @@ Examples:
   # the demo store; then open http://127.0.0.1:8000 and drop demo/world/demo-photo.jpg
   mmgeo serve --store demo/store
 \b
-  # with an API key, against a Qdrant server, for a web app on another origin
+  # with an API key, against a Qdrant server, for a web app on another origin (not run here: needs a Qdrant server)
   MMGEO_API_KEY=secret mmgeo serve --qdrant-url http://localhost:6333 --cors-origin https://app.example.org
 """
 

@@ -7,37 +7,60 @@ from pathlib import Path
 
 import click
 
-from mmgeo.cli.common import MmgeoGroup, console, open_store_from
-from mmgeo.cli.params import CommaChoice, Device, EncoderName, FiniteFloat, OutputDir, OutputFile, ServerUrl, TimmModel
+from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
+from mmgeo.cli.params import (
+    CommaChoice,
+    Device,
+    EncoderName,
+    FiniteFloat,
+    OutputDir,
+    OutputFile,
+    ServerUrl,
+    TimmModel,
+    encoder_option,
+)
+from mmgeo.files import check_not_replacing
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
 
 GEOCLIP_EXAMPLES = """
 \b
 Examples:
-  # the demo: a head on the offline EfficientNet-Lite0 backbone, then use it as stage 1
-  mmgeo-train geoclip demo/world --out demo/geoclip-head.pt
+  # the demo: a head on the offline EfficientNet-Lite0 backbone, 5 epochs for a quick look (default 40), then use it as
+  # stage 1 (not run here: 90 s of CPU, features and accuracy before/after; README's Training block runs the same)
+  mmgeo-train geoclip demo/world --out demo/geoclip-head.pt --epochs 5
   mmgeo-search demo/world/demo-photo.jpg --store demo/store --stage1 geoclip --geoclip-weights demo/geoclip-head.pt
 \b
-  # your own photos, another registered image backbone (see `mmgeo models`), location encoder too
-  mmgeo-train geoclip /data/MMLandmarks --backbone efficientnet_lite0 --train-location --out heads/mml.pt
+  # another dataset, another registered image backbone (see `mmgeo models`), location encoder too
+  # (not run here: a second training of a minute; the first example trains a head on the demo world)
+  mmgeo-train geoclip /data/MMLandmarks --backbone efficientnet_lite0 --train-location --out mml-head.pt
 """
 
 S4G_EXAMPLES = """
 \b
 Examples:
-  # a tiny backbone on the demo world (CPU, a minute)
-  mmgeo-train sample4geo demo/world --out runs/atto --backbone convnext_atto --img-size 64 --epochs 8 --batch-size 8 --lr 1e-3
+  # a tiny backbone on the demo world for one epoch (a quick look), then the query tiles embedded with it in a
+  # new store (the collection metadata records the checkpoint's sha256)
+  mmgeo-train sample4geo demo/world --out atto --backbone convnext_atto --img-size 64 --epochs 1 --batch-size 8 --val-split none
+  mmgeo-ingest demo/world --splits query --modalities satellite --encoder sample4geo --weights atto/last.pt --store atto-store
 \b
-  # continue an interrupted run (same settings)
-  mmgeo-train sample4geo demo/world --out runs/atto --backbone convnext_atto --img-size 64 --epochs 8 --batch-size 8 --lr 1e-3 \\
-      --resume runs/atto/last.pt
+  # continue an interrupted run: the same settings, and --resume its last.pt (not run here: needs an interrupted run)
+  mmgeo-train sample4geo demo/world --out atto --backbone convnext_atto --img-size 64 --epochs 8 --batch-size 8 --lr 1e-3 \\
+      --resume atto/last.pt
 \b
-  # then re-embed the tiles with it (the collection metadata records the checkpoint's sha)
-  mmgeo-ingest demo/world --modalities satellite --encoder sample4geo --weights runs/atto/best.pt --recreate
+  # make demo's stage 2: EfficientNet-Lite0 (pip weights) frozen, a 128-d projection trained on top
+  # (not run here: it is make demo's own step, which the docs test runs once for all examples)
+  mmgeo-train sample4geo demo/world --out lite0 --backbone tf_efficientnet_lite0 --pretrained efficientnet_lite0 \\
+      --freeze-backbone --embed-dim 128 --img-size 128 --epochs 15 --batch-size 16 --n-ground 4 --lr 3e-3 --val-split none
 """
 
 
-@click.group("train", cls=MmgeoGroup)
+@click.group("train", cls=MmgeoGroup, epilog="""
+\b
+Examples:
+  # each trainer's examples on the demo world: GeoCLIP's image head (a stage 1 of your own), Sample4Geo's
+  # ground<->satellite towers (the stage-2 encoder), the photo->text map for the rerank
+  mmgeo-train geoclip --help && mmgeo-train sample4geo --help && mmgeo-train text-projection --help
+""")
 def train_group() -> None:
     """Train GeoCLIP's image head or Sample4Geo's ground↔satellite towers on an MMLandmarks-layout dataset."""
 
@@ -46,6 +69,15 @@ def _fmt(acc: dict | None) -> str:
     if not acc:
         return "-"
     return "  ".join(f"{k.removeprefix('acc@')} {100 * v:5.1f}%" for k, v in acc.items() if k.startswith("acc@"))
+
+
+FORCE_HELP = ("Replace the outputs of an earlier run at --out. Training outputs are weights that stores and "
+              "searches were built on: they are never replaced without --force.")
+
+
+def _rate(per_second: float | None, unit: str) -> str:
+    """A throughput for a progress line; a run with no training step (resumed after its last epoch) says so."""
+    return f"{per_second:.1f} {unit}/s" if per_second is not None else "no training step (the run had already finished)"
 
 
 @train_group.command("geoclip", epilog=GEOCLIP_EXAMPLES)
@@ -67,6 +99,7 @@ def _fmt(acc: dict | None) -> str:
 @click.option("--device", type=Device(), default=None, help="auto, cpu, cuda, … [auto]")
 @click.option("--cache-dir", type=OutputDir(), default=None,
               help="Where backbone features are cached [$MMGEO_CACHE or the user cache].")
+@click.option("--force", "overwrite", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | None, **options) -> None:
     """Train GeoCLIP's image head on DATASET's geotagged ground photos (backbone frozen, features cached).
@@ -93,7 +126,7 @@ def geoclip_command(dataset: Path, out: Path, as_json: bool, val_split: str | No
         console.print(f"[bold]{name}[/] ({result.n_eval[name]} photos; gallery: {result.galleries[name]})", highlight=False)
         console.print(f"  before: {_fmt(result.before.get(name))}", highlight=False)
         console.print(f"  after:  {_fmt(result.after.get(name))}", highlight=False)
-    console.print(f"{result.n_train} training photos, {result.samples_per_second:.0f} samples/s "
+    console.print(f"{result.n_train} training photos, {_rate(result.samples_per_second, 'samples')} "
                   f"(features {'from cache' if result.features_cached else f'computed in {result.feature_seconds:.1f} s'}); "
                   f"{len(result.skipped)} item(s) skipped", highlight=False)
     for problem in result.skipped[:10]:
@@ -154,6 +187,7 @@ def _pretrained_file(value: str, backbone: str) -> Path:
               help="Continue from a last.pt (same settings).")
 @click.option("--device", type=Device(), default=None, help="[auto]")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision [on with CUDA].")
+@click.option("--force", "overwrite", is_flag=True, help=FORCE_HELP + " --resume OUT/last.pt continues that run instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_neighbours: bool, val_split: str | None,
                        as_json: bool, **options) -> None:
@@ -175,11 +209,13 @@ def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_n
         return
     fmt = lambda m: "  ".join(f"{k} {100 * v:5.1f}%" for k, v in m.items()) or "-"  # noqa: E731
     console.print(f"val ground→satellite before: {fmt(result.before)}", highlight=False)
-    console.print(f"val ground→satellite after:  {fmt(result.after)}   (best epoch {result.best_epoch})", highlight=False)
-    console.print(f"{result.samples_per_second:.1f} ground photos/s; {len(result.skipped)} item(s) skipped", highlight=False)
+    best = f"   (best epoch {result.best_epoch})" if result.best else ""
+    console.print(f"val ground→satellite after:  {fmt(result.after)}{best}", highlight=False)
+    console.print(f"{_rate(result.samples_per_second, 'ground photos')}; {len(result.skipped)} item(s) skipped", highlight=False)
     for problem in result.skipped[:10]:
         console.print(f"[yellow]skipped[/] {problem}", highlight=False)
-    console.print(f"best: {result.best}   last: {result.last}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
+    last = f"best: {result.best}   last: {result.last}" if result.best else f"last: {result.last} (no best.pt without a validation split)"
+    console.print(f"{last}   metrics: {result.metrics_csv}   curves: {result.curves_png}", highlight=False)
 
 
 @train_group.command("text-projection", epilog="""
@@ -208,8 +244,10 @@ Examples:
               help="Embedded store to fit for and record the projection in (never taken from MMGEO_STORE: recording is asked for).")
 @click.option("--qdrant-url", default=None, type=ServerUrl(), help="Or a Qdrant server's store to fit for and record it in.")
 @click.option("--api-key", envvar="QDRANT_API_KEY", default=None, help="Qdrant API key [env QDRANT_API_KEY].")
+@click.option("--force", "overwrite", is_flag=True, help=FORCE_HELP)
 def text_projection_command(dataset: Path, out: Path, image_encoder: str | None, image_weights: str | None,
-                            text_encoder: str | None, splits: list[str], alpha: float, store_path, qdrant_url, api_key) -> None:
+                            text_encoder: str | None, splits: list[str], alpha: float, store_path, qdrant_url, api_key,
+                            overwrite: bool) -> None:
     """Fit a photo→text map (ridge regression on ground photos and their landmark's article), so the
     Wikipedia rerank works with encoders that have no shared image–text space.
 
@@ -225,13 +263,15 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str | None,
         record_projection,
     )
 
+    check_not_replacing([out], overwrite=overwrite, what="text projection")  # before a store opens or a model loads
     if image_encoder or not (store_path or qdrant_url):  # else the store names the encoder
         check_weights(image_encoder or DEFAULT_IMAGE_ENCODER, image_weights)
     store = open_store_from(store_path, qdrant_url, api_key) if store_path or qdrant_url else None
     try:
         MMLandmarks(dataset, list(splits), ["ground", "text"])  # its layout is checked before the models load
         image, text = projection_encoders(store, image_encoder, image_weights, text_encoder)
-        path, stats = fit_text_projection(dataset, image, text, out, splits=tuple(splits), alpha=alpha)
+        path, stats = fit_text_projection(dataset, image, text, out, splits=tuple(splits), alpha=alpha,
+                                          overwrite=overwrite)
         record = record_projection(store, path) if store is not None else None
     finally:
         if store is not None:
@@ -241,3 +281,50 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str | None,
     if record is not None:
         console.print(f"recorded in {store.location} (text collection): searches use it for the text rerank by default",
                       highlight=False)
+
+
+@train_group.command("calibration", epilog="""
+\b
+Examples:
+  # the README demo: fit on the demo world's calibration photos (other views than the evaluated ones)
+  mmgeo-train calibration demo/world/calibration/photos.csv --store demo/store --weights demo/stage2/last.pt --stage1 knn --text-encoder demo/text-projection.safetensors
+\b
+  # your own store: held-out geotagged photos (never ones you evaluate on), as a photo,lat,lon CSV
+  mmgeo-train calibration held-out.csv --store my-store --stage1 knn
+""")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", type=click.Choice(SPLITS), default="query", show_default=True,
+              help="SOURCE a dataset folder: the split whose ground photos to fit on.")
+@click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
+@click.option("--weights", default=None, help="Weights tag/path for --encoder.")
+@encoder_option
+@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
+@click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
+@click.option("--text-encoder", default=None, help="Photo→text space for the rerank, as mmgeo-search will use it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the fitted calibrator as JSON.")
+@store_options
+def calibration_command(source: Path, split: str, encoder, weights, encoder_options, stage1, geoclip_weights, text_encoder,
+                        as_json: bool, store_path, qdrant_url, api_key) -> None:
+    """Fit the store's confidence: P(answer within 25 km) and P(top landmark right), from held-out photos.
+
+    SOURCE is a CSV of geotagged photos (photo,lat,lon[,landmark_id]; paths relative to the CSV) or a dataset
+    folder (its --split ground photos). The search runs on each with its default settings; a logistic regression
+    maps what the search saw to whether it was right, and is stored in the store for the encoder used (refit
+    after changing the store's encoder, or for another store).
+    """
+    from mmgeo.evaluation.calibration import fit_store_calibration, held_out_queries
+    from mmgeo.search.factory import build_geolocator
+
+    queries = held_out_queries(source, split)
+    store = open_store_from(store_path, qdrant_url, api_key)
+    try:
+        geolocator = build_geolocator(store, encoder=encoder, weights=weights, encoder_options=dict(encoder_options),
+                                      stage1=stage1, geoclip_weights=geoclip_weights, text_encoder=text_encoder)
+        calibrator = fit_store_calibration(geolocator, queries, fitted_on=f"{len(queries)} photos of {source}")
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(calibrator.to_json(), indent=1))
+    else:
+        console.print(f"calibrated {store.location} on {calibrator.n_queries} photos: "
+                      f"{', '.join(calibrator.models)} probabilities for encoder {calibrator.encoder['name']}", highlight=False)

@@ -40,9 +40,16 @@ class SentenceTransformerEncoder(TextEncoder):
 
     def __init__(self, name: str, folder: Path, weights_id: str, device: torch.device) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
         self.name = name
-        self.model = SentenceTransformer(str(folder), device=str(device), local_files_only=True)
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar: noise in every command's output
+        try:
+            self.model = SentenceTransformer(str(folder), device=str(device), local_files_only=True)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         self.model.eval()
         self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension())
         self.weights_id = weights_id

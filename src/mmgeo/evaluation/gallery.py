@@ -100,10 +100,30 @@ def _uri(img: Image.Image | None) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+SHEET_NAME = re.compile(r"gallery_\w+_\d{2,}\.png")
+"""The name of a picture sheet :func:`write_gallery` writes (``gallery_{mode}_{NN}.png``)."""
+
+
+def remove_gallery(out_dir: str | Path) -> None:
+    """Remove the sheets and page :func:`write_gallery` wrote into ``out_dir`` (and the folder, if that empties it):
+    a run with fewer configurations, or without ``--sheets``, must not leave an earlier run's pictures behind.
+    Files of other names are kept."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return
+    for path in out.iterdir():
+        if path.is_file() and (path.name == "gallery.html" or SHEET_NAME.fullmatch(path.name)):
+            path.unlink()
+    if not any(out.iterdir()):
+        out.rmdir()
+
+
 def write_gallery(store: Store, details: Sequence[dict[str, Any]], n: int, out_dir: str | Path,
                   collection: str | None = None) -> dict[str, Path]:
-    """Write ``gallery_{mode}_{NN}.png`` per configuration and ``gallery.html`` (all of them) into ``out_dir``."""
+    """Write ``gallery_{mode}_{NN}.png`` per configuration and ``gallery.html`` (all of them) into ``out_dir``,
+    replacing an earlier run's sheets (:func:`remove_gallery`)."""
     out = Path(out_dir)
+    remove_gallery(out)
     out.mkdir(parents=True, exist_ok=True)
     coll = collection or collection_name("satellite")
     truth: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mmgeo.errors import InputError
+from mmgeo.evaluation.calibration import reliability_report
 from mmgeo.evaluation.metrics import REFERENCE_EARTH_RADIUS_KM
 from mmgeo.evaluation.run import FAIL_NOTE, RADII_KM, REFERENCE_FALLBACKS, evaluate, load_queries, plan, ranked_depth
 from mmgeo.geo import EARTH_RADIUS_KM
@@ -36,6 +37,7 @@ def evaluate_dataset(
     limit: int | None = None,
     on_query: Callable[[str, int], None] | None = None,
     details: list[dict[str, Any]] | None = None,
+    reliability: dict[str, Any] | None = None,
     **geolocator: Any,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Results-table rows, and the notes that go with them, for the ground photos of ``split`` as queries.
@@ -47,6 +49,8 @@ def evaluate_dataset(
         limit: the first ``limit`` queries of each mode only.
         on_query: ``on_query(mode, n_queries)`` after each query (progress bars).
         details: receives per-query outcomes for :func:`~mmgeo.evaluation.gallery.write_gallery`.
+        reliability: receives, per mode, :func:`~mmgeo.evaluation.calibration.reliability_report` of the
+            search's default answers (ECE, Brier, reliability bins, coverage/accuracy curve).
         geolocator: keyword arguments of :func:`~mmgeo.search.factory.build_geolocator`.
     """
     if per not in PER:
@@ -59,7 +63,11 @@ def evaluate_dataset(
     for mode in (["image", "landmark"] if per == "both" else [per]):
         queries = load_queries(root, split, mode)[:limit]
         tick = functools.partial(on_query, mode, len(queries)) if on_query else None
-        rows += evaluate(located, queries, configs, mode=mode, earth_radius_km=earth, on_query=tick, details=details)
+        answers: list[Any] | None = [] if reliability is not None else None
+        rows += evaluate(located, queries, configs, mode=mode, earth_radius_km=earth, on_query=tick, details=details,
+                         answers=answers)
+        if reliability is not None:
+            reliability[mode] = reliability_report(answers, queries)
     notes = [f"protocol reference: cosine-only rerank of the narrowed tiles, tile-level relevance, lists {depth} "
              f"deep, mAP over landmarks with a tile; distances on a {earth:g} km sphere.", FAIL_NOTE]
     notes += [f"{label}: {located.notes[key]}" for key, label in (("stage1", "stage 1"), ("text", "text rerank"))

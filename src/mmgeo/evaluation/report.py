@@ -118,10 +118,14 @@ def _label(row: Mapping[str, object], fields: Iterable[str]) -> str:
     return " ".join(parts)
 
 
+PLOT_SIZE = (7.0, 4.5)
+LEGEND_LINE_INCHES = 0.2
+
+
 def plot_accuracy_vs_threshold(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Geolocation accuracy against the distance threshold (log x), one line per configuration."""
     thresholds = [float(c[len("acc@"):-len("km")]) for c in ACCURACY_COLUMNS]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=PLOT_SIZE, layout="constrained")
     for _, row in table.iterrows():
         values = row[list(ACCURACY_COLUMNS)].to_numpy(dtype=np.float64)
         if not np.isnan(values).all():
@@ -139,7 +143,7 @@ def plot_recall_vs_radius(table: pd.DataFrame, path: str | os.PathLike, metric: 
     finite = table["radius_km"][np.isfinite(table["radius_km"])]
     inf_x = 10 * finite.max() if finite.size else 1.0
     others = [c for c in CONFIG_COLUMNS if c != "radius_km"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=PLOT_SIZE, layout="constrained")
     for _, group in table.dropna(subset=[metric]).groupby(others, dropna=False, sort=True):
         group = group.sort_values("radius_km")
         x = group["radius_km"].replace(math.inf, inf_x)
@@ -153,9 +157,12 @@ def plot_recall_vs_radius(table: pd.DataFrame, path: str | os.PathLike, metric: 
 
 
 def _save(fig, ax, path: str | os.PathLike) -> Path:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
+    """The legend below the plot, the figure as tall as the legend needs (a sweep has a dozen lines, which
+    inside the axes covered the curves and left no room for the labels), laid out by constrained layout."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.set_size_inches(PLOT_SIZE[0], PLOT_SIZE[1] + LEGEND_LINE_INCHES * len(handles))
+        fig.legend(handles, labels, loc="outside lower center", fontsize="small")
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
@@ -170,7 +177,9 @@ def write_results(table: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "
     ``"inf"``); the Markdown table is followed by ``notes``. ``{stem}_reference.csv`` is
     :func:`reference_table`. Plots: ``{stem}_accuracy.png`` (:func:`plot_accuracy_vs_threshold`) and,
     when the table has R@1 values, ``{stem}_recall_radius.png`` (:func:`plot_recall_vs_radius`).
-    Returns the written paths by kind.
+    These files belong to the evaluation: one of them that an earlier run wrote and this one does not
+    (the recall plot of a run that had R@1) is removed, so the folder never mixes two runs. Nothing else
+    in ``out_dir`` is touched. Returns the written paths by kind.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,8 +191,11 @@ def write_results(table: pd.DataFrame, out_dir: str | os.PathLike, stem: str = "
     records = [{k: _json_value(v) for k, v in zip(table.columns, row, strict=True)} for row in table.itertuples(index=False)]
     paths["json"].write_text(json.dumps(records, indent=2, allow_nan=False, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["accuracy_png"] = plot_accuracy_vs_threshold(table, out / f"{stem}_accuracy.png")
+    recall_png = out / f"{stem}_recall_radius.png"
     if table["R@1"].notna().any():
-        paths["recall_radius_png"] = plot_recall_vs_radius(table, out / f"{stem}_recall_radius.png")
+        paths["recall_radius_png"] = plot_recall_vs_radius(table, recall_png)
+    else:
+        recall_png.unlink(missing_ok=True)  # an earlier run's: it would pass for this one's
     return paths
 
 

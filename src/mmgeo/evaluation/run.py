@@ -224,13 +224,16 @@ def _engine_settings(s: SearchSettings, earth_radius_km: float) -> SearchSetting
 
 def evaluate(geolocator: Geolocator, queries: Sequence[Query], configs: Sequence[Config], *, mode: str = "image",
              earth_radius_km: float = REFERENCE_EARTH_RADIUS_KM,
-             on_query: Callable[[], None] | None = None, details: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+             on_query: Callable[[], None] | None = None, details: list[dict[str, Any]] | None = None,
+             answers: list[Any] | None = None) -> list[dict[str, Any]]:
     """Score every configuration on ``queries``; one results-table row per configuration.
 
     ``earth_radius_km`` is the sphere of the narrowing disk and of every distance (the
     reference's 6371.0 km by default; mmgeo's own is :data:`~mmgeo.geo.EARTH_RADIUS_KM`).
     ``details``, if given, receives one dict per (stage-2 configuration, query): its photo, truth,
     predicted location and top tile key (what :mod:`mmgeo.evaluation.gallery` draws).
+    ``answers``, if given, receives each query's :class:`~mmgeo.search.result.SearchResult` with the search's
+    default settings (what ``mmgeo-search`` answers, its confidence included: the reliability report reads them).
     """
     if not queries:
         raise InputError("no queries to evaluate: the query set is empty")
@@ -246,6 +249,8 @@ def evaluate(geolocator: Geolocator, queries: Sequence[Query], configs: Sequence
         if on_query:
             on_query()
     stage1_source = prepared[-1].hypotheses.source
+    if answers is not None:
+        answers.extend(geolocator.rank_many(prepared, SearchSettings()))
     estimates = [p.hypotheses.top for p in prepared]
     for acc, settings, config in zip(per_config, engine, configs):
         if settings is None:

@@ -49,7 +49,7 @@ def check_encoder_modality(encoder_name: str, modality: str) -> None:
     entry, _ = get_entry(encoder_name)
     if need not in entry.modality.split("+"):
         able = sorted(name for name, e in registry().items() if need in e.modality.split("+"))
-        raise InputError(f"encoder {encoder_name!r} embeds {entry.modality}, but {modality} items need an {need} encoder: "
+        raise InputError(f"encoder {encoder_name!r} embeds {entry.modality}, but {modality} items need {'an' if need[0] in 'aeiou' else 'a'} {need} encoder: "
                          f"{', '.join(able)}")
 
 

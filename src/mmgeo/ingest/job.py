@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from mmgeo.ingest.embeddings import load_embeddings
 from mmgeo.ingest.manifest import Manifest
 from mmgeo.ingest.mmlandmarks import INDEX_MODALITIES, SPLITS, MMLandmarks
 from mmgeo.ingest.photo_folder import PhotoFolder, looks_like_photo_folder
-from mmgeo.ingest.records import Problem, Record
+from mmgeo.ingest.records import MODALITIES, Problem, Record
 from mmgeo.ingest.runner import IngestReport, run_ingest
 from mmgeo.qdrant.base import Store
 from mmgeo.qdrant.schema import collection_name, store_folder
@@ -41,7 +41,9 @@ class IngestSpec:
     """What to ingest and how: the options of ``mmgeo-ingest`` (defaults equal).
 
     Attributes:
-        modalities: ``satellite``, ``ground``, ``text``; one collection each.
+        modalities: ``satellite``, ``ground``, ``text``; one collection each. None (the default): the source
+            decides, a manifest by its ``modality`` column (every modality it holds), an MMLandmarks folder
+            ``satellite``; given, they filter (a manifest's rows of other modalities are counted as ignored).
         splits: MMLandmarks splits to read (``index`` holds satellite tiles and optional ground photos, so text skips it).
         root: manifest only: the folder that image paths are relative to (default: the manifest's folder).
         encoder, weights, encoder_options, trust_checkpoint: the model that embeds the items.
@@ -56,7 +58,7 @@ class IngestSpec:
             clock's offset from UTC for photos that do not record it.
     """
 
-    modalities: tuple[str, ...] = ("satellite",)
+    modalities: tuple[str, ...] | None = None
     splits: tuple[str, ...] = SPLITS
     root: Path | None = None
     encoder: str | None = None
@@ -79,7 +81,7 @@ class IngestSpec:
         """Refuse a spec that cannot run, before anything is read or written."""
         if bad := [s for s in self.splits if s not in SPLITS]:
             raise InputError(f"unknown split(s) {', '.join(bad)}; valid: {', '.join(SPLITS)}")
-        if bad := [m for m in self.modalities if m not in VECTOR_NAMES]:
+        if bad := [m for m in self.modalities or () if m not in VECTOR_NAMES]:
             raise InputError(f"unknown modality(ies) {', '.join(bad)}; valid: {', '.join(VECTOR_NAMES)}")
         if self.engine not in ENGINES:
             raise InputError(f"unknown engine {self.engine!r}; valid: {', '.join(ENGINES)}")
@@ -93,8 +95,38 @@ class IngestSpec:
         if self.gpx and not (source.is_dir() and looks_like_photo_folder(source)):
             raise InputError(f"{source}: GPX tracks place the photos of a photo folder, not a dataset or manifest")
         if self.encoder is not None:
-            for modality in self.modalities:
+            for modality in self.modalities or ():
                 check_encoder_modality(self.encoder, modality)
+
+
+FOLDER_MODALITIES = ("satellite",)
+"""What an MMLandmarks folder ingests when no modalities are given (a manifest's own column decides)."""
+
+
+def source_modalities(source: Path, spec: IngestSpec) -> tuple[str, ...]:
+    """``spec.modalities``, or if None what the source holds: a manifest's ``modality`` column (in
+    :data:`MODALITIES` order; a manifest with no valid one gets ``satellite``, whose pass reports its rows),
+    an MMLandmarks folder :data:`FOLDER_MODALITIES`.
+
+    Raises:
+        InputError: the manifest holds a modality ``spec.encoder`` cannot embed (names the rows and what to pass).
+    """
+    if spec.modalities is not None:
+        return spec.modalities
+    if source.is_dir():
+        return FOLDER_MODALITIES
+    held = Manifest(source, root=spec.root).modality_counts()
+    modalities = tuple(m for m in MODALITIES if held[m]) or FOLDER_MODALITIES
+    if spec.encoder is not None:
+        for modality in modalities:
+            try:
+                check_encoder_modality(spec.encoder, modality)
+            except InputError as exc:
+                others = ",".join(m for m in modalities if m != modality)
+                hint = (f"; choose --modalities {others} for this encoder, and ingest them in a run of their own "
+                        f"(--modalities {modality} --encoder …)") if others else ""
+                raise InputError(f"{source} holds {held[modality]} {modality} row(s): {exc}{hint}") from None
+    return modalities
 
 
 def _reader(source: Path, spec: IngestSpec, modality: str) -> MMLandmarks | PhotoFolder | Manifest:
@@ -145,6 +177,7 @@ def plan_ingest(source: str | Path, spec: IngestSpec = IngestSpec()) -> IngestPl
     """
     source = Path(source)
     spec.check(source)
+    spec = replace(spec, modalities=source_modalities(source, spec))
     precomputed = load_embeddings(spec.embeddings, spec.ids) if spec.embeddings else None
     selections = []
     for modality in spec.modalities:

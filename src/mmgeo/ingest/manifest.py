@@ -97,6 +97,14 @@ class Manifest:
         if not self.path.is_file():
             raise LayoutNotFoundError(f"manifest {self.path} does not exist")
 
+    def modality_counts(self) -> Counter[str]:
+        """Rows per valid ``modality`` value (one streamed pass; rows that cannot be read are not counted)."""
+        counts: Counter[str] = Counter()
+        for _, row in _rows(self.path):
+            if not isinstance(row, str) and (modality := clean_str(row.get("modality"))) in MODALITIES:
+                counts[modality] += 1
+        return counts
+
     def iter_records(self, problems: list[Problem]) -> Iterator[Record]:
         """Every valid row as a :class:`Record`; bad rows go to ``problems`` with their row number."""
         seen: set[tuple[str, str]] = set()

@@ -9,6 +9,7 @@ which returns exactly what :meth:`Geolocator.rank` returns for each query, in on
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import time
@@ -25,10 +26,19 @@ from mmgeo.images import load_image
 from mmgeo.places import place_names
 from mmgeo.qdrant.base import SearchFilter, Store
 from mmgeo.qdrant.schema import VectorIdentity, check_not_dropping, check_vector_identity, collection_name
+from mmgeo.search.confidence import (
+    EVENT_KM,
+    Typicality,
+    domain_factor,
+    heuristic_confidence,
+    load_calibration,
+    query_features,
+)
+from mmgeo.search.consistency import Consistency, photo_groups
 from mmgeo.search.features import Photo, PhotoFeatures, encoder_identity
 from mmgeo.search.models import query_remedy
 from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_region
-from mmgeo.search.rerank import Group, Weights, confidence, rank_groups, text_scores, top_groups
+from mmgeo.search.rerank import Group, Weights, rank_groups, text_scores, top_groups
 from mmgeo.search.result import Candidate, SearchResult
 from mmgeo.search.stage1 import Hypotheses, Stage1
 from mmgeo.search.stage2 import INDEX_MODES, Found, Stage2, groups_needed, search_plan
@@ -167,7 +177,8 @@ def _acyclic_batch() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PreparedQuery:
-    """A query after the per-photo work: stage-2 query vectors, stage-1 hypotheses, the photo in the text space."""
+    """A query after the per-photo work: stage-2 query vectors, stage-1 hypotheses (fused, and each photo's),
+    the photo in the text space, how typical the photos are of the store and whether they agree."""
 
     names: list[str]
     problems: list[str]
@@ -175,6 +186,9 @@ class PreparedQuery:
     hypotheses: Hypotheses
     text_vector: np.ndarray | None
     seconds: dict[str, float]
+    photo_hypotheses: list[Hypotheses] = field(default_factory=list)
+    typicality: float | None = None
+    consistency: Consistency = field(default_factory=lambda: Consistency([[0]]))
 
 
 @dataclass
@@ -217,6 +231,20 @@ class Geolocator:
                               VectorIdentity("image", self.encoder.name, self.encoder.weights_id, self.encoder.dim),
                               remedy=query_remedy(self.store, self.metadata, "image"), verb="this search's encoder is")
         self.text_space = self._text_space()
+        identity = {"name": self.encoder.name, "weights_id": self.encoder.weights_id, "dim": self.encoder.dim}
+        self.calibrator, self.calibration_note = load_calibration(self.metadata, identity)
+
+    @functools.cached_property
+    def typicality(self) -> Typicality | None:
+        """The store's geotagged photos as the reference of what a photo of a known place looks like (None: the
+        store holds none made with this encoder, so there is nothing to compare a photo with)."""
+        ground = collection_name("ground")
+        if not self.store.has_collection(ground):
+            return None
+        vectors = self.store.get_metadata(ground).get("vectors", {}).get("image", {})
+        if (vectors.get("encoder"), vectors.get("weights_id")) != (self.encoder.name, self.encoder.weights_id):
+            return None
+        return Typicality.of_store(self.store, ground)
 
     def _text_space(self) -> str | None:
         if self.text_encoder is None or not self.store.has_collection(self.text_collection):
@@ -278,18 +306,23 @@ class Geolocator:
         qvecs = features.of(self.encoder)
         t1 = time.perf_counter()
         per_photo = self.stage1.estimate(features.images, top_k=top_k, features=features)
+        similarities = self.typicality.nearest(self.store, qvecs) if self.typicality is not None else None
         t2 = time.perf_counter()
         texts = self._photo_text_vectors(features) if self.text_space is not None else None
         share = {"encode": (t1 - t0 + time.perf_counter() - t2) / len(queries), "stage1": (t2 - t1) / len(queries)}
         out, start = [], 0
         for names, problems in queries:
             end = start + len(names)
-            text_vector = None
+            text_vector = typicality = None
             if texts is not None:
                 mean = texts[start:end].mean(axis=0)
                 text_vector = mean / np.linalg.norm(mean)
-            out.append(PreparedQuery(list(names), list(problems), qvecs[start:end],
-                                     fuse_hypotheses(per_photo[start:end]), text_vector, dict(share)))
+            if similarities is not None:
+                typicality = float(np.mean([self.typicality.share(s) for s in similarities[start:end]]))
+            mine = per_photo[start:end]
+            out.append(PreparedQuery(list(names), list(problems), qvecs[start:end], fuse_hypotheses(mine),
+                                     text_vector, dict(share), mine, typicality,
+                                     photo_groups(mine, qvecs[start:end])))
             start = end
         return out
 
@@ -303,6 +336,16 @@ class Geolocator:
         """Where were these photos (of one place) taken? Bad photos are skipped and listed in ``problems``."""
         s = settings or SearchSettings()
         return self.rank(self.prepare(photos, s.top_k_hypotheses), s)
+
+    def locate_groups(self, photos: Sequence[str | Image.Image], settings: SearchSettings | None = None) -> list[SearchResult]:
+        """:meth:`locate`, but photos that disagree (:func:`~mmgeo.search.consistency.photo_groups`) are answered
+        group by group, the main group first (one result when they agree)."""
+        s = settings or SearchSettings()
+        q = self.prepare(photos, s.top_k_hypotheses)
+        if q.consistency.consistent:
+            return [self.rank(q, s)]
+        usable = [p for p in photos if str(getattr(p, "filename", None) or p) in set(q.names)]
+        return [self.locate([usable[i] for i in group], s) for group in q.consistency.groups]
 
     def rank(self, q: PreparedQuery, settings: SearchSettings | None = None) -> SearchResult:
         """Stage 2 and the rerank for a prepared query (sweeps call :meth:`rank_many` instead)."""
@@ -380,7 +423,14 @@ class Geolocator:
                 place: dict[str, Any] | None, share: dict[str, float], settings_dict: dict[str, Any]) -> SearchResult:
         hyp = q.hypotheses
         est_lat, est_lon = hyp.top if len(hyp.prob) else (float("nan"), float("nan"))
-        conf = confidence(hyp, [c.score for c in candidates], s.radius_km)
+        signals = query_features(hyp, candidates, typicality=q.typicality, photo_agreement=q.consistency.agreement)
+        heuristic = heuristic_confidence(hyp, [c.score for c in candidates], EVENT_KM)
+        probs = self.calibrator.predict(signals) if self.calibrator else {"within": heuristic}
+        # an out-of-domain photo, or photos that contradict the answer's group, lower any probability
+        factor = domain_factor(q.typicality) * q.consistency.agreement
+        conf = probs["within"] * factor
+        landmark = probs["landmark"] * factor if "landmark" in probs else None
+        abstained = conf < s.min_confidence
         timings = {k: round(v * 1000, 2) for k, v in {**q.seconds, **share}.items()}
         return SearchResult(
             photos=q.names,
@@ -391,7 +441,24 @@ class Geolocator:
                     "collection": self.collection,
                     "candidates_in_region": int(size), "fallback_used": region is not first,
                     "geometry": region.geometry()},
-            candidates=candidates, confidence=conf, abstained=conf < s.min_confidence,
+            candidates=candidates, confidence=conf, abstained=abstained,
             text_space=self.text_space, timings_ms=timings, settings=dict(settings_dict), problems=q.problems,
             notes=dict(self.notes),
+            calibration=self.calibration_note.split(":")[0], calibration_note=self.calibration_note,
+            landmark_probability=landmark, in_domain=q.typicality,
+            consistency={"consistent": q.consistency.consistent, "outliers": [q.names[i] for i in q.consistency.outliers],
+                         "groups": [[q.names[i] for i in g] for g in q.consistency.groups]},
+            abstain_reason=abstain_reason(conf, s.min_confidence, q) if abstained else None,
+            signals={**signals, "heuristic": heuristic},
         )
+
+
+def abstain_reason(conf: float, min_confidence: float, q: PreparedQuery) -> str:
+    """Why a query was abstained on, in one line: out of domain, photos that disagree, or just unsure."""
+    if q.typicality is not None and domain_factor(q.typicality) < 1:
+        return (f"out of domain: the photo is less like this store's photos than {1 - q.typicality:.0%} of them are "
+                f"to each other (confidence {conf:.2f} < {min_confidence:g})")
+    if not q.consistency.consistent:
+        return (f"photos disagree: {', '.join(q.names[i] for i in q.consistency.outliers)} do not show the same place "
+                f"(confidence {conf:.2f} < {min_confidence:g}; --split-inconsistent answers each group)")
+    return f"unsure: confidence {conf:.2f} < --min-confidence {min_confidence:g}"

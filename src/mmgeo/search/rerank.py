@@ -63,16 +63,6 @@ def rrf_scores(rankings: Sequence[Sequence[float]], k: int = 60) -> np.ndarray:
     return total
 
 
-def confidence(hyp: Hypotheses, scores: Sequence[float], radius_km: float) -> float:
-    """In [0, 1]: half the stage-1 mass near its top estimate, half the winner's margin over the runner-up
-    (gap/0.1, capped; 0 with a single candidate)."""
-    if len(hyp.prob) == 0 or not len(scores):
-        return 0.0
-    mass = hyp.mass_near_top(radius_km)
-    gap = (scores[0] - scores[1]) if len(scores) > 1 else 0.0  # a lone candidate beat nobody: no margin
-    return float(0.5 * mass + 0.5 * min(1.0, max(0.0, gap) / 0.1))
-
-
 def text_scores(photo: np.ndarray | None, landmark_ids: Sequence[str],
                 texts: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Best cosine between the photo (in the text space) and each landmark's text vectors (rows of ``texts``),

@@ -33,6 +33,12 @@ class Candidate:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     place: dict[str, Any] | None = None
 
+    @property
+    def label(self) -> str:
+        """What to call this answer: the landmark's name, else the place it is in or near, else its key
+        (an unnamed index tile has no name, but a place)."""
+        return self.name or (self.place["label"] if self.place else None) or self.key
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -50,6 +56,19 @@ class SearchResult:
     problems: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
     """Which encoder, stage 1 and text rerank the search used, and why (``encoder``, ``stage1``, ``text``)."""
+    calibration: str = "uncalibrated"
+    """``calibrated``: ``confidence`` is P(answer within 25 km of the truth), fitted for this store and encoder;
+    ``uncalibrated``: a score in [0, 1] that is not a probability (``calibration_note`` says why)."""
+    calibration_note: str = ""
+    landmark_probability: float | None = None
+    """P(the top landmark is the right one), calibrated stores only."""
+    in_domain: float | None = None
+    """Share of the store's own photos less near to their nearest neighbour than this query is to its own (None: no
+    geotagged photos to compare with); near 0: unlike anything stored."""
+    consistency: dict[str, Any] = field(default_factory=lambda: {"consistent": True, "outliers": [], "groups": []})
+    abstain_reason: str | None = None
+    signals: dict[str, float] = field(default_factory=dict)
+    """The features the confidence was computed from (and the uncalibrated ``heuristic``)."""
 
     @property
     def best(self) -> Candidate | None:

@@ -14,7 +14,6 @@ The checkpoint loads with ``create_encoder("geoclip", head=ckpt)`` (or ``weights
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from mmgeo.encoders.geoclip import EMBED_DIM, GpsGallery, LocationEncoder, geocl
 from mmgeo.encoders.registry import create_encoder
 from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import geolocation_accuracy
+from mmgeo.files import check_not_replacing
 from mmgeo.geo import haversine_km
 from mmgeo.ingest.mmlandmarks import MMLandmarks
 from mmgeo.ingest.records import Problem
@@ -64,6 +64,13 @@ class GeoCLIPTrainConfig:
     device: str = "auto"
     cache_dir: Path | None = None
     quiet: bool = False
+    overwrite: bool = False
+    """Replace an earlier head (and its metrics/curves) at ``out`` (``--force``); else they are an error."""
+
+    def outputs(self) -> tuple[Path, Path, Path]:
+        """The head checkpoint, its metrics CSV and its curves PNG."""
+        out = Path(self.out)
+        return out, out.with_suffix(".metrics.csv"), out.with_suffix(".curves.png")
 
     def check(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -75,6 +82,7 @@ class GeoCLIPTrainConfig:
             raise InputError(f"holdout_per_landmark must be >= 0, got {self.holdout_per_landmark}")
         if self.queue_size < 0 or self.lr <= 0:
             raise InputError(f"queue_size must be >= 0 and lr > 0, got {self.queue_size}, {self.lr}")
+        check_not_replacing(self.outputs(), overwrite=self.overwrite, what="GeoCLIP head file(s)")
 
 
 @dataclass
@@ -95,8 +103,8 @@ class GeoCLIPTrainResult:
     feature_seconds: float = 0.0
     features_cached: bool = False
     train_seconds: float = 0.0
-    samples_per_second: float = 0.0
-    """Photos per second in the training steps (per-epoch evaluation not included)."""
+    samples_per_second: float | None = None
+    """Photos per second in the training steps (per-epoch evaluation not included); None if no step ran."""
 
 
 class GpsQueue:
@@ -199,6 +207,7 @@ def train_geoclip(cfg: GeoCLIPTrainConfig) -> GeoCLIPTrainResult:
 
     Raises:
         InputError: too few readable photos for one batch, or a backbone that is not an image encoder.
+        OutputExistsError: a head (or its metrics/curves) is at ``cfg.out`` and ``cfg.overwrite`` is off.
     """
     cfg.check()
     device = resolve_device(cfg.device)
@@ -247,8 +256,10 @@ def train_geoclip(cfg: GeoCLIPTrainConfig) -> GeoCLIPTrainResult:
     scheduler = warmup_cosine(optimizer, steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs)
     generator = torch.Generator().manual_seed(cfg.seed)
     queue = GpsQueue(cfg.queue_size)
-    out = Path(cfg.out)
-    log = RunLog(out.with_suffix(".metrics.csv"), out.with_suffix(".curves.png"), "geoclip head",
+    out, metrics_csv, curves_png = cfg.outputs()
+    for path in check_not_replacing(cfg.outputs(), overwrite=cfg.overwrite, what="GeoCLIP head file(s)"):
+        path.unlink()  # --force: no file of the earlier head stays beside this one's
+    log = RunLog(metrics_csv, curves_png, "geoclip head",
                  steps_per_epoch * cfg.epochs, quiet=cfg.quiet)
     train_started, samples, step_seconds = time.perf_counter(), 0, 0.0
     with log:
@@ -284,7 +295,7 @@ def train_geoclip(cfg: GeoCLIPTrainConfig) -> GeoCLIPTrainResult:
         checkpoint=out, metrics_csv=log.csv_path, curves_png=log.png_path, before=before, after=after, galleries=galleries,
         n_train=len(train_idx), n_eval={item.name: len(item.lat) for item in sets}, skipped=skipped,
         feature_seconds=feature_seconds, features_cached=hit, train_seconds=train_seconds,
-        samples_per_second=samples / step_seconds if step_seconds > 0 else math.nan,
+        samples_per_second=samples / step_seconds if step_seconds > 0 else None,
     )
 
 
@@ -312,7 +323,7 @@ def save_head(path: Path, mlp, scale: LogitScale, location: LocationEncoder | No
     if location is not None:
         state.update({f"location_encoder.{k}": v.detach().cpu().contiguous() for k, v in location.state_dict().items()})
     training = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                if k not in ("dataset", "out", "backbone", "device", "cache_dir", "quiet")}
+                if k not in ("dataset", "out", "backbone", "device", "cache_dir", "quiet", "overwrite")}
     config = {
         "model": {"backbone": backbone.name, "embed_dim": EMBED_DIM, "head_in_dim": backbone.dim,
                   "backbone_weights_id": backbone.weights_id, "location_trained": location is not None},

@@ -72,7 +72,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         return
     epochs = [r["epoch"] for r in rows]
     metrics = [k for k in rows[-1] if k not in ("epoch", "loss", "lr", "seconds") and _numeric(rows[-1][k])]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     ax_loss.plot(epochs, [r.get("loss", math.nan) for r in rows], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
     for key in metrics:
@@ -80,7 +80,6 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     ax_metric.set(xlabel="epoch", ylabel="share", title="validation")
     if metrics:
         ax_metric.legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

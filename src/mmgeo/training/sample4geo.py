@@ -8,8 +8,8 @@ Qdrant collection (an :class:`~mmgeo.qdrant.EdgeStore` in a temp dir) of the emb
 start of the epoch, i.e. the previous epoch's weights. Mixed precision and gradient accumulation
 on CUDA. Every epoch is seeded from ``(seed, epoch)``, and ``last.pt`` holds the optimizer,
 scheduler and scaler states, so a run resumed from ``last.pt`` ends with the same weights as an
-uninterrupted one. ``best.pt`` (by validation ground→satellite R@1) and ``last.pt`` are in the
-reference format and load with ``create_encoder("sample4geo", weights=path)``. ``freeze_backbone`` trains
+uninterrupted one. ``best.pt`` (by validation ground→satellite R@1; none without a validation split) and
+``last.pt`` are in the reference format and load with ``create_encoder("sample4geo", weights=path)``. ``freeze_backbone`` trains
 only the projection (and the temperature) over the frozen backbone, whose output per image is computed
 once: a cheap adaptation (a CPU can do it in seconds) that keeps the backbone's general features.
 """
@@ -33,6 +33,7 @@ from mmgeo.encoders.base import resolve_device
 from mmgeo.encoders.sample4geo import Sample4GeoModel, Sample4GeoPair, eval_transform, save_checkpoint
 from mmgeo.errors import InputError
 from mmgeo.evaluation.metrics import rank_by_score, recall_at_k
+from mmgeo.files import check_not_replacing
 from mmgeo.images import load_image
 from mmgeo.ingest.records import Problem
 from mmgeo.qdrant.base import EXACT
@@ -41,6 +42,8 @@ from mmgeo.training.objectives import LogitScale, multi_positive_infonce, warmup
 from mmgeo.training.runlog import RunLog
 
 KS = (1, 5, 10)
+RUN_FILES = ("best.pt", "last.pt", "metrics.csv", "curves.png")
+"""What a run writes into its folder; another run's are not replaced without ``overwrite``."""
 UNCHECKED_ON_RESUME = frozenset({"data.dataset"})
 """Config fields that may differ when resuming (the dataset may have moved)."""
 
@@ -81,8 +84,10 @@ class Sample4GeoTrainConfig:
     device: str = "auto"
     amp: bool | None = None
     quiet: bool = False
+    overwrite: bool = False
+    """Replace the run files in ``out`` of an earlier run (``--force``); else they are an error (see :data:`RUN_FILES`)."""
 
-    RUNTIME = ("dataset", "out", "resume", "device", "amp", "quiet")
+    RUNTIME = ("dataset", "out", "resume", "device", "amp", "quiet", "overwrite")
 
     def check(self) -> None:
         for name in ("epochs", "n_ground", "grad_accum", "img_size", "dss_pool"):
@@ -109,7 +114,8 @@ class Sample4GeoTrainConfig:
 
 @dataclass
 class Sample4GeoTrainResult:
-    best: Path
+    best: Path | None
+    """``best.pt`` (best validation R@1), or None without a validation split: then only ``last`` is written."""
     last: Path
     metrics_csv: Path
     curves_png: Path
@@ -119,8 +125,9 @@ class Sample4GeoTrainResult:
     history: list[dict[str, Any]]
     skipped: list[Problem] = field(default_factory=list)
     train_seconds: float = 0.0
-    samples_per_second: float = 0.0
-    """Ground photos per second in the training steps (decoding included; validation and checkpoints not)."""
+    samples_per_second: float | None = None
+    """Ground photos per second in the training steps (decoding included; validation and checkpoints not);
+    None when no step ran (a resumed run that had already finished)."""
 
 
 class _Towers(nn.Module):
@@ -280,12 +287,17 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
 
     Raises:
         InputError: too few landmarks with a readable photo and tile for one batch.
+        OutputExistsError: ``cfg.out`` holds another run's files and ``cfg.overwrite`` is off (resuming
+            from ``cfg.out/last.pt`` continues that run in place).
         IncompatibleResumeError: ``cfg.resume`` was written with a different config.
     """
     cfg.check()
     device = resolve_device(cfg.device)
     amp = device.type == "cuda" if cfg.amp is None else cfg.amp
     out = Path(cfg.out)
+    continuing = cfg.resume is not None and Path(cfg.resume).resolve() == (out / "last.pt").resolve()
+    stale = [] if continuing else check_not_replacing([out / f for f in RUN_FILES], overwrite=cfg.overwrite,
+                                                      what="Sample4Geo run file(s)")
     config = cfg.checkpoint_config()
     state = None
     if cfg.resume is not None:
@@ -330,6 +342,8 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
     log = RunLog(out / "metrics.csv", out / "curves.png", "sample4geo", steps_per_epoch * cfg.epochs,
                  start_step=steps_per_epoch * (start_epoch - 1), quiet=cfg.quiet, keep_rows=history)
     train_started, samples, step_seconds = time.perf_counter(), 0, 0.0
+    for path in stale:  # --force: nothing of the earlier run stays to be mistaken for this one's
+        path.unlink()
     with log:
         log.write()
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -370,8 +384,8 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
                    "seconds": time.perf_counter() - epoch_started, **{f"val_{k}": v for k, v in metrics.items()}}
             history.append(row)
             log.epoch_end(row)
-            r1 = metrics.get("R@1", -epoch)  # without validation, the newest epoch is "best"
-            if r1 > best_r1:
+            r1 = metrics.get("R@1")  # without validation there is no best epoch, and no best.pt
+            if r1 is not None and r1 > best_r1:
                 best_r1, best_epoch = r1, epoch
                 save_checkpoint(towers.model, out / "best.pt", config, epoch)
             save_checkpoint(towers.model, out / "last.pt", config, epoch, extra={
@@ -383,7 +397,7 @@ def train_sample4geo(cfg: Sample4GeoTrainConfig, *, on_epoch_end: Callable[[int,
     train_seconds = time.perf_counter() - train_started
     after = {k.removeprefix("val_"): v for k, v in history[-1].items() if k.startswith("val_")}
     return Sample4GeoTrainResult(
-        best=out / "best.pt", last=out / "last.pt", metrics_csv=log.csv_path, curves_png=log.png_path, before=before,
+        best=out / "best.pt" if best_epoch and (out / "best.pt").is_file() else None, last=out / "last.pt", metrics_csv=log.csv_path, curves_png=log.png_path, before=before,
         after=after, best_epoch=best_epoch, history=history, skipped=skipped, train_seconds=train_seconds,
-        samples_per_second=samples / step_seconds if step_seconds > 0 else math.nan,
+        samples_per_second=samples / step_seconds if step_seconds > 0 else None,
     )

@@ -16,6 +16,7 @@ import numpy as np
 
 from mmgeo.encoders.projection import fit_ridge, read_projection, save_projection
 from mmgeo.errors import CollectionNotFoundError, InputError
+from mmgeo.files import check_not_replacing
 from mmgeo.images import load_image
 from mmgeo.ingest.mmlandmarks import MMLandmarks
 from mmgeo.qdrant.base import Store
@@ -28,12 +29,16 @@ DEFAULT_TEXT_ENCODER = "minilm-l6"
 
 
 def fit_text_projection(root: str | os.PathLike, image_encoder: Any, text_encoder: Any, out: str | os.PathLike, *,
-                        splits: tuple[str, ...] = ("train",), alpha: float = 1.0) -> tuple[Path, dict[str, float]]:
+                        splits: tuple[str, ...] = ("train",), alpha: float = 1.0, overwrite: bool = False) -> tuple[Path, dict[str, float]]:
     """Fit the map on an MMLandmarks dataset: every ground photo of ``splits`` → its landmark's article.
 
     Returns the written file and fit statistics (pairs, landmarks, and the share of training photos
     whose projected vector is closest to their own landmark's article: ``train_top1``).
+
+    Raises:
+        OutputExistsError: ``out`` exists (a projection fitted for some encoder) and ``overwrite`` is off.
     """
+    check_not_replacing([out], overwrite=overwrite, what="text projection")
     problems: list = []
     texts = {r.landmark_id: r.text for r in MMLandmarks(root, splits, ["text"]).iter_records(problems)}
     photos = [r for r in MMLandmarks(root, splits, ["ground"]).iter_records(problems) if r.landmark_id in texts]

@@ -27,6 +27,11 @@ CONTIGUOUS_US = ((26.0, 48.5), (-123.0, -70.0))
 """Latitude and longitude ranges the scattered places are drawn from."""
 _DEMO_VIEW = 10_000
 """The demo photo's view number (the listed photos are 0 … n_ground - 1)."""
+_CALIBRATION_VIEW = 20_000
+"""The first view number of the calibration photos (each view its own random stream: the listed photos stay as they were)."""
+CALIBRATION_CSV = "calibration/photos.csv"
+"""Held-out photos of the query landmarks for fitting the confidence (``photo,lat,lon,landmark_id``): other views
+than the query split's, so ``mmgeo-eval`` never scores a photo the calibration was fitted on."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class WorldParams:
         street_km: range of their distances from the landmark (log-uniform).
         scattered_places: index places spread over the contiguous US.
         query_every: every ``query_every``-th landmark (from the second) is a query landmark.
+        calibration_views: photos per query landmark written to :data:`CALIBRATION_CSV` for fitting the confidence.
         synthetic_landmarks: landmarks added after the real ones, each near a real one (``synthetic_km``,
             log-uniform; landmarks cluster where people are), with its own structure, photos, tile, street
             places and article: more landmarks to train stage 2 on and to evaluate on than the real list holds.
@@ -64,6 +70,7 @@ class WorldParams:
     query_every: int = 3
     synthetic_landmarks: int = 0
     synthetic_km: tuple[float, float] = (2.0, 400.0)
+    calibration_views: int = 8
 
 
 def _hex_id(*parts: object) -> str:
@@ -136,6 +143,10 @@ def _draw_landmark(root: Path, params: WorldParams, seed: int, i: int) -> None:
     _save(tile, root / shard_path(split, "satellite", _hex_id(seed, "sat", lid)))
     for k in range(params.n_ground):
         _save(_landmark_photo(field, params, seed, i, k), root / shard_path(split, "ground", _hex_id(seed, "ground", lid, k)))
+    if split == "query":
+        for k in range(params.calibration_views):
+            view = _CALIBRATION_VIEW + k
+            _save(_landmark_photo(field, params, seed, i, view), root / "calibration" / f"{lid}-{k}.jpg")
     if i == 0:  # a new photo of a known landmark, listed in no CSV: what a user would ask about
         _landmark_photo(field, params, seed, 0, _DEMO_VIEW).save(root / DEMO_PHOTO, quality=92)
 
@@ -158,6 +169,8 @@ def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, se
     * ``index``: places without a record, each with a satellite tile (``mml_index_satellite.csv``) and a
       geotagged street photo (``mml_index_ground.csv``, same columns): the gallery stage 1 places an
       unseen landmark by (retrieval over geotagged photos, as Im2GPS);
+    * ``calibration/``: ``calibration_views`` more photos of each query landmark, listed in :data:`CALIBRATION_CSV`
+      (what ``make demo`` fits the confidence on);
     * ``demo-photo.jpg``: a new photo of the Empire State Building (a training landmark), in no CSV.
 
     Everything is drawn from ``seed``: the same seed writes the same bytes, with any number of
@@ -207,5 +220,8 @@ def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, se
         write_csv(modality_csv(split, "text"), ["landmark_id", "json"], tables["text"])
     write_csv(modality_csv("index", "satellite"), ["images", "lat", "lon", "year"], tiles)
     write_csv(modality_csv("index", "ground"), ["images", "lat", "lon", "year"], streets)
+    write_csv(CALIBRATION_CSV, ["photo", "lat", "lon", "landmark_id"],
+              [[f"{1000 + i}-{k}.jpg", lm.lat, lm.lon, str(1000 + i)] for i, lm in enumerate(landmarks)
+               if _split(i, params) == "query" for k in range(params.calibration_views)])
     write_csv(INFO_CSV, ["landmark_id", "lat", "lon", "bbox", "category", "hierarchical_category", "WikipediaPage", "QID"], info)
     return root

@@ -1,5 +1,7 @@
-"""Snapshots of a store: one ``.tar.gz`` with a manifest (mmgeo version, collection metadata, point counts,
+"""Snapshots of a store: one tar archive with a manifest (mmgeo version, collection metadata, point counts,
 sha256 of every member), restorable into a store of the same kind (``mmgeo store snapshot / restore``).
+The name says the format (:data:`SNAPSHOT_SUFFIXES`: ``.tar.gz``/``.tgz`` gzip, ``.tar`` uncompressed); reading
+detects the compression, so older snapshots (gzip under any name) still restore.
 
 The store supplies the files (:meth:`~mmgeo.qdrant.base.Store.snapshot_files`: an Edge store's collection
 folders, a server's snapshot API) and puts restored ones in place (:meth:`~mmgeo.qdrant.base.Store.restore_files`).
@@ -24,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import mmgeo
-from mmgeo.errors import IncompatibleSnapshotError, SnapshotError, StoreError
+from mmgeo.errors import IncompatibleSnapshotError, InputError, SnapshotError, StoreError
 from mmgeo.qdrant.admin.copy import copy_collection
 from mmgeo.qdrant.admin.info import check_target, identities, select
 from mmgeo.qdrant.base import Store
@@ -35,6 +37,9 @@ SNAPSHOT_FORMAT_VERSION = 1
 MANIFEST_NAME = "mmgeo-snapshot.json"
 _COLLECTIONS_DIR = "collections"
 _CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+SNAPSHOT_SUFFIXES = {".tar.gz": "w:gz", ".tgz": "w:gz", ".tar": "w:"}
+"""A snapshot's name → the tarfile mode that writes it (gzip at level 1: fast, most of the gain)."""
 _SPARSE_BLOCK = 1 << 16
 
 
@@ -61,6 +66,20 @@ def _safe_member(name: str) -> PurePosixPath:
     return p
 
 
+def snapshot_write_mode(path: str | os.PathLike) -> str:
+    """The tarfile mode that ``path``'s name asks for (:data:`SNAPSHOT_SUFFIXES`).
+
+    Raises:
+        InputError: a name that says no tar format (the file would not say what it is).
+    """
+    name = Path(path).name.lower()
+    for suffix, mode in SNAPSHOT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return mode
+    raise InputError(f"snapshot {path}: name it .tar.gz or .tgz (gzip-compressed) or .tar (uncompressed), "
+                     "so that its name says its format")
+
+
 def create_snapshot(store: Store, path: str | os.PathLike, *, collections: Sequence[str] | None = None) -> dict[str, Any]:
     """Write a consistent snapshot of ``store`` (or of the named collections) to ``path``; returns its manifest.
 
@@ -70,9 +89,11 @@ def create_snapshot(store: Store, path: str | os.PathLike, *, collections: Seque
     * qdrant-client local mode (no snapshot API): the collections are copied into a temporary
       Edge store first, so the snapshot restores anywhere.
 
-    The file is written next to ``path`` and renamed into place when complete.
+    The file is written next to ``path`` and renamed into place when complete, in the format its name says
+    (:func:`snapshot_write_mode`).
     """
     path = Path(path)
+    mode = snapshot_write_mode(path)
     names = select(store, collections)
     if not names:
         raise StoreError(f"store {store.location} has no collections to snapshot")
@@ -103,15 +124,15 @@ def create_snapshot(store: Store, path: str | os.PathLike, *, collections: Seque
                 edge.close()
         members = [(f"{_COLLECTIONS_DIR}/{name}/{rel}", local) for name, rel, local in files]
         manifest["files"] = {arc: {"size": local.stat().st_size, "sha256": _sha256_file(local)} for arc, local in members}
-        _write_archive(path, manifest, members)
+        _write_archive(path, manifest, members, mode)
     return manifest
 
 
-def _write_archive(path: Path, manifest: Mapping[str, Any], files: Sequence[tuple[str, Path]]) -> None:
+def _write_archive(path: Path, manifest: Mapping[str, Any], files: Sequence[tuple[str, Path]], mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
-        with tarfile.open(tmp, "w:gz", compresslevel=1) as tf:
+        with tarfile.open(tmp, mode, **({"compresslevel": 1} if mode == "w:gz" else {})) as tf:
             data = json.dumps(manifest, indent=2, sort_keys=True).encode()
             info = tarfile.TarInfo(MANIFEST_NAME)
             info.size, info.mtime = len(data), int(time.time())
@@ -126,7 +147,9 @@ def _write_archive(path: Path, manifest: Mapping[str, Any], files: Sequence[tupl
 def _open_archive(path: Path) -> tarfile.TarFile:
     if not path.is_file():
         raise SnapshotError(f"snapshot {path} does not exist")
-    return tarfile.open(path, "r:gz")
+    with open(path, "rb") as f:  # the content decides, not the name: a gzip snapshot named .tar (written before) reads too
+        gzipped = f.read(2) == GZIP_MAGIC
+    return tarfile.open(path, "r:gz" if gzipped else "r:")
 
 
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, UnicodeDecodeError)
