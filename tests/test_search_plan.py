@@ -138,7 +138,7 @@ def test_choose_plan_keeps_the_target_and_prefers_exact_unless_the_graph_is_fast
     plan = {p["band"]: p for p in choose_plan(measured, 0.99)}
     assert [(p["search"], p.get("hnsw_ef")) for p in plan.values()] == [
         ("hnsw", 128), ("exact", None), ("hnsw", 2048), ("exact", None)]
-    assert plan["100,000–300,000"]["graph"][0] == {"hnsw_ef": None, "recall@10": 0.9, "p50_ms": 2.0}
+    assert plan["100,000–300,000"]["graph"][0] == {"hnsw_ef": None, "recall@10": 0.9, "p50_ms": 2.0, "by_radius": {"25": 0.9}}
 
 
 def test_choose_plan_holds_the_target_for_each_radius_in_a_band():

@@ -215,9 +215,9 @@ def _holds(rows: Sequence[dict[str, Any]], ef: int | None, target: float) -> tup
 def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[str, Any]]:
     """Per measured band: exact, or the graph at the ``ef`` that holds ``target`` (:func:`_holds`: over the band and
     over each radius in it) where that is faster than exact (the smallest such ``ef`` within :data:`TIE_MS_SHARE` of
-    the fastest); ascending bands, each with the graph's measured curve (``graph``: recall@10 and p50 per ``ef``) and,
-    where the graph is chosen, its recall per radius (``by_radius``); the band's ``recall@10`` is the worst of those
-    and the band's mean, so it never promises a kind of region more than it got."""
+    the fastest); ascending bands, each with the graph's measured curve (``graph``: recall@10, p50 and recall per
+    radius, ``by_radius``, per ``ef``); where the graph is chosen the band's ``recall@10`` is the worst of its radii
+    and its mean, so it never promises a kind of region more than it got."""
     efs = list(dict.fromkeys(ef for r in regions for ef in r["graph"]))
     plan = []
     for b in sorted({r["band"] for r in regions}):
@@ -229,8 +229,8 @@ def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[s
             band = _bands(rows, ef).get(b)
             if not band:
                 continue
-            curve.append({"hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3)})
             holds, by_kind = _holds(rows, ef, target)
+            curve.append({"hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3), "by_radius": by_kind})
             if holds:
                 keeps.append({"search": "hnsw", "hnsw_ef": ef, "recall@10": min([curve[-1]["recall@10"], *by_kind.values()]),
                               "p50_ms": curve[-1]["p50_ms"], "by_radius": by_kind})
