@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ def ef_sweep(args: argparse.Namespace) -> None:
     exact, exact_ms = run(EXACT)
     rows = []
     for acorn in (False, True):
-        for ef in (512, 1024, 1152, 1280, 1408, 1536, 2048):
+        for ef in (None, 256, 512, 1024, 1536, 2048, 3072, 4096):
             ids, ms = run(SearchParams(hnsw_ef=ef, acorn=acorn))
             rows.append({"acorn": acorn, "hnsw_ef": ef, "p50_ms": round(ms, 2),
                          "recall@10": round(float(np.mean([len(a & e) / len(e) for a, e in zip(ids, exact) if e])), 4)})
@@ -239,7 +240,8 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
                       f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
         for i, o in enumerate(opts):
             old = any("stay exact" in n for n in o["report"][0]["notes"])  # the code before issue 28 wrote this note
-            what = f"`{o['command'].split(' store optimize ')[-1].replace('--store $WORK/store ', '').replace(' --json', '')}`: " if i == 0 else ""
+            options = re.sub(r"--store \S+|--json", "", o["command"].split(" store optimize ")[-1]).strip()
+            what = f"`{options}`: " if options and i == 0 else ""
             what += ("the HNSW build, by the code before issue 28 (its self-query record: " + "; ".join(o["report"][0]["notes"]) + ")"
                     if old else "the HNSW build and the plan's measurement" if i == 0 else "the graph already built: the plan's measurement")
             lines.append(f"`mmgeo store optimize`: {o['wall_s']} s wall, load {o['load_avg_1m_before_after'][0]} → "
@@ -269,7 +271,7 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
                       f"load {sweep['load_avg_1m_before_after'][0]} → {sweep['load_avg_1m_before_after'][1]}): exact p50 "
                       f"{sweep['exact_p50_ms']} ms; the graph per ef:", "",
                       "| ACORN | ef | recall@10 | p50 ms |", "|---|---:|---:|---:|"]
-            lines += [f"| {x['acorn']} | {x['hnsw_ef']} | {x['recall@10']} | {x['p50_ms']} |" for x in sweep["rows"]]
+            lines += [f"| {x['acorn']} | {x['hnsw_ef'] or 'default'} | {x['recall@10']} | {x['p50_ms']} |" for x in sweep["rows"]]
             lines.append("")
     return "\n".join(lines)
 
