@@ -200,9 +200,9 @@ def _holds(rows: Sequence[dict[str, Any]], ef: int | None, target: float) -> tup
     """Whether the graph at ``ef`` keeps ``target`` over ``rows`` (one band's regions) and over each kind of region
     among them (each radius) that has :data:`MIN_BAND_QUERIES` regions: mean recall less :data:`MARGIN_SE`
     standard errors. Returns that and the mean recall per kind (``"none"``: no filter)."""
-    kinds = {"none" if r["radius_km"] is None else f"{r['radius_km']:g}": [] for r in rows}
+    kinds: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        kinds["none" if r["radius_km"] is None else f"{r['radius_km']:g}"].append(r)
+        kinds.setdefault("none" if r["radius_km"] is None else f"{r['radius_km']:g}", []).append(r)
     checked = [rows] + [k for k in kinds.values() if len(k) >= MIN_BAND_QUERIES]
     ok = len(rows) >= MIN_BAND_QUERIES
     for group in checked:
