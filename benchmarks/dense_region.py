@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -67,28 +68,39 @@ def city_world(n: int, *, seed: int = 0, city: tuple[float, float, float] = CITY
 
 
 def build(args: argparse.Namespace) -> None:
-    """Write the city's manifest + vectors, ``mmgeo-ingest`` them, then ``mmgeo store optimize``; times both."""
+    """Write the city's manifest + vectors and ``mmgeo-ingest`` them (or copy a store ``build --ingest-only`` made),
+    then ``mmgeo store quantize --int8`` if asked and ``mmgeo store optimize`` with the HNSW options; times each."""
+    import shutil
     import subprocess
     import sys
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    manifest, embeddings = write_world(args.tiles, args.workdir, args.seed, world=city_world(args.tiles, seed=args.seed), dim=DIM)
-    gen_s = time.perf_counter() - t
     store = args.workdir / "store"
-    ingest = run_ingest_command(manifest, embeddings, store, args.workdir / "errors.txt")
+    if args.from_workdir:  # the same city, already ingested: its record, and a copy of its store
+        shutil.copytree(args.from_workdir / "store", store)
+        first = json.loads((args.from_workdir / "build.json").read_text())
+        gen_s, ingest = first["generate_s"], first["ingest"]
+    else:
+        t = time.perf_counter()
+        manifest, embeddings = write_world(args.tiles, args.workdir, args.seed, world=city_world(args.tiles, seed=args.seed), dim=DIM)
+        gen_s = time.perf_counter() - t
+        ingest = run_ingest_command(manifest, embeddings, store, args.workdir / "errors.txt")
+        ingest["command"] = ingest["command"].replace(str(args.workdir), "$WORK")
+    record: dict[str, Any] = {"tiles": args.tiles, "dim": DIM, "city": CITY, "generate_s": round(gen_s, 1), "ingest": ingest}
     exe = Path(sys.executable).with_name("mmgeo")
-    cmd = [str(exe), "store", "optimize", "--store", str(store), "--json"]
-    load0, t = os.getloadavg()[0], time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"mmgeo store optimize exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    opt = {"wall_s": round(time.perf_counter() - t, 1), "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
-           "report": json.loads(proc.stdout), "command": " ".join(cmd).replace(str(args.workdir), "$WORK")}
-    ingest["command"] = ingest["command"].replace(str(args.workdir), "$WORK")
-    (args.workdir / "build.json").write_text(json.dumps({"tiles": args.tiles, "dim": DIM, "city": CITY, "generate_s": round(gen_s, 1),
-                                                         "ingest": ingest, "optimize": opt}, indent=2, default=str))
-    print(json.dumps(opt, default=str)[:3000])
+    hnsw = ["--m", str(args.m), "--ef-construct", str(args.ef_construct)] + ([] if args.payload_m is None else ["--payload-m", str(args.payload_m)])
+    steps = [("quantize", ["--int8"])] if args.int8 else []
+    steps += [] if args.ingest_only else [("optimize", hnsw)]
+    for step, options in steps:
+        cmd = [str(exe), "store", step, "--store", str(store), *options, "--json"]
+        load0, t = os.getloadavg()[0], time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"mmgeo store {step} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        record[step] = {"wall_s": round(time.perf_counter() - t, 1), "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],
+                        "report": json.loads(proc.stdout), "command": " ".join(cmd).replace(str(args.workdir), "$WORK")}
+        print(json.dumps(record[step], default=str)[:3000], flush=True)
+    (args.workdir / "build.json").write_text(json.dumps(record, indent=2, default=str))
 
 
 
@@ -187,7 +199,7 @@ def ef_sweep(args: argparse.Namespace) -> None:
     exact, exact_ms = run(EXACT)
     rows = []
     for acorn in (False, True):
-        for ef in (512, 1024, 1152, 1280, 1408, 1536, 2048):
+        for ef in (None, 256, 512, 1024, 1536, 2048, 3072, 4096):
             ids, ms = run(SearchParams(hnsw_ef=ef, acorn=acorn))
             rows.append({"acorn": acorn, "hnsw_ef": ef, "p50_ms": round(ms, 2),
                          "recall@10": round(float(np.mean([len(a & e) / len(e) for a, e in zip(ids, exact) if e])), 4)})
@@ -219,12 +231,18 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
         lines += [f"## {r['name']}: {r['tiles']:,} tiles, {r['dim']}-d", "",
                   f"Queries: {r['queries']}. Candidates per query at {r['rows'][0]['radius_km']:g} km: mean {r['candidates_mean']:,.0f}, "
                   f"median {r['candidates_median']:,.0f}.", ""]
+        if (b.get("build") or {}).get("quantize"):
+            qz = b["build"]["quantize"]
+            lines.append(f"`mmgeo store quantize --int8`: {qz['wall_s']} s wall, load {qz['load_avg_1m_before_after'][0]} → "
+                         f"{qz['load_avg_1m_before_after'][1]} (int8 in RAM, the graph built).")
         if ing:
             lines += [f"Build: `mmgeo-ingest` {ing['wall_s']:.0f} s (peak RSS {ing['peak_rss_mb']:,.0f} MB, {ing['peak_rss_anon_mb']:,.0f} MB own, "
                       f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
         for i, o in enumerate(opts):
             old = any("stay exact" in n for n in o["report"][0]["notes"])  # the code before issue 28 wrote this note
-            what = ("the HNSW build, by the code before issue 28 (its self-query record: " + "; ".join(o["report"][0]["notes"]) + ")"
+            options = re.sub(r"--store \S+|--json", "", o["command"].split(" store optimize ")[-1]).strip()
+            what = f"`{options}`: " if options and i == 0 else ""
+            what += ("the HNSW build, by the code before issue 28 (its self-query record: " + "; ".join(o["report"][0]["notes"]) + ")"
                     if old else "the HNSW build and the plan's measurement" if i == 0 else "the graph already built: the plan's measurement")
             lines.append(f"`mmgeo store optimize`: {o['wall_s']} s wall, load {o['load_avg_1m_before_after'][0]} → "
                          f"{o['load_avg_1m_before_after'][1]} ({what}).")
@@ -232,9 +250,11 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
         rec = r.get("index_record") or {}
         if rec.get("plan"):
             lines += [f"Plan recorded by `optimize` ({rec.get('measured', '')}):", "",
-                      "| region size (points) | regions measured | search | recall@10 | p50 ms | exact p50 ms |", "|---|---:|---|---:|---:|---:|"]
+                      "| region size (points) | regions measured | search | recall@10 | per radius (km) | p50 ms | exact p50 ms |",
+                      "|---|---:|---|---:|---|---:|---:|"]
             lines += [f"| {s['band']} | {s['regions']} | {s['search'] + (' ef=' + str(s['hnsw_ef'] or 'default') if s['search'] == 'hnsw' else '')} | "
-                      f"{s['recall@10']} | {s['p50_ms']} | {s['exact_p50_ms']} |" for s in rec["plan"]]
+                      f"{s['recall@10']} | {', '.join(f'{k}: {v}' for k, v in (s.get('by_radius') or {}).items())} | {s['p50_ms']} | "
+                      f"{s['exact_p50_ms']} |" for s in rec["plan"]]
             lines += ["", f"The graph at its default ef, recall@10 per radius: {rec.get('recall@10')}.", ""]
             if any(s.get("graph") for s in rec["plan"]):
                 lines += ["The graph's curve per band (recall@10 / p50 ms per ef; exact p50 beside):", ""]
@@ -251,7 +271,7 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
                       f"load {sweep['load_avg_1m_before_after'][0]} → {sweep['load_avg_1m_before_after'][1]}): exact p50 "
                       f"{sweep['exact_p50_ms']} ms; the graph per ef:", "",
                       "| ACORN | ef | recall@10 | p50 ms |", "|---|---:|---:|---:|"]
-            lines += [f"| {x['acorn']} | {x['hnsw_ef']} | {x['recall@10']} | {x['p50_ms']} |" for x in sweep["rows"]]
+            lines += [f"| {x['acorn']} | {x['hnsw_ef'] or 'default'} | {x['recall@10']} | {x['p50_ms']} |" for x in sweep["rows"]]
             lines.append("")
     return "\n".join(lines)
 
@@ -262,6 +282,12 @@ def main() -> None:
     b.add_argument("--workdir", type=Path, required=True)
     b.add_argument("--tiles", type=int, default=200_000)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--ingest-only", action="store_true", help="stop after mmgeo-ingest (a base for --from-workdir)")
+    b.add_argument("--from-workdir", type=Path, help="copy the store a build --ingest-only left there instead of ingesting")
+    b.add_argument("--m", type=int, default=16, help="mmgeo store optimize --m")
+    b.add_argument("--ef-construct", type=int, default=100, help="mmgeo store optimize --ef-construct")
+    b.add_argument("--payload-m", type=int, help="mmgeo store optimize --payload-m")
+    b.add_argument("--int8", action="store_true", help="mmgeo store quantize --int8 before optimize")
     m = sub.add_parser("measure", help="time Geolocator.rank: exact, graph, plan; append to {stem}.json")
     e = sub.add_parser("ef-sweep", help="bare engine beside: the graph's recall and p50 per ef on the city's regions")
     for p in (m, e):

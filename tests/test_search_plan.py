@@ -138,4 +138,21 @@ def test_choose_plan_keeps_the_target_and_prefers_exact_unless_the_graph_is_fast
     plan = {p["band"]: p for p in choose_plan(measured, 0.99)}
     assert [(p["search"], p.get("hnsw_ef")) for p in plan.values()] == [
         ("hnsw", 128), ("exact", None), ("hnsw", 2048), ("exact", None)]
-    assert plan["100,000–300,000"]["graph"][0] == {"hnsw_ef": None, "recall@10": 0.9, "p50_ms": 2.0}
+    assert plan["100,000–300,000"]["graph"][0] == {"hnsw_ef": None, "recall@10": 0.9, "p50_ms": 2.0, "by_radius": {"25": 0.9}}
+
+
+def test_choose_plan_holds_the_target_for_each_radius_in_a_band():
+    """A band mixing unfiltered regions (the graph finds all) with 25 km ones (it misses some) is not promised the
+    mix's mean: the 25 km regions alone must keep the target too (the dense city store's ≥100K band)."""
+    from mmgeo.qdrant.admin.probes import choose_plan
+
+    def regions(radius, graph, n=20):
+        return [{"band": 5, "size": 150_000, "radius_km": radius, "exact_ms": 200.0, "graph": dict(graph)} for _ in range(n)]
+
+    mixed = (regions(None, {512: (1.0, 3.0), 2048: (1.0, 20.0)}, n=60)
+             + regions(25.0, {512: (0.975, 5.0), 2048: (0.995, 25.0)}))  # mean at ef 512: 0.994 >= 0.99, 25 km: 0.975
+    [band] = choose_plan(mixed, 0.99)
+    assert (band["search"], band["hnsw_ef"]) == ("hnsw", 2048)
+    assert band["by_radius"] == {"none": 1.0, "25": 0.995} and band["recall@10"] == 0.995
+    [band] = choose_plan(regions(None, {512: (1.0, 3.0)}, n=60) + regions(25.0, {512: (0.975, 5.0)}), 0.99)
+    assert band["search"] == "exact"  # no ef keeps the 25 km regions: exact, though the mix's mean is 0.994

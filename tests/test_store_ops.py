@@ -296,3 +296,18 @@ def test_optimize_records_the_index_and_searches_follow_its_recall(tmp_path, mon
         if target > 1:
             assert record["search"] == "exact" and all(b["search"] == "exact" for b in record["plan"])
             assert engine_params(store.get_metadata(name)) == EXACT
+
+
+def test_optimize_keeps_the_quantization_and_builds_the_graph_it_is_given(tmp_path):
+    """``optimize`` after ``quantize --int8`` rebuilds the graph with its own m/payload_m and keeps int8; the
+    engine's config and the record say which graph was built."""
+    with EdgeStore(tmp_path / "edge") as store:
+        name = _fill(store, 300)
+        ops.quantize(store, "int8", queries=20, hnsw=ops.HnswSettings(full_scan_threshold_kb=1))
+        [report] = ops.optimize(store, queries=20, hnsw=ops.HnswSettings(m=24, full_scan_threshold_kb=1, payload_m=0))
+        assert (report.before.quantization, report.after.quantization) == ("int8", "int8")
+        assert store.engine_info(name).quantization == {"kind": "int8", "always_ram": True}
+        record = store.get_metadata(name)["index"]
+        assert (record["m"], record["payload_m"]) == (24, 0)
+    config = json.loads(next((tmp_path / "edge").rglob("edge_config.json")).read_text())
+    assert (config["hnsw_config"]["m"], config["hnsw_config"]["payload_m"]) == (24, 0)

@@ -17,6 +17,7 @@ from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
 from mmgeo.cli.params import SnapshotFile, StoreLocation
 from mmgeo.errors import CollectionNotFoundError, SnapshotError
 from mmgeo.qdrant import Store, admin, default_store_path, open_store
+from mmgeo.qdrant.admin import HnswSettings
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -306,15 +307,21 @@ Examples:
 """)
 @store_options
 @collections_option
+@click.option("--m", "m", default=HnswSettings.m, show_default=True, type=click.IntRange(4, 128), help="HNSW graph degree.")
+@click.option("--ef-construct", default=HnswSettings.ef_construct, show_default=True, type=click.IntRange(4, 4096),
+              help="HNSW build beam width.")
+@click.option("--payload-m", default=None, type=click.IntRange(0, 128),
+              help="Degree of the extra links within each H3 cell / geohash block, for geo-filtered search [default: --m; 0: none].")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 def optimize_command(store_path: str | None, qdrant_url: str | None, api_key: str | None, collections: str | None,
-                     as_json: bool) -> None:
+                     m: int, ef_construct: int, payload_m: int | None, as_json: bool) -> None:
     """Build the HNSW index (keeping any quantization), measure it on real-like queries, record the search plan.
 
     Per band of region size, searches use exact scoring or the graph at the ef measured to keep recall@10 ≥ 0.99,
     whichever was faster."""
     with open_store_from(store_path, qdrant_url, api_key) as store:
-        reports = admin.optimize(store, collections=_csv(collections))
+        reports = admin.optimize(store, collections=_csv(collections),
+                                 hnsw=HnswSettings(m=m, ef_construct=ef_construct, payload_m=payload_m))
     _emit(reports, as_json, "optimize (recall: the recorded search plan vs exact search)")
 
 

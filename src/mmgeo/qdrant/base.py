@@ -80,6 +80,9 @@ class Tuning:
             (1 = index everything now, even a small collection).
         quantization: ``int8`` (scalar) or ``binary``, kept in RAM; None keeps what the collection has.
         vectors_on_disk: keep the original float vectors on disk; None keeps the current setting.
+        payload_m: degree of the extra HNSW links built within each block of a payload index's values (H3 cells,
+            geohash blocks of ``location``), which keep a filtered search's region connected; None: ``m``
+            (the engine's default), 0: none.
     """
 
     m: int = 16
@@ -88,6 +91,7 @@ class Tuning:
     indexing_threshold_kb: int = 1
     quantization: Literal["int8", "binary"] | None = None
     vectors_on_disk: bool | None = None
+    payload_m: int | None = None
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class ClientAdmin:
         self.client.update_collection(
             name,
             hnsw_config=models.HnswConfigDiff(m=tuning.m, ef_construct=tuning.ef_construct,
-                                              full_scan_threshold=tuning.full_scan_threshold_kb),
+                                              full_scan_threshold=tuning.full_scan_threshold_kb, payload_m=tuning.payload_m),
             optimizers_config=models.OptimizersConfigDiff(indexing_threshold=tuning.indexing_threshold_kb),
             **extra,
         )

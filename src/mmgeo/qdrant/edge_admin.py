@@ -83,7 +83,7 @@ class EdgeAdmin:
         config = qe.EdgeConfig(
             vectors=vectors,
             hnsw_config=qe.HnswIndexConfig(m=tuning.m, ef_construct=tuning.ef_construct,
-                                           full_scan_threshold=tuning.full_scan_threshold_kb),
+                                           full_scan_threshold=tuning.full_scan_threshold_kb, payload_m=tuning.payload_m),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=tuning.indexing_threshold_kb),
             **extra,
         )

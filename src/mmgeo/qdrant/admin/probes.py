@@ -12,7 +12,8 @@ Regions are drawn where the data is dense (centred on the probes' own locations,
 are there) and at random (uniform centres in the points' bounding box). :func:`plan_curve` measures recall@10
 against exact search and the time per query of exact search and of the HNSW graph at a ladder of ``ef``, per
 band of region size (the engine's cardinality estimate, as stage 2 sees it); :func:`choose_plan` keeps, per
-band, the fastest that holds the recall target.
+band, the fastest that holds the recall target for every kind of region in the band (each radius apart: a band
+mixing unfiltered and 500 km regions with 25 km ones must not promise the 25 km queries the others' recall).
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
             got += [(r, t) for r, t in zip(recall_of(ids, exact), ms)]
         for region, (r, t) in zip(regions, got):
             region["graph"][ef] = (r, t)
-        if all(b["recall"] - MARGIN_SE * b["sem"] >= target or b["ms"] > b["exact_ms"] for b in _bands(regions, ef).values()):
+        if all(_holds([r for r in regions if r["band"] == b], ef, target)[0] or s["ms"] > s["exact_ms"]
+               for b, s in _bands(regions, ef).items()):
             break
     return regions
 
@@ -194,11 +196,28 @@ def _bands(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[int, dict[
     return out
 
 
+def _holds(rows: Sequence[dict[str, Any]], ef: int | None, target: float) -> tuple[bool, dict[str, float]]:
+    """Whether the graph at ``ef`` keeps ``target`` over ``rows`` (one band's regions) and over each kind of region
+    among them (each radius) that has :data:`MIN_BAND_QUERIES` regions: mean recall less :data:`MARGIN_SE`
+    standard errors. Returns that and the mean recall per kind (``"none"``: no filter)."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        kinds.setdefault("none" if r["radius_km"] is None else f"{r['radius_km']:g}", []).append(r)
+    checked = [rows] + [k for k in kinds.values() if len(k) >= MIN_BAND_QUERIES]
+    ok = len(rows) >= MIN_BAND_QUERIES
+    for group in checked:
+        band = _bands([dict(r, band=0) for r in group], ef).get(0)
+        ok = ok and band is not None and band["recall"] - MARGIN_SE * band["sem"] >= target
+    by_kind = {k: round(b["recall"], 4) for k, g in kinds.items() if (b := _bands([dict(r, band=0) for r in g], ef).get(0))}
+    return ok, by_kind
+
+
 def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[str, Any]]:
-    """Per measured band: exact, or the graph at the ``ef`` that holds ``target`` (mean recall over the band's
-    regions less :data:`MARGIN_SE` standard errors, at least :data:`MIN_BAND_QUERIES` regions) where that is faster
-    than exact (the smallest such ``ef`` within :data:`TIE_MS_SHARE` of the fastest); ascending bands, each with the
-    graph's measured curve (``graph``: recall@10 and p50 per ``ef``)."""
+    """Per measured band: exact, or the graph at the ``ef`` that holds ``target`` (:func:`_holds`: over the band and
+    over each radius in it) where that is faster than exact (the smallest such ``ef`` within :data:`TIE_MS_SHARE` of
+    the fastest); ascending bands, each with the graph's measured curve (``graph``: recall@10, p50 and recall per
+    radius, ``by_radius``, per ``ef``); where the graph is chosen the band's ``recall@10`` is the worst of its radii
+    and its mean, so it never promises a kind of region more than it got."""
     efs = list(dict.fromkeys(ef for r in regions for ef in r["graph"]))
     plan = []
     for b in sorted({r["band"] for r in regions}):
@@ -210,9 +229,11 @@ def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[s
             band = _bands(rows, ef).get(b)
             if not band:
                 continue
-            curve.append({"hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3)})
-            if band["regions"] >= MIN_BAND_QUERIES and band["recall"] - MARGIN_SE * band["sem"] >= target:
-                keeps.append({"search": "hnsw", "hnsw_ef": ef, "recall@10": curve[-1]["recall@10"], "p50_ms": curve[-1]["p50_ms"]})
+            holds, by_kind = _holds(rows, ef, target)
+            curve.append({"hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3), "by_radius": by_kind})
+            if holds:
+                keeps.append({"search": "hnsw", "hnsw_ef": ef, "recall@10": min([curve[-1]["recall@10"], *by_kind.values()]),
+                              "p50_ms": curve[-1]["p50_ms"], "by_radius": by_kind})
         fastest = min((k["p50_ms"] for k in keeps), default=exact_ms)
         if fastest < exact_ms:  # the smallest ef within TIE_MS_SHARE of the fastest: timings on a busy machine are noisy
             best = next(k for k in keeps if k["p50_ms"] <= fastest * (1 + TIE_MS_SHARE) and k["p50_ms"] < exact_ms)

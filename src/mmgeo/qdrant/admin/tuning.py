@@ -50,16 +50,18 @@ class HnswSettings:
     ``full_scan_threshold_kb``: below it a segment is searched exhaustively (Qdrant's default 10000).
     ``indexing_threshold_kb``: segments bigger than this get an HNSW index when optimized
     (1 = index everything now, so ``optimize`` builds the index even for a small collection).
+    ``payload_m``: degree of the payload-aware links (per H3 cell / geohash block; None: ``m``, 0: none).
     """
 
     m: int = 16
     ef_construct: int = 100
     full_scan_threshold_kb: int = 10_000
     indexing_threshold_kb: int = 1
+    payload_m: int | None = None
 
     def tuning(self, quantization: QuantizationKind | None = None, vectors_on_disk: bool | None = None) -> Tuning:
         return Tuning(self.m, self.ef_construct, self.full_scan_threshold_kb, self.indexing_threshold_kb,
-                      quantization, vectors_on_disk)
+                      quantization, vectors_on_disk, self.payload_m)
 
 
 def _tune(store: Store, name: str, tuning: Tuning, what: str) -> None:
@@ -206,7 +208,7 @@ def optimize(
         recall = float(np.mean(recalls)) if recalls else float("nan")
         uses_graph = any(b["search"] == "hnsw" for b in plan)
         store.set_metadata(name, {**store.get_metadata(name), "index": {
-            "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "hnsw_ef": None, "acorn": graph.acorn,
+            "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "payload_m": hnsw.payload_m, "hnsw_ef": None, "acorn": graph.acorn,
             f"recall@{limit}": recall_by_radius(regions, None), "plan": plan, "measured": probes.method,
             "search": "plan" if uses_graph else "exact",
             "applied": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}})
