@@ -21,7 +21,9 @@ AGREE_COSINE = 0.74
 AGREE_OVERLAP = 0.7
 OVERLAP_KM = 100.0
 """Chosen on the README demo store's query photos (3 photos of one landmark vs 3 of landmarks ≥ 500 km apart);
-measured on other draws of the world in ``benchmarks/results/confidence.md``."""
+measured on another draw of the demo-eval world in ``benchmarks/results/consistency-thresholds.md``, beside the
+thresholds ``benchmarks/consistency_thresholds.py`` chooses on that world's calibration photos (which flag fewer
+mixed triples on the README demo store)."""
 
 
 @dataclass(frozen=True)
