@@ -34,7 +34,7 @@ LABELS = {
     ("serve", "--require-key"),
     *{(cmd, "--api-key") for cmd in ("ingest", "search", "locate", "eval", "bench", "store info", "store push", "store pull",
                                       "store snapshot", "store restore", "store quantize", "store optimize", "store gallery",
-                                      "serve", "train text-projection")},
+                                      "serve", "train text-projection", "train calibration")},
 }
 
 # Placeholders that make the rest of a command line valid, so the bad value is what fails: (arguments, options).
@@ -99,6 +99,10 @@ LIBRARY_CASES = [
     (["train", "text-projection", DATA, "--out", "proj.safetensors", "--image-weights", "bogus"], "bogus"),
     (["train", "text-projection", DATA, "--out", "proj.safetensors", "--image-weights", "missing/last.pt"], "missing/last.pt"),
     (["train", "text-projection", DATA, "--out", "proj.safetensors", "--store", "no-such-store"], "no-such-store"),
+    (["train", "calibration", "cal.csv", "--store", "no-such-store"], "no-such-store"),
+    (["train", "calibration", "cal.csv", "--store", STORE, "--encoder", "efficientnet_lite0", "--weights", "bogus"], "bogus"),
+    (["train", "calibration", "cal.csv", "--store", STORE, "--stage1", "geoclip", "--geoclip-weights", "bogus"], "bogus"),
+    (["train", "calibration", "cal.csv", "--store", STORE, "--text-encoder", "bogus"], "bogus"),
     (["serve", "--encoder", "efficientnet_lite0", "--weights", "bogus"], "bogus"),
     (["serve", "--encoder", "efficientnet_lite0", "--geoclip-weights", "bogus"], "bogus"),
     (["serve", "--text-encoder", "corrupt.safetensors"], "corrupt.safetensors"),
@@ -199,6 +203,7 @@ def workdir(tmp_path_factory):
     (root / MANIFEST).write_text(f"id,path,lat,lon,modality\nt1,{PHOTO},40.7,-74.0,satellite\n")
     (root / "ground.csv").write_text(f"id,path,lat,lon,modality\ng1,{PHOTO},40.7,-74.0,ground\ng2,{PHOTO},40.8,-74.0,ground\n")
     (root / PREDS).write_text("query_id,pred_lat,pred_lon\nq1,40.0,-74.0\n")
+    (root / "cal.csv").write_text(f"photo,lat,lon\n{PHOTO},40.7,-74.0\n")
     (root / "nan.csv").write_text("query_id,pred_lat,pred_lon\nq1,nan,-74.0\n")
     (root / DATA).mkdir()
     for name in ("corrupt.safetensors", "corrupt.parquet", "corrupt.tar.gz", "snap.tar.gz"):

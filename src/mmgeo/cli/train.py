@@ -9,6 +9,7 @@ import click
 
 from mmgeo.cli.common import MmgeoGroup, console, open_store_from, store_options
 from mmgeo.cli.params import (
+    STAGE1_HELP,
     CommaChoice,
     Device,
     EncoderName,
@@ -21,6 +22,7 @@ from mmgeo.cli.params import (
 )
 from mmgeo.files import check_not_replacing
 from mmgeo.ingest.mmlandmarks import SPLITS, MMLandmarks
+from mmgeo.search.factory import DEFAULT_STAGE1, STAGE1
 
 GEOCLIP_EXAMPLES = """
 \b
@@ -287,10 +289,11 @@ def text_projection_command(dataset: Path, out: Path, image_encoder: str | None,
 \b
 Examples:
   # the README demo: fit on the demo world's calibration photos (other views than the evaluated ones)
-  mmgeo-train calibration demo/world/calibration/photos.csv --store demo/store --weights demo/stage2/last.pt --stage1 knn --text-encoder demo/text-projection.safetensors
+  mmgeo-train calibration demo/world/calibration/photos.csv --store demo/store --stage1 knn
 \b
   # your own store: held-out geotagged photos (never ones you evaluate on), as a photo,lat,lon CSV
-  mmgeo-train calibration held-out.csv --store my-store --stage1 knn
+  # (not run here: needs your own store and photos)
+  mmgeo-train calibration held-out.csv --store my-store
 """)
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--split", type=click.Choice(SPLITS), default="query", show_default=True,
@@ -298,7 +301,7 @@ Examples:
 @click.option("--encoder", type=EncoderName("image"), default=None, help="Image encoder [default: the one that built the satellite collection].")
 @click.option("--weights", default=None, help="Weights tag/path for --encoder.")
 @encoder_option
-@click.option("--stage1", type=click.Choice(["geoclip", "knn"]), default="geoclip", show_default=True)
+@click.option("--stage1", type=click.Choice(STAGE1), default=DEFAULT_STAGE1, show_default=True, help=STAGE1_HELP)
 @click.option("--geoclip-weights", default=None, help="GeoCLIP weights tag or head checkpoint.")
 @click.option("--text-encoder", default=None, help="Photo→text space for the rerank, as mmgeo-search will use it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fitted calibrator as JSON.")
