@@ -3,6 +3,7 @@ ground collection; XMP sidecars mmgeo writes; the generated photo library as the
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -374,3 +375,29 @@ def test_write_sidecars_for_predictions_never_overwrites_a_tool_sidecar(tmp_path
     assert (facts.lat, facts.lon, facts.predicted) == (pytest.approx(40.5, abs=1e-9), pytest.approx(-73.25, abs=1e-9), True)
     again, _ = write_sidecars(rows[:1], out)  # mmgeo's own sidecar is replaced
     assert again == written
+
+
+@pytest.mark.slow
+def test_locate_only_missing_gps_writes_sidecars_and_never_the_photos(library, tmp_path):
+    root, answers = library
+    store, env = tmp_path / "store", {"cwd": tmp_path, "capture_output": True, "text": True}
+    ingest = subprocess.run([sys.executable, "-m", "mmgeo", "ingest", str(root), "--modalities", "ground", "--gpx",
+                             str(root / GPX_FILE), "--encoder", "efficientnet_lite0", "--store", str(store)], **env)
+    assert ingest.returncode == 3, ingest.stderr
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    out = subprocess.run([sys.executable, "-m", "mmgeo", "locate", str(root), "--only-missing-gps", "--gpx", str(root / GPX_FILE),
+                          "--out", str(tmp_path / "found.csv"), "--store", str(store), "--stage1", "knn",
+                          "--collection", "ground", "--write-xmp", str(tmp_path / "xmp"), "--json"], **env)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader((tmp_path / "found.csv").open(encoding="utf-8")))
+    expected = {a.path for a in answers if a.kind == "none" or a.kind.startswith("malformed")}
+    assert {r["query_id"] for r in rows} == expected  # exactly the photos without a location
+    assert json.loads(out.stdout)["xmp_sidecars"] == len(rows) == len(list((tmp_path / "xmp").rglob("*.xmp")))
+    for r in rows:
+        facts = read_sidecar(tmp_path / "xmp" / Path(r["query_id"]).with_suffix(".xmp"))
+        assert facts.predicted and abs(facts.lat - float(r["pred_lat"])) < 1e-6 and abs(facts.lon - float(r["pred_lon"])) < 1e-6
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    # --gpx without --only-missing-gps is refused before a store opens
+    refused = subprocess.run([sys.executable, "-m", "mmgeo", "locate", str(root), "--gpx", str(root / GPX_FILE),
+                              "--out", str(tmp_path / "x.csv"), "--store", str(tmp_path / "none")], **env)
+    assert refused.returncode == 2 and "--gpx and --camera-utc-offset go with --only-missing-gps" in refused.stderr

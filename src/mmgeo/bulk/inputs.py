@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,3 +136,22 @@ def _manifest(path: Path) -> QuerySet:
         first.setdefault(qid, truth)
     columns = tuple(c for c in TRUTH if c in df.columns)
     return QuerySet([LocateQuery(q, tuple(ps), first[q]) for q, ps in groups.items()], problems, columns)
+
+
+def only_missing_gps(found: QuerySet, root: str | os.PathLike, *, gpx: Sequence[str | os.PathLike] = (),
+                     utc_offset_hours: float = 0.0) -> QuerySet:
+    """The queries of the folder ``root`` (``found``, as :func:`read_queries` read it) whose photos their own records
+    do not place (``mmgeo-locate --only-missing-gps``, by :func:`~mmgeo.photos.location.missing_gps`): no GPS in the
+    EXIF or a malformed one, no ``.xmp`` sidecar location, not on a ``gpx`` track. Files that are not images drop out.
+
+    Raises:
+        InputError: ``root`` is not a folder.
+    """
+    from mmgeo.photos.gpx import GpxTrack
+    from mmgeo.photos.location import missing_gps
+
+    if not Path(root).is_dir():
+        raise InputError(f"{os.fspath(root)}: --only-missing-gps reads a folder of photos, not a manifest, glob or single photo")
+    track = GpxTrack.load(gpx) if gpx else None
+    wanted = set(missing_gps(root, track=track, utc_offset_hours=utc_offset_hours))
+    return QuerySet([q for q in found.queries if q.query_id in wanted], found.problems, found.truth_columns)

@@ -18,6 +18,7 @@ from mmgeo.cli.params import (
     OutputDir,
     Radii,
     encoder_option,
+    gpx_options,
 )
 from mmgeo.evaluation.run import REFERENCE_FALLBACKS
 from mmgeo.geo import MAX_RADIUS_KM
@@ -75,10 +76,7 @@ Examples:
               help="Photo folder: hide this share of the geotagged photos (whole capture days), build a gallery from "
                    "the rest in a temporary store (--store is not used), locate the hidden ones; needs --encoder.")
 @click.option("--seed", type=int, default=0, show_default=True, help="--holdout: the draw of hidden days.")
-@click.option("--gpx", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="--holdout: a GPX track (repeatable) that places photos by capture time (as for mmgeo-ingest).")
-@click.option("--camera-utc-offset", "utc_offset_hours", type=FiniteFloat(-14, 14), default=0.0, show_default=True,
-              help="--holdout: hours the camera clock is ahead of UTC, for photos that do not record it.")
+@gpx_options("--holdout")
 @click.option("--geoclip-weights", default=None, help="Dataset: GeoCLIP weights tag or head checkpoint.")
 @click.option("--gps-gallery", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Dataset: GeoCLIP gallery CSV/Parquet with lat, lon (never one holding the query locations).")

@@ -11,7 +11,7 @@ import click
 from rich.progress import TaskID
 
 from mmgeo.cli.common import EXIT_PARTIAL, MmgeoCommand, advance, console, open_store_from, progress_bar, store_options
-from mmgeo.cli.params import CommaChoice, EncoderName, FiniteFloat, OutputDir, OutputFile, Resolutions, encoder_option
+from mmgeo.cli.params import CommaChoice, EncoderName, OutputDir, OutputFile, Resolutions, encoder_option, gpx_options
 from mmgeo.files import atomic_write_text
 from mmgeo.geo import DEFAULT_H3_RESOLUTIONS
 from mmgeo.ingest.embedders import DEFAULT_MAX_BATCH_BYTES
@@ -64,11 +64,7 @@ Examples:
                    "modality column; satellite for an MMLandmarks folder].")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Manifest only: folder that image paths are relative to [default: the manifest's folder].")
-@click.option("--gpx", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="Photo folder only: a GPX track (repeatable) that places photos without GPS by capture time.")
-@click.option("--camera-utc-offset", "utc_offset_hours", type=FiniteFloat(-14, 14), default=0.0, show_default=True,
-              help="Photo folder only: hours the camera clock is ahead of UTC, for photos that do not record "
-                   "their offset (GPX matching).")
+@gpx_options("Photo folder only")
 @click.option("--encoder", type=EncoderName(), default=None, help="Registered encoder that embeds the items (see `mmgeo models`).")
 @click.option("--weights", default=None, help="Weights tag, checkpoint path or hub id for --encoder.")
 @encoder_option

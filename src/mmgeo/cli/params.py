@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,20 @@ def encoder_option(func: Any) -> Any:
         help="Encoder option, repeatable, e.g. backbone=convnext_base.fb_in22k img_size=384 for a checkpoint "
              "without config (see `mmgeo models`).",
     )(func)
+
+
+def gpx_options(scope: str) -> Callable[[Any], Any]:
+    """``--gpx`` (repeatable) and ``--camera-utc-offset``: GPX tracks that place a photo folder's photos by capture
+    time, as :func:`~mmgeo.photos.location.photo_facts` reads them (``mmgeo-ingest``, ``mmgeo-eval --holdout``,
+    ``mmgeo-locate --only-missing-gps``); ``scope`` opens their help: where they apply."""
+    def decorate(func: Any) -> Any:
+        func = click.option("--camera-utc-offset", "utc_offset_hours", type=FiniteFloat(-14, 14), default=0.0,
+                            show_default=True,
+                            help=f"{scope}: hours the camera clock is ahead of UTC, for photos that do not record "
+                                 "their offset (GPX matching).")(func)
+        return click.option("--gpx", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+                            help=f"{scope}: a GPX track (repeatable) that places photos without GPS by capture time.")(func)
+    return decorate
 
 
 STAGE1_HELP = ("auto: GeoCLIP when its weights are on this machine, else kNN over the store's geotagged ground photos; "
