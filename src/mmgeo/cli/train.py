@@ -223,8 +223,9 @@ def sample4geo_command(dataset: Path, out: Path, separate_towers: bool, no_gps_n
 @train_group.command("text-projection", epilog="""
 \b
 Examples:
-  # the demo: fitted on the encoders the store records, and recorded in it (searches then use it)
-  mmgeo-train text-projection demo/world --store demo/store --out demo/text-projection.safetensors
+  # the demo: fitted on the encoders the store records, and recorded in it (searches then use it);
+  # --force: make demo wrote this file already
+  mmgeo-train text-projection demo/world --store demo/store --out demo/text-projection.safetensors --force
   mmgeo-search demo/world/demo-photo.jpg --store demo/store
 \b
   # no store: the encoders named (a search then passes --text-encoder proj.safetensors)
