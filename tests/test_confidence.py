@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 
 from known_world import DIM, LA, NYC, CodeEncoder, code_vector, photo
+from mmgeo.errors import InputError
 from mmgeo.evaluation.calibration import auroc, coverage_curve, reliability
 from mmgeo.evaluation.junk import JUNK_KINDS, junk_images
 from mmgeo.geo import Hypotheses
 from mmgeo.qdrant import StoredPoint
 from mmgeo.qdrant.schema import VectorIdentity, build_payload, ensure_collection, point_id
 from mmgeo.search.confidence import CALIBRATION_KEY, FEATURES, Calibrator, fit_calibrator, save_calibration
-from mmgeo.search.consistency import photo_groups
+from mmgeo.search.consistency import (
+    FIXED_RULE,
+    PAIR_FEATURES,
+    PairModel,
+    calibration_pairs,
+    fit_pair_model,
+    photo_groups,
+)
 from mmgeo.search.geolocator import Geolocator, SearchSettings
 from mmgeo.search.json_schema import SEARCH_RESULT_SCHEMA
 
@@ -141,7 +149,6 @@ def test_reliability_and_coverage_of_a_calibrated_score():
 
 
 def test_calibration_photos_csv_is_checked(tmp_path):
-    from mmgeo.errors import InputError
     from mmgeo.evaluation.calibration import load_photo_queries
 
     good = tmp_path / "photos.csv"
@@ -165,3 +172,61 @@ def test_answer_block_says_what_the_number_is(grounded):
     save_calibration(grounded, "mmgeo_satellite", _calibrator())
     label = confidence_label(Geolocator(grounded, CodeEncoder(), CodeStage1()).locate([photo(10)]))
     assert "(P within 25 km, calibrated; top landmark right" in label
+
+
+def test_pair_model_keeps_the_stated_share_of_same_place_pairs():
+    rng = np.random.default_rng(3)
+    k = len(PAIR_FEATURES)
+    same = rng.normal(0.6, 0.15, size=(2000, k))  # alike embeddings, overlapping maps ...
+    far = rng.normal(0.1, 0.15, size=(3000, k))  # ... and photos of places far apart
+    model = fit_pair_model(same, far, keep=0.98)
+    assert model.agree(same).mean() == pytest.approx(0.98, abs=0.002)
+    assert model.far_agree == pytest.approx(model.agree(far).mean()) and model.far_agree < 0.01
+    assert fit_pair_model(same, far, keep=0.9).threshold > model.threshold  # keeping fewer: a stricter threshold
+    assert model.rule.startswith("fitted: keeps 98% of 2000 same-place pairs")
+    with pytest.raises(InputError, match="needs 20 of each"):
+        fit_pair_model(same[:5], far)
+
+
+def test_calibration_pairs_are_same_landmark_pairs_and_far_pairs():
+    # two photos of landmark a (NYC), one of b (NYC too: neither same nor far), one unnamed photo in LA, one by it
+    same, far = calibration_pairs(["a", "a", "b", "", ""], [*NYC[:1], NYC[0], NYC[0], LA[0], LA[0] + 0.001],
+                                  [NYC[1], NYC[1], NYC[1], LA[1], LA[1]])
+    assert same == [(0, 1), (3, 4)]
+    assert far == [(i, j) for i in range(3) for j in (3, 4)]
+
+
+def test_photo_groups_follow_the_stores_fitted_model():
+    def at(lat, lon):
+        return Hypotheses(np.array([lat]), np.array([lon]), np.array([1.0]), "t")
+
+    hyps, vectors = [at(*NYC), at(*LA), at(*NYC)], np.eye(3)
+    fixed = photo_groups(hyps, vectors)
+    assert fixed.groups == [[0, 2], [1]] and fixed.rule == FIXED_RULE
+    # a model that reads the embeddings only, and lets any two agree whose cosine is above -0.5
+    k = len(PAIR_FEATURES)
+    lenient = PairModel(PAIR_FEATURES, (0.0,) * k, (1.0,) * k, (1.0,) + (0.0,) * (k - 1), 0.0, -0.5, 0.98, 100, 100, 0.5)
+    fitted = photo_groups(hyps, vectors, lenient)
+    assert fitted.consistent and fitted.rule == lenient.rule
+
+
+def test_calibration_fits_and_stores_the_consistency_model(grounded, tmp_path):
+    from mmgeo.evaluation.calibration import fit_store_calibration, load_photo_queries
+
+    rows = ["photo,lat,lon,landmark_id"]
+    for code, lid, off in ((10, "esb", 0.0), (20, "hollywood", 0.0), (30, "eiffel", 1.0)):  # eiffel's answers: 111 km off
+        for k in range(8):
+            photo(code, green=k).save(tmp_path / f"{lid}-{k}.png")
+            rows.append(f"{lid}-{k}.png,{PLACES[code][0] + off},{PLACES[code][1]},{lid}")
+    (tmp_path / "photos.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    geo = Geolocator(grounded, CodeEncoder(), CodeStage1())
+    assert geo.pair_model is None
+    before = geo.locate([photo(10), photo(20)]).consistency
+    calibrator = fit_store_calibration(geo, load_photo_queries(tmp_path / "photos.csv"), fitted_on="test")
+    assert (calibrator.pairs.n_same, calibrator.pairs.n_far) == (3 * 28, 3 * 64)
+    again = Geolocator(grounded, CodeEncoder(), CodeStage1())  # what the next search reads back from the store
+    assert again.pair_model == calibrator.pairs
+    after = again.locate([photo(10), photo(20)]).consistency
+    assert before["rule"] == FIXED_RULE and after["rule"] == calibrator.pairs.rule
+    assert after["consistent"] is False and after["outliers"]
+    assert again.locate([photo(10), photo(10, green=1)]).consistency["consistent"] is True

@@ -313,8 +313,9 @@ def calibration_command(source: Path, split: str, encoder, weights, encoder_opti
 
     SOURCE is a CSV of geotagged photos (photo,lat,lon[,landmark_id]; paths relative to the CSV) or a dataset
     folder (its --split ground photos). The search runs on each with its default settings; a logistic regression
-    maps what the search saw to whether it was right, and is stored in the store for the encoder used (refit
-    after changing the store's encoder, or for another store).
+    maps what the search saw to whether it was right, and a second one tells photos of one place (same
+    landmark_id, or within 1 km) from photos 500 km apart (whether several photos of one query agree). Both are
+    stored in the store for the encoder used (refit after changing the store's encoder, or for another store).
     """
     from mmgeo.evaluation.calibration import fit_store_calibration, held_out_queries
     from mmgeo.search.factory import build_geolocator
@@ -330,5 +331,7 @@ def calibration_command(source: Path, split: str, encoder, weights, encoder_opti
     if as_json:
         click.echo(json.dumps(calibrator.to_json(), indent=1))
     else:
+        pairs = calibrator.pairs.rule if calibrator.pairs else "too few same-place or far pairs: the fixed rule"
         console.print(f"calibrated {store.location} on {calibrator.n_queries} photos: "
-                      f"{', '.join(calibrator.models)} probabilities for encoder {calibrator.encoder['name']}", highlight=False)
+                      f"{', '.join(calibrator.models)} probabilities for encoder {calibrator.encoder['name']}; "
+                      f"photo consistency {pairs}", highlight=False)

@@ -2,8 +2,8 @@
 
 :func:`fit_store_calibration` is ``mmgeo-train calibration``: it searches held-out geotagged photos with the
 search's own settings, records whether each answer was within :data:`~mmgeo.search.confidence.EVENT_KM` km of
-the truth and whether its top landmark was right, fits :func:`~mmgeo.search.confidence.fit_calibrator` and
-stores the result with the store. :func:`reliability` and :func:`coverage_curve` are what ``mmgeo-eval``
+the truth and whether its top landmark was right, fits :func:`~mmgeo.search.confidence.fit_calibrator` and,
+on the same photos, the store's photo-consistency model (:func:`fit_pairs`), and stores both with the store. :func:`reliability` and :func:`coverage_curve` are what ``mmgeo-eval``
 reports: expected calibration error, Brier score, the reliability diagram's bins, and the accuracy of the
 answers kept as ``--min-confidence`` rises.
 """
@@ -21,11 +21,16 @@ import numpy as np
 from mmgeo.errors import InputError
 from mmgeo.evaluation.run import Query, load_queries
 from mmgeo.geo import haversine_km
+from mmgeo.images import load_image
 from mmgeo.search.confidence import EVENT_KM, Calibrator, fit_calibrator, save_calibration
-from mmgeo.search.geolocator import Geolocator, SearchSettings
+from mmgeo.search.consistency import MIN_PAIRS, PairModel, calibration_pairs, fit_pair_model, pair_features
+from mmgeo.search.features import Photo
+from mmgeo.search.geolocator import Geolocator, PreparedQuery, SearchSettings
 from mmgeo.search.result import SearchResult
 
 RELIABILITY_BINS = 10
+PREPARE_BATCH = 64
+"""Held-out photos encoded per call when fitting or measuring."""
 
 
 def load_photo_queries(path: str | os.PathLike) -> list[Query]:
@@ -66,23 +71,51 @@ def answer_outcomes(results: Sequence[SearchResult], queries: Sequence[Query],
     return np.array(within), np.array(right)
 
 
+def prepare_queries(geolocator: Geolocator, queries: Sequence[Query], top_k: int = 100,
+                    batch: int = PREPARE_BATCH) -> list[PreparedQuery]:
+    """:meth:`Geolocator.prepare` for each query (its photos as one place), ``batch`` queries per encoder call."""
+    out = []
+    for start in range(0, len(queries), batch):
+        decoded = [([Photo(str(p), load_image(p)) for p in q.photos], []) for q in queries[start:start + batch]]
+        out += geolocator.prepare_many(decoded, top_k)
+    return out
+
+
 def search_queries(geolocator: Geolocator, queries: Sequence[Query],
                    settings: SearchSettings | None = None) -> list[SearchResult]:
-    """The search's answer to each query (its photos as one place), in one batched pass."""
+    """The search's answer to each query (its photos as one place), in batched passes."""
     s = settings or SearchSettings()
-    prepared = [geolocator.prepare([str(p) for p in q.photos], s.top_k_hypotheses) for q in queries]
-    return geolocator.rank_many(prepared, s)
+    return geolocator.rank_many(prepare_queries(geolocator, queries, s.top_k_hypotheses), s)
+
+
+def fit_pairs(prepared: Sequence[PreparedQuery], queries: Sequence[Query]) -> PairModel | None:
+    """The store's photo-consistency model, fitted on held-out photos (each query's first photo): same-place pairs
+    against pairs ≥ 500 km apart (:func:`~mmgeo.search.consistency.calibration_pairs`); None when the photos hold
+    too few of either (search then keeps the fixed rule)."""
+    same, far = calibration_pairs([q.landmark_id for q in queries], [q.lat for q in queries], [q.lon for q in queries])
+    if min(len(same), len(far)) < MIN_PAIRS:
+        return None
+    hyps, vecs = [p.photo_hypotheses[0] for p in prepared], [p.vectors[0] for p in prepared]
+
+    def features(pairs: list[tuple[int, int]]) -> np.ndarray:
+        return np.array([pair_features(hyps[i], hyps[j], vecs[i], vecs[j]) for i, j in pairs])
+
+    return fit_pair_model(features(same), features(far))
 
 
 def fit_store_calibration(geolocator: Geolocator, queries: Sequence[Query], *, fitted_on: str,
                           settings: SearchSettings | None = None, save: bool = True) -> Calibrator:
-    """Fit the confidence of ``geolocator``'s store on held-out ``queries`` (never ones you evaluate on) and, with
-    ``save``, store it in the stage-2 collection's metadata, where search finds it."""
-    results = search_queries(geolocator, queries, settings)
+    """Fit the confidence and the photo-consistency model of ``geolocator``'s store on held-out ``queries`` (never
+    ones you evaluate on) and, with ``save``, store them in the stage-2 collection's metadata, where search finds
+    them."""
+    s = settings or SearchSettings()
+    prepared = prepare_queries(geolocator, queries, s.top_k_hypotheses)
+    results = geolocator.rank_many(prepared, s)
     within, right = answer_outcomes(results, queries)
     enc = geolocator.encoder
     calibrator = fit_calibrator([r.signals for r in results], within, landmark_right=right, fitted_on=fitted_on,
-                                encoder={"name": enc.name, "weights_id": enc.weights_id, "dim": enc.dim})
+                                encoder={"name": enc.name, "weights_id": enc.weights_id, "dim": enc.dim},
+                                pairs=fit_pairs(prepared, queries))
     if save:
         save_calibration(geolocator.store, geolocator.collection, calibrator)
         geolocator.calibrator = calibrator

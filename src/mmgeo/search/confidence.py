@@ -24,6 +24,7 @@ import numpy as np
 from mmgeo.errors import InputError
 from mmgeo.geo import Hypotheses, haversine_km
 from mmgeo.qdrant.base import Store
+from mmgeo.search.consistency import PairModel
 
 CALIBRATION_KEY = "mmgeo_calibration"
 """Collection-metadata key of the fitted calibrator (on the stage-2 collection)."""
@@ -128,7 +129,8 @@ class Typicality:
 class Calibrator:
     """Feature vector → P(answer within ``event_km``) and P(top landmark right), by logistic regression.
 
-    Stored as numbers (no pickle): the standardisation and, per event, the coefficients and intercept.
+    Stored as numbers (no pickle): the standardisation and, per event, the coefficients and intercept; with
+    them the store's photo-consistency model (``pairs``, :class:`~mmgeo.search.consistency.PairModel`).
     ``encoder`` is the stage-2 encoder's identity (name, weights_id, dim) it was fitted for.
     """
 
@@ -141,6 +143,8 @@ class Calibrator:
     fitted_on: str
     event_km: float = EVENT_KM
     version: int = CALIBRATION_VERSION
+    pairs: PairModel | None = None
+    """Whether two photos show one place, fitted on the same photos (None: search keeps the fixed rule)."""
 
     def predict(self, features: Mapping[str, float]) -> dict[str, float]:
         """``{"within": P(within event_km), "landmark": P(top landmark right)}`` (``landmark`` only if fitted)."""
@@ -150,7 +154,8 @@ class Calibrator:
 
     def to_json(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()} | {
-            "models": {e: {"coef": list(c), "intercept": i} for e, (c, i) in self.models.items()}}
+            "models": {e: {"coef": list(c), "intercept": i} for e, (c, i) in self.models.items()},
+            "pairs": self.pairs.to_json() if self.pairs is not None else None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Calibrator:
@@ -160,13 +165,16 @@ class Calibrator:
         return cls(encoder=dict(data["encoder"]), features=tuple(data["features"]), mean=tuple(data["mean"]),
                    scale=tuple(data["scale"]),
                    models={e: (tuple(m["coef"]), float(m["intercept"])) for e, m in data["models"].items()},
-                   n_queries=int(data["n_queries"]), fitted_on=str(data["fitted_on"]), event_km=float(data["event_km"]))
+                   n_queries=int(data["n_queries"]), fitted_on=str(data["fitted_on"]), event_km=float(data["event_km"]),
+                   pairs=PairModel.from_json(data["pairs"]) if data.get("pairs") else None)
 
 
 def fit_calibrator(features: Sequence[Mapping[str, float]], within: Sequence[bool], *, encoder: Mapping[str, Any],
-                   fitted_on: str, landmark_right: Sequence[bool] | None = None) -> Calibrator:
+                   fitted_on: str, landmark_right: Sequence[bool] | None = None,
+                   pairs: PairModel | None = None) -> Calibrator:
     """Fit the logistic regressions on held-out queries' features and outcomes (answer within :data:`EVENT_KM`;
-    top landmark right). Needs both outcomes among the queries."""
+    top landmark right), and keep the photo-consistency model ``pairs`` fitted on the same queries. Needs both
+    outcomes among the queries."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -189,7 +197,8 @@ def fit_calibrator(features: Sequence[Mapping[str, float]], within: Sequence[boo
         lr = LogisticRegression(C=1.0, max_iter=1000).fit(z, y)
         models[event] = (tuple(float(c) for c in lr.coef_[0]), float(lr.intercept_[0]))
     return Calibrator(encoder=dict(encoder), features=FEATURES, mean=tuple(float(m) for m in scaler.mean_),
-                      scale=tuple(float(s) for s in scale), models=models, n_queries=len(features), fitted_on=fitted_on)
+                      scale=tuple(float(s) for s in scale), models=models, n_queries=len(features), fitted_on=fitted_on,
+                      pairs=pairs)
 
 
 def save_calibration(store: Store, collection: str, calibrator: Calibrator) -> None:

@@ -34,7 +34,7 @@ from mmgeo.search.confidence import (
     load_calibration,
     query_features,
 )
-from mmgeo.search.consistency import Consistency, photo_groups
+from mmgeo.search.consistency import Consistency, PairModel, photo_groups
 from mmgeo.search.features import Photo, PhotoFeatures, encoder_identity
 from mmgeo.search.models import query_remedy
 from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_region
@@ -234,6 +234,12 @@ class Geolocator:
         identity = {"name": self.encoder.name, "weights_id": self.encoder.weights_id, "dim": self.encoder.dim}
         self.calibrator, self.calibration_note = load_calibration(self.metadata, identity)
 
+    @property
+    def pair_model(self) -> PairModel | None:
+        """Whether two photos show one place: the store's fitted model, stored with its calibrator (None: the
+        fixed rule of :mod:`~mmgeo.search.consistency`)."""
+        return self.calibrator.pairs if self.calibrator is not None else None
+
     @functools.cached_property
     def typicality(self) -> Typicality | None:
         """The store's geotagged photos as the reference of what a photo of a known place looks like (None: the
@@ -322,7 +328,7 @@ class Geolocator:
             mine = per_photo[start:end]
             out.append(PreparedQuery(list(names), list(problems), qvecs[start:end], fuse_hypotheses(mine),
                                      text_vector, dict(share), mine, typicality,
-                                     photo_groups(mine, qvecs[start:end])))
+                                     photo_groups(mine, qvecs[start:end], self.pair_model)))
             start = end
         return out
 
@@ -447,7 +453,7 @@ class Geolocator:
             calibration=self.calibration_note.split(":")[0], calibration_note=self.calibration_note,
             landmark_probability=landmark, in_domain=q.typicality,
             consistency={"consistent": q.consistency.consistent, "outliers": [q.names[i] for i in q.consistency.outliers],
-                         "groups": [[q.names[i] for i in g] for g in q.consistency.groups]},
+                         "groups": [[q.names[i] for i in g] for g in q.consistency.groups], "rule": q.consistency.rule},
             abstain_reason=abstain_reason(conf, s.min_confidence, q) if abstained else None,
             signals={**signals, "heuristic": heuristic},
         )
