@@ -1,20 +1,24 @@
-"""Is the confidence a probability? Fit on one draw of the demo-eval world, measure on other draws.
+"""Is the confidence a probability, and do several photos of one place agree? Measured per draw of the demo-eval world.
 
 Each draw is a world (``mmgeo demo-world DIR --synthetic-landmarks 150 --seed S``) with its store built as
 ``make demo-eval`` builds it (its own stage-2 training, ingest, text projection): DRAW/world, DRAW/store,
-DRAW/stage2/last.pt, DRAW/text-projection.safetensors. The first draw's query photos fit the calibrator
-(:func:`mmgeo.search.confidence.fit_calibrator`, as ``mmgeo-train calibration`` does); on every other draw the
-search runs with that calibrator (``Geolocator.rank_many``, what ``mmgeo-search`` and ``mmgeo-eval`` call; the
-calibrator's encoder check is bypassed on purpose: each draw trains its own stage 2 with the same recipe) and
-we measure, per query photo:
+DRAW/stage2/last.pt, DRAW/text-projection.safetensors. Per draw, two protocols:
 
-* ECE and Brier of P(answer within 25 km), beside the uncalibrated heuristic's Brier;
-* junk (:func:`mmgeo.evaluation.junk.junk_images`, 120 images): mean confidence, AUROC junk vs real photos;
-* coverage: acc@25 km of the most confident half vs all;
-* mixed photos: 3 photos of 3 landmarks ≥ 500 km apart → ``consistent: false`` with outliers named;
-  3 photos of one landmark → consistent.
+* **own** (what the product does): the draw's store calibrated by :func:`fit_store_calibration` (what
+  ``mmgeo-train calibration`` runs) on the draw's own ``world/calibration/photos.csv`` (other views of the query
+  landmarks), then measured on its query photos, never fitted on;
+* **transfer**: the first draw's calibrator (and photo-consistency model) used unchanged on the other draws, whose
+  encoders differ (the product refuses that: :func:`load_calibration` pins a calibrator to its encoder).
 
-    PYTHONPATH=src python benchmarks/confidence.py draws/seed0 draws/seed1 draws/seed2 draws/seed3 \
+Measured per query photo with ``Geolocator.rank_many`` (what ``mmgeo-search`` and ``mmgeo-eval`` call): ECE and
+Brier of P(answer within 25 km) beside the uncalibrated heuristic's, and beside them the ECE a perfectly calibrated
+confidence would show on as many photos (outcomes drawn from the confidences themselves); junk
+(:func:`junk_images`): mean confidence, AUROC against the real photos; coverage: acc@25 km of the most confident
+half; photo consistency (:func:`photo_groups`, as ``mmgeo-search a b c`` groups three photos): 3 photos of one
+landmark → consistent, 3 photos of landmarks ≥ 500 km apart → ``consistent: false`` with outliers, under the
+draw's fitted model, the first draw's, and the fixed rule of uncalibrated stores.
+
+    PYTHONPATH=src python benchmarks/confidence.py draws/seed0 draws/seed1 draws/seed2 \
         --results benchmarks/results/confidence
 """
 
@@ -27,17 +31,26 @@ from pathlib import Path
 
 import numpy as np
 
-from mmgeo.evaluation.calibration import answer_outcomes, auroc, coverage_curve, reliability
+from mmgeo.evaluation.calibration import (
+    answer_outcomes,
+    auroc,
+    coverage_curve,
+    fit_store_calibration,
+    held_out_queries,
+    prepare_queries,
+    reliability,
+)
 from mmgeo.evaluation.junk import junk_images
 from mmgeo.evaluation.run import load_queries
 from mmgeo.geo import haversine_km
 from mmgeo.qdrant.edge import EdgeStore
-from mmgeo.search.confidence import Calibrator, fit_calibrator
-from mmgeo.search.consistency import photo_groups
+from mmgeo.search.consistency import FIXED_RULE, photo_groups
 from mmgeo.search.factory import build_geolocator
+from mmgeo.search.features import Photo
 from mmgeo.search.geolocator import SearchSettings
 
 MIXED_KM = 500.0
+PERFECT_DRAWS = 2000
 
 
 def open_draw(draw: Path):
@@ -64,122 +77,153 @@ def triples(queries, rng: np.random.Generator, n: int) -> tuple[list, list]:
     return same, mixed
 
 
-def consistency(prepared, triple):
+def triple_rates(prepared, same, mixed, model) -> dict:
     """What ``mmgeo-search a b c`` decides for three photos: :func:`photo_groups` on each photo's own stage 1 and
-    embedding (as :meth:`Geolocator.prepare` computes them for the three together)."""
-    return photo_groups([prepared[i].photo_hypotheses[0] for i in triple], np.stack([prepared[i].vectors[0] for i in triple]))
+    embedding, with ``model`` (None: the fixed rule)."""
+    def groups(t):
+        return photo_groups([prepared[i].photo_hypotheses[0] for i in t], np.stack([prepared[i].vectors[0] for i in t]), model)
+    return {"rule": model.rule if model is not None else FIXED_RULE,
+            "same_consistent": float(np.mean([groups(t).consistent for t in same])),
+            "mixed_flagged": float(np.mean([(not c.consistent) and bool(c.outliers) for c in map(groups, mixed)]))}
+
+
+def perfect_ece(prob: np.ndarray, rng: np.random.Generator, draws: int = PERFECT_DRAWS) -> dict:
+    """ECE of a perfectly calibrated confidence on as many photos: outcomes drawn as Bernoulli(confidence)."""
+    eces = [reliability(prob, rng.random(len(prob)) < prob)["ece"] for _ in range(draws)]
+    return {"mean": float(np.mean(eces)), "p05": float(np.quantile(eces, 0.05)), "p95": float(np.quantile(eces, 0.95))}
+
+
+def measure(g, calibrator, prepared, queries, junk_prepared, rng) -> dict:
+    """One protocol on one draw: reliability, junk, coverage of ``calibrator``'s confidence on the query photos."""
+    settings = SearchSettings()
+    g.calibrator = calibrator
+    results = g.rank_many(prepared, settings)
+    within, right = answer_outcomes(results, queries)
+    conf = np.array([r.confidence for r in results])
+    junk_results = g.rank_many(junk_prepared, settings)
+    junk_conf = np.array([r.confidence for r in junk_results])
+    cover = coverage_curve(conf, within, shares=(1.0, 0.5))
+    out = {"calibrated": reliability(conf, within), "perfect": perfect_ece(conf, rng),
+           "heuristic": reliability([r.signals["heuristic"] for r in results], within),
+           "landmark": reliability([r.landmark_probability or 0.0 for r in results], right),
+           "junk": {"n": len(junk_conf), "mean_confidence": float(junk_conf.mean()),
+                    "max_confidence": float(junk_conf.max()), "auroc": auroc(conf, junk_conf),
+                    "auroc_heuristic_alone": auroc([r.signals["heuristic"] for r in results],
+                                                   [r.signals["heuristic"] for r in junk_results])},
+           "coverage": {"acc_all": cover[0]["accuracy"], "acc_top_half": cover[1]["accuracy"],
+                        "min_confidence_half": cover[1]["min_confidence"]}}
+    for r in (out["calibrated"], out["heuristic"], out["landmark"]):
+        r.pop("bins")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("draws", type=Path, nargs="+", help="the first draw fits (unless --calibrator), the others are measured")
-    ap.add_argument("--calibrator", type=Path, help="a calibrator fitted elsewhere (`mmgeo-train calibration --json`): "
-                                                   "every draw is measured")
-    ap.add_argument("--held-out", type=Path, nargs="*", default=[],
-                    help="the draws the mean is over (default: every measured draw)")
+    ap.add_argument("draws", type=Path, nargs="+", help="each is calibrated on its own photos; the first one's "
+                                                       "calibrator is also measured on the others (transfer)")
     ap.add_argument("--junk", type=int, default=120)
     ap.add_argument("--triples", type=int, default=60)
     ap.add_argument("--results", type=Path)
     args = ap.parse_args()
-    settings = SearchSettings()
-    rng = np.random.default_rng(0)
-    runs = []
-    calibrator = Calibrator.from_json(json.loads(args.calibrator.read_text(encoding="utf-8"))) if args.calibrator else None
+    runs, transfer = [], None
     for k, draw in enumerate(args.draws):
         store, g = open_draw(draw)
+        rng = np.random.default_rng(k)
         try:
+            csv = draw / "world" / "calibration" / "photos.csv"
+            calib = held_out_queries(csv)
+            own = fit_store_calibration(g, calib, fitted_on=f"{len(calib)} photos of {csv}", save=False)
+            transfer = transfer or own
             queries = load_queries(draw / "world", "query", "image")
-            prepared = [g.prepare([str(p) for p in q.photos]) for q in queries]
-            g.calibrator = None
-            plain = g.rank_many(prepared, settings)
-            within, right = answer_outcomes(plain, queries)
-            if calibrator is None:
-                enc = g.encoder
-                calibrator = fit_calibrator([r.signals for r in plain], within, landmark_right=right,
-                                            encoder={"name": enc.name, "weights_id": enc.weights_id, "dim": enc.dim},
-                                            fitted_on=f"{draw}: {len(queries)} query photos")
-                print(json.dumps({"fit": str(draw), "n": len(queries), "acc@25km": float(within.mean())}), flush=True)
-                continue
-            g.calibrator = calibrator
-            results = g.rank_many(prepared, settings)
-            conf = np.array([r.confidence for r in results])
-            photos = [str(q.photos[0]) for q in queries]
-            junk = junk_images(args.junk, seed=k, photos=photos)
-            junk_prepared = [g.prepare([img]) for _, img in junk]
-            junk_conf = np.array([r.confidence for r in g.rank_many(junk_prepared, settings)])
-            g.calibrator = None
-            junk_results = g.rank_many(junk_prepared, settings)
-            junk_plain = np.array([r.confidence for r in junk_results])
-            g.calibrator = calibrator
+            prepared = prepare_queries(g, queries)
+            junk = junk_images(args.junk, seed=k, photos=[str(q.photos[0]) for q in queries])
+            junk_prepared = g.prepare_many([([Photo(f"junk-{i}-{kind}", img)], []) for i, (kind, img) in enumerate(junk)])
             same, mixed = triples(queries, rng, args.triples)
-            same_ok = [consistency(prepared, t).consistent for t in same]
-            mixed_flag = [(not c.consistent) and bool(c.outliers) for c in (consistency(prepared, t) for t in mixed)]
-            cover = coverage_curve(conf, within, shares=(1.0, 0.5))
-            landmark = reliability([r.landmark_probability or 0.0 for r in results], right)
-            run = {"draw": str(draw), "n": len(queries),
-                   "calibrated": reliability(conf, within), "heuristic": reliability([r.signals["heuristic"] for r in results], within),
-                   "landmark": landmark,
-                   "junk": {"n": len(junk), "mean_confidence": float(junk_conf.mean()), "max_confidence": float(junk_conf.max()),
-                            "auroc": auroc(conf, junk_conf), "mean_confidence_uncalibrated": float(junk_plain.mean()),
-                            "auroc_uncalibrated": auroc([r.confidence for r in plain], junk_plain),
-                            "auroc_heuristic_alone": auroc([r.signals["heuristic"] for r in plain],
-                                                           [r.signals["heuristic"] for r in junk_results])},
-                   "coverage": {"acc_all": cover[0]["accuracy"], "acc_top_half": cover[1]["accuracy"],
-                                "min_confidence_half": cover[1]["min_confidence"]},
-                   "mixed": {"same_triples": len(same), "same_consistent": float(np.mean(same_ok)),
-                             "mixed_triples": len(mixed), "mixed_flagged": float(np.mean(mixed_flag))}}
-            for r in (run["calibrated"], run["heuristic"], run["landmark"]):
-                r.pop("bins")
+            run = {"draw": str(draw), "n": len(queries), "calibration_photos": len(calib), "calibrator": own.to_json(),
+                   "own": measure(g, own, prepared, queries, junk_prepared, rng),
+                   "uncalibrated_junk": measure(g, None, prepared, queries, junk_prepared, rng)["junk"],
+                   "triples": {"n": len(same), "own": triple_rates(prepared, same, mixed, own.pairs),
+                               "fixed": triple_rates(prepared, same, mixed, None)}}
+            if transfer is not own:
+                run["transfer"] = measure(g, transfer, prepared, queries, junk_prepared, rng)
+                run["triples"]["transfer"] = triple_rates(prepared, same, mixed, transfer.pairs)
             runs.append(run)
-            print(json.dumps(run), flush=True)
+            print(json.dumps({k: v for k, v in run.items() if k != "calibrator"}), flush=True)
         finally:
             store.close()
-    keys = {"ece": ("calibrated", "ece"), "brier": ("calibrated", "brier"), "brier_heuristic": ("heuristic", "brier"),
-            "ece_heuristic": ("heuristic", "ece"), "ece_landmark": ("landmark", "ece"),
-            "junk_mean_confidence": ("junk", "mean_confidence"), "junk_auroc": ("junk", "auroc"),
-            "acc_all": ("coverage", "acc_all"), "acc_top_half": ("coverage", "acc_top_half"),
-            "same_consistent": ("mixed", "same_consistent"), "mixed_flagged": ("mixed", "mixed_flagged")}
-    held_out = [r for r in runs if r["draw"] in {str(d) for d in args.held_out}] if args.held_out else runs
-    mean = {name: float(np.mean([r[a][b] for r in held_out])) for name, (a, b) in keys.items()}
-    result = {"command": "python benchmarks/confidence.py " + " ".join(sys.argv[1:]), "fit_draw": calibrator.fitted_on,
-              "calibrator": calibrator.to_json() if calibrator else None, "runs": runs,
-              "held_out": [r["draw"] for r in held_out], "mean": mean}
-    print(json.dumps({"mean": mean}))
+    result = {"command": "python benchmarks/confidence.py " + " ".join(sys.argv[1:]), "fit_draw": str(args.draws[0]),
+              "runs": runs, "mean": {"own, every draw": mean_of(runs, "own"),
+                                     "own, held-out draws": mean_of(runs[1:], "own"),
+                                     "transfer, held-out draws": mean_of(runs[1:], "transfer")}}
+    print(json.dumps({"mean": result["mean"]}))
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         args.results.with_suffix(".md").write_text(report_markdown(result), encoding="utf-8")
 
 
-def report_markdown(result: dict) -> str:
-    """The cross-draw measurement as Markdown tables."""
-    lines = ["# Confidence: fitted on one draw, measured on others", "", f"`{result['command']}`", "",
-             f"Calibrator fitted on {result['calibrator']['fitted_on']} (logistic regression, "
-             f"features {', '.join(result['calibrator']['features'])}); measured per query photo on the other draws.", "",
-             "| draw | photos | ECE P(≤25 km) | Brier | Brier, old heuristic | ECE, old heuristic | ECE P(landmark) | "
-             "acc@25 all | acc@25 most confident half | junk mean conf | junk AUROC | same-landmark triples consistent | "
-             "mixed triples flagged |", "|---" * 13 + "|"]
+def flat(run: dict, protocol: str) -> dict:
+    """One protocol's headline numbers on one draw."""
+    m, t = run[protocol], run["triples"][protocol]
+    return {"ece": m["calibrated"]["ece"], "perfect_ece": m["perfect"]["mean"], "brier": m["calibrated"]["brier"],
+            "brier_heuristic": m["heuristic"]["brier"], "ece_heuristic": m["heuristic"]["ece"],
+            "ece_landmark": m["landmark"]["ece"], "mean_confidence": m["calibrated"]["mean_confidence"],
+            "acc_all": m["coverage"]["acc_all"], "acc_top_half": m["coverage"]["acc_top_half"],
+            "junk_mean_confidence": m["junk"]["mean_confidence"], "junk_auroc": m["junk"]["auroc"],
+            "same_consistent": t["same_consistent"], "mixed_flagged": t["mixed_flagged"]}
 
-    def row(label: str, n: str, r: dict) -> str:
-        return (f"| {label} | {n} | {r['ece']:.3f} | {r['brier']:.3f} | {r['brier_heuristic']:.3f} | {r['ece_heuristic']:.3f} | "
-                f"{r['ece_landmark']:.3f} | {100 * r['acc_all']:.1f} | {100 * r['acc_top_half']:.1f} | "
-                f"{r['junk_mean_confidence']:.3f} | {r['junk_auroc']:.3f} | {100 * r['same_consistent']:.0f}% | "
-                f"{100 * r['mixed_flagged']:.0f}% |")
+
+def mean_of(runs: list[dict], protocol: str) -> dict | None:
+    rows = [flat(r, protocol) for r in runs if protocol in r]
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else None
+
+
+def report_markdown(result: dict) -> str:
+    """The per-draw measurement as Markdown tables."""
+    lines = ["# Confidence and photo consistency, per draw of the demo-eval world", "", f"`{result['command']}`", "",
+             "**own**: the draw's store calibrated by `mmgeo-train calibration`'s function on its own calibration photos "
+             "(8 other views of each query landmark), measured on its query photos (never fitted on): what the product "
+             f"does. **transfer**: the first draw's ({Path(result['fit_draw']).name}) calibrator and consistency model "
+             "used unchanged on another draw (its own stage-2 encoder; the product refuses such a calibrator).", "",
+             "| draw | protocol | photos | ECE P(≤25 km) | ECE of a perfect confidence (same n) | Brier | Brier, old heuristic | "
+             "ECE P(landmark) | mean conf | acc@25 all | acc@25 most confident half | junk mean conf | junk AUROC | "
+             "same-landmark triples consistent | mixed triples flagged |", "|---" * 15 + "|"]
+
+    def row(label: str, protocol: str, n: str, r: dict) -> str:
+        return (f"| {label} | {protocol} | {n} | {r['ece']:.3f} | {r['perfect_ece']:.3f} | {r['brier']:.3f} | "
+                f"{r['brier_heuristic']:.3f} | {r['ece_landmark']:.3f} | {r['mean_confidence']:.3f} | "
+                f"{100 * r['acc_all']:.1f} | {100 * r['acc_top_half']:.1f} | {r['junk_mean_confidence']:.3f} | "
+                f"{r['junk_auroc']:.3f} | {100 * r['same_consistent']:.0f}% | {100 * r['mixed_flagged']:.0f}% |")
 
     for run in result["runs"]:
-        flat = {"ece": run["calibrated"]["ece"], "brier": run["calibrated"]["brier"], "brier_heuristic": run["heuristic"]["brier"],
-                "ece_heuristic": run["heuristic"]["ece"], "ece_landmark": run["landmark"]["ece"],
-                "junk_mean_confidence": run["junk"]["mean_confidence"], "junk_auroc": run["junk"]["auroc"],
-                "acc_all": run["coverage"]["acc_all"], "acc_top_half": run["coverage"]["acc_top_half"],
-                "same_consistent": run["mixed"]["same_consistent"], "mixed_flagged": run["mixed"]["mixed_flagged"]}
-        lines.append(row(Path(run["draw"]).name, str(run["n"]), flat))
-    lines.append(row(f"**mean of held-out draws** ({', '.join(Path(d).name for d in result['held_out'])})", "", result["mean"]))
-    junk = [r["junk"] for r in result["runs"]]
+        for protocol in ("own", "transfer"):
+            if protocol in run:
+                lines.append(row(Path(run["draw"]).name, protocol, str(run["n"]), flat(run, protocol)))
+    for label, m in result["mean"].items():
+        if m:
+            lines.append(row(f"**mean**, {label.split(', ')[1]}", label.split(", ")[0], "", m))
+    lines += ["", "Photo consistency (60 triples of one landmark, 60 of three landmarks pairwise ≥ 500 km apart, per draw), "
+              "per rule:", "", "| draw | rule | same-landmark consistent | mixed flagged |", "|---|---|---|---|"]
+    for run in result["runs"]:
+        for name, t in run["triples"].items():
+            if name != "n":
+                lines.append(f"| {Path(run['draw']).name} | {name}: {t['rule']} | {100 * t['same_consistent']:.0f}% | "
+                             f"{100 * t['mixed_flagged']:.0f}% |")
+    own = [(Path(r["draw"]).name, r["own"]["calibrated"]["ece"], r["own"]["perfect"]) for r in result["runs"]]
+    inside = all(p["p05"] <= e <= p["p95"] for _, e, p in own)
+    lines += ["", "**ECE against chance.** A perfectly calibrated confidence shows, on 268 photos, ECE "
+              + ", ".join(f"{p['mean']:.3f} ({p['p05']:.3f}–{p['p95']:.3f})" for _, _, p in own)
+              + " (mean and 90% range of outcomes drawn from the confidences themselves, per draw); the product's "
+              + ", ".join(f"{e:.3f} on {name}" for name, e, _ in own)
+              + (" lie inside those ranges: what remains of the ECE is the sampling noise of 268 photos (in 67 landmarks), "
+                 "which alone exceeds 0.05 on average." if inside else " do not all lie inside those ranges.")]
+    junk = [r["uncalibrated_junk"] for r in result["runs"]]
     lines += ["", f"Junk: {junk[0]['n']} generated images per draw (noise, flat colours, gradients, checkerboards, "
-              "rendered text, blurred query photos). Without a calibrator (same out-of-domain check) their mean "
-              f"confidence is {np.mean([j['mean_confidence_uncalibrated'] for j in junk]):.3f}, AUROC "
-              f"{np.mean([j['auroc_uncalibrated'] for j in junk]):.3f}; the old heuristic alone gave them "
-              f"AUROC {np.mean([j['auroc_heuristic_alone'] for j in junk]):.3f}.", ""]
+              "rendered text, blurred query photos). Uncalibrated (the same out-of-domain check) their mean confidence "
+              f"is {np.mean([j['mean_confidence'] for j in junk]):.3f}; the old heuristic alone tells them from real photos "
+              f"with AUROC {min(j['auroc_heuristic_alone'] for j in junk):.2f}-{max(j['auroc_heuristic_alone'] for j in junk):.2f}. The perfect-confidence ECE is the mean over "
+              f"{PERFECT_DRAWS} draws of outcomes from the measured confidences themselves: what ECE a perfectly calibrated "
+              "confidence shows on this many photos, by chance alone.", ""]
     return "\n".join(lines) + "\n"
 
 

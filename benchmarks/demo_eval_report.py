@@ -123,11 +123,17 @@ def main() -> None:
                   "Fitted by `make demo-eval`'s `mmgeo-train calibration` on the world's calibration photos (other views "
                   "of the query landmarks than the ones evaluated here)."]
     if across:
-        m = across["mean"]
-        lines += ["", f"Across draws (`benchmarks/results/confidence.md`: fitted on {across['fit_draw']}, measured on "
-                  f"{', '.join(r['draw'] for r in across['runs'])}, per image): ECE {m['ece']:.3f}, Brier {m['brier']:.3f} (old heuristic "
-                  f"{m['brier_heuristic']:.3f}); junk mean confidence {m['junk_mean_confidence']:.3f}, AUROC {m['junk_auroc']:.3f}; "
-                  f"acc@25km {100 * m['acc_all']:.1f}% → {100 * m['acc_top_half']:.1f}% keeping the most confident half."]
+        m, t = across["mean"]["own, held-out draws"], across["mean"]["transfer, held-out draws"]
+        held = across["runs"][1:]
+        lines += ["", f"Across draws (`benchmarks/results/confidence.md`, per image): on "
+                  f"{', '.join(Path(r['draw']).name for r in held)} (each its own stage 2 and store), each store calibrated "
+                  f"on its own calibration photos as here: ECE {m['ece']:.3f} (a perfectly calibrated confidence: "
+                  f"{m['perfect_ece']:.3f} on as many photos), Brier {m['brier']:.3f} (old heuristic {m['brier_heuristic']:.3f}); "
+                  f"junk mean confidence {m['junk_mean_confidence']:.3f}, AUROC {m['junk_auroc']:.3f}; acc@25km "
+                  f"{100 * m['acc_all']:.1f}% → {100 * m['acc_top_half']:.1f}% keeping the most confident half; "
+                  f"photo consistency: {100 * m['same_consistent']:.0f}% of triples of one landmark consistent, "
+                  f"{100 * m['mixed_flagged']:.0f}% of triples ≥ 500 km apart flagged. This draw's calibrator used "
+                  f"unchanged on theirs (another encoder; the product refuses it): ECE {t['ece']:.3f}."]
     if args.timings:
         lines += ["", "## make demo, step by step", "", "```", args.timings.read_text(encoding="utf-8").strip(), "```"]
     lines += ["", "## All rows", "", format_markdown(results_table(rows))]
