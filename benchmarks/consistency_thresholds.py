@@ -1,15 +1,17 @@
-"""Choose the photo-consistency thresholds on one draw's calibration photos, measure them on other draws' query photos.
+"""Choose the photo-consistency operating point (:data:`mmgeo.search.consistency.KEEP_SAME`) on one draw's
+calibration photos, cross-validated by landmark.
 
-Two photos agree (:mod:`mmgeo.search.consistency`) when their embeddings' cosine ≥ ``AGREE_COSINE`` or their
-stage-1 maps overlap ≥ ``AGREE_OVERLAP``; three photos are consistent when every pair agrees (complete linkage).
-On the fit draw's calibration photos (other views of its query landmarks, never a query photo) we draw triples of
-one landmark and triples of three landmarks pairwise ≥ 500 km apart, and pick on a grid the thresholds that keep
-the most same-landmark triples consistent while flagging every mixed triple (ties: the stricter thresholds).
-On each other draw (its own stage 2 and store, :func:`confidence.triples` as ``benchmarks/confidence.py`` draws
-them) we then measure both the thresholds in the code and the chosen ones with :func:`photo_groups` itself.
+``mmgeo-train calibration`` fits a :class:`~mmgeo.search.consistency.PairModel` on a store's calibration photos
+(same-landmark pairs against pairs ≥ 500 km apart) and sets its threshold to keep a share ``keep`` of the
+same-landmark pairs. Which share? Here, on the calibration photos of one draw (other views of its query
+landmarks; no query photo, no other draw), the landmarks are split into 5 folds; per fold a model is fitted with
+:func:`fit_pair_model` on the pairs of the other folds' landmarks and decides the held-out pairs. Then, per ``keep``:
+the share of held-out same-landmark pairs and far pairs that agree, of every triple of one landmark that is
+consistent (all three pairs agree: complete linkage) and of the triples of three landmarks pairwise ≥ 500 km
+apart (from the far pairs) that are flagged. The chosen point is the strictest ``keep`` whose triples of one
+landmark stay ≥ 95% consistent.
 
-    PYTHONPATH=src python benchmarks/consistency_thresholds.py draws/seed0 draws/seed1 draws/seed2 \
-        --results benchmarks/results/consistency-thresholds
+    PYTHONPATH=src python benchmarks/consistency_thresholds.py draws/seed0 --results benchmarks/results/consistency-thresholds
 """
 
 from __future__ import annotations
@@ -21,116 +23,91 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from confidence import MIXED_KM, open_draw, triples
+from confidence import open_draw
 
-from mmgeo.evaluation.calibration import load_photo_queries
-from mmgeo.evaluation.run import load_queries
+from mmgeo.evaluation.calibration import held_out_queries, prepare_queries
 from mmgeo.ingest.demo_world.world import CALIBRATION_CSV
-from mmgeo.search import consistency
-from mmgeo.search.consistency import hypotheses_overlap, photo_groups
+from mmgeo.search.consistency import FAR_KM, KEEP_SAME, calibration_pairs, fit_pair_model, pair_features
 
-COSINES = np.round(np.arange(0.50, 0.96, 0.01), 2)
-OVERLAPS = np.round(np.append(np.arange(0.30, 0.96, 0.05), 1.01), 2)  # 1.01: the overlap never decides
-
-
-def photos_of(draw: Path, queries) -> tuple[list, np.ndarray]:
-    """Each photo's own stage-1 hypotheses and unit embedding (as :meth:`Geolocator.prepare` computes them)."""
-    store, g = open_draw(draw)
-    try:
-        prepared = [g.prepare([str(q.photos[0])]) for q in queries]
-    finally:
-        store.close()
-    return [p.photo_hypotheses[0] for p in prepared], np.stack([p.vectors[0] for p in prepared])
-
-
-def triple_rates(hyps, vecs, same, mixed) -> dict[tuple[float, float], tuple[float, float]]:
-    """(cosine, overlap) → (share of same-landmark triples consistent, share of mixed triples flagged), from the
-    pairwise cosines and overlaps (three photos are consistent exactly when all three pairs agree)."""
-    pairs = {tuple(sorted(p)) for t in same + mixed for p in combinations(t, 2)}
-    cos = {p: float(vecs[p[0]] @ vecs[p[1]]) for p in pairs}
-    ovl = {p: hypotheses_overlap(hyps[p[0]], hyps[p[1]]) for p in pairs}
-    out = {}
-    for c in COSINES:
-        for o in OVERLAPS:
-            def ok(t, c=c, o=o):
-                return all(cos[p] >= c or ovl[p] >= o for p in (tuple(sorted(q)) for q in combinations(t, 2)))
-            out[(float(c), float(o))] = (float(np.mean([ok(t) for t in same])), float(np.mean([not ok(t) for t in mixed])))
-    return out
-
-
-def measured(hyps, vecs, same, mixed, cosine: float, overlap: float) -> dict:
-    """:func:`photo_groups` itself on the triples with the given thresholds."""
-    saved = consistency.AGREE_COSINE, consistency.AGREE_OVERLAP
-    consistency.AGREE_COSINE, consistency.AGREE_OVERLAP = cosine, overlap
-    try:
-        def groups(t):
-            return photo_groups([hyps[i] for i in t], vecs[list(t)])
-        same_ok = [groups(t).consistent for t in same]
-        mixed_flag = [(not c.consistent) and bool(c.outliers) for c in map(groups, mixed)]
-    finally:
-        consistency.AGREE_COSINE, consistency.AGREE_OVERLAP = saved
-    return {"cosine": cosine, "overlap": overlap, "same_consistent": float(np.mean(same_ok)),
-            "mixed_flagged": float(np.mean(mixed_flag))}
+KEEPS = (0.95, 0.97, 0.98, 0.985, 0.99, 0.995)
+FOLDS = 5
+TARGET_SAME = 0.95
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("draws", type=Path, nargs="+", help="the first draw's calibration photos choose, the others measure")
-    ap.add_argument("--fit-triples", type=int, default=2000)
-    ap.add_argument("--triples", type=int, default=60, help="per measured draw, as benchmarks/confidence.py")
-    ap.add_argument("--fit-result", type=Path, help="take the thresholds an earlier run of this chose on the fit draw")
+    ap.add_argument("draw", type=Path, help="the draw whose calibration photos choose")
     ap.add_argument("--results", type=Path)
     args = ap.parse_args()
-    fit, *others = args.draws
-    if args.fit_result:  # the choice an earlier run made on the same fit draw
-        earlier = json.loads(args.fit_result.read_text(encoding="utf-8"))["fit"]
-        if earlier["draw"] != str(fit):
-            sys.exit(f"{args.fit_result}: chosen on {earlier['draw']}, not {fit}")
-        fit_n = {k: earlier[k] for k in ("photos", "same_triples", "mixed_triples")}
-        chosen = {k: v for k, v in earlier.items() if k not in {"draw", "mixed_km", *fit_n}}
-    else:
-        queries = load_photo_queries(fit / "world" / CALIBRATION_CSV)
-        hyps, vecs = photos_of(fit, queries)
-        same, mixed = triples(queries, np.random.default_rng(1), args.fit_triples)
-        grid = triple_rates(hyps, vecs, same, mixed)
-        fit_n = {"photos": len(queries), "same_triples": len(same), "mixed_triples": len(mixed)}
-        (c, o), (s, m) = max(grid.items(), key=lambda kv: (kv[1][1] == 1.0, kv[1][0], kv[0]))
-        chosen = {"cosine": c, "overlap": o, "fit_same_consistent": s, "fit_mixed_flagged": m,
-                  "code_thresholds_on_fit": grid.get((consistency.AGREE_COSINE, consistency.AGREE_OVERLAP))}
-    c, o = chosen["cosine"], chosen["overlap"]
-    print(json.dumps({"fit": str(fit), **fit_n, **chosen}), flush=True)
-    runs = []
-    rng = np.random.default_rng(0)  # the triples benchmarks/confidence.py draws on its first measured draw
-    for draw in others:
-        queries = load_queries(draw / "world", "query", "image")
-        hyps, vecs = photos_of(draw, queries)
-        same, mixed = triples(queries, rng, args.triples)
-        run = {"draw": str(draw), "photos": len(queries), "same_triples": len(same), "mixed_triples": len(mixed),
-               "code": measured(hyps, vecs, same, mixed, consistency.AGREE_COSINE, consistency.AGREE_OVERLAP),
-               "chosen": measured(hyps, vecs, same, mixed, c, o)}
-        runs.append(run)
-        print(json.dumps(run), flush=True)
-    result = {"command": "python benchmarks/consistency_thresholds.py " + " ".join(sys.argv[1:]),
-              "fit": {"draw": str(fit), **fit_n, "mixed_km": MIXED_KM, **chosen},
-              "runs": runs}
+    queries = held_out_queries(args.draw / "world" / CALIBRATION_CSV)
+    store, g = open_draw(args.draw)
+    try:
+        prepared = prepare_queries(g, queries)
+    finally:
+        store.close()
+    hyps, vecs = [p.photo_hypotheses[0] for p in prepared], [p.vectors[0] for p in prepared]
+    lids = [q.landmark_id for q in queries]
+    same, far = calibration_pairs(lids, [q.lat for q in queries], [q.lon for q in queries])
+    x = {p: pair_features(hyps[p[0]], hyps[p[1]], vecs[p[0]], vecs[p[1]]) for p in same + far}
+    fold_of = {lid: k % FOLDS for k, lid in enumerate(np.random.default_rng(0).permutation(sorted(set(lids))))}
+
+    def fold(p: tuple[int, int]) -> int:
+        return fold_of[lids[p[0]]]
+
+    agree: dict[float, dict[tuple[int, int], bool]] = {keep: {} for keep in KEEPS}
+    for k in range(FOLDS):
+        train_same = np.array([x[p] for p in same if fold_of[lids[p[0]]] != k and fold_of[lids[p[1]]] != k])
+        train_far = np.array([x[p] for p in far if fold_of[lids[p[0]]] != k and fold_of[lids[p[1]]] != k])
+        test = [p for p in same + far if fold(p) == k]
+        for keep in KEEPS:
+            model = fit_pair_model(train_same, train_far, keep=keep)
+            agree[keep].update(zip(test, model.agree(np.array([x[p] for p in test]))))
+    by: dict[str, list[int]] = {}
+    for i, lid in enumerate(lids):
+        by.setdefault(lid, []).append(i)
+    same_triples = [t for ix in by.values() for t in combinations(sorted(ix), 3)]
+    neighbours: dict[int, set[int]] = {}
+    for i, j in far:
+        neighbours.setdefault(i, set()).add(j)
+        neighbours.setdefault(j, set()).add(i)
+    mixed_triples = [(i, j, k) for i, j in far for k in neighbours[i] & neighbours[j] if k > j]
+    rows = []
+    for keep in KEEPS:
+        a = agree[keep]
+        rows.append({"keep": keep, "same_pairs_agree": float(np.mean([a[p] for p in same])),
+                     "far_pairs_agree": float(np.mean([a[p] for p in far])),
+                     "same_triples_consistent": float(np.mean([all(a[p] for p in combinations(t, 2)) for t in same_triples])),
+                     "mixed_triples_flagged": float(np.mean([not all(a[tuple(sorted(p))] for p in combinations(t, 2))
+                                                             for t in mixed_triples]))})
+    chosen = min((r for r in rows if r["same_triples_consistent"] >= TARGET_SAME), key=lambda r: r["keep"], default=None)
+    result = {"command": "python benchmarks/consistency_thresholds.py " + " ".join(sys.argv[1:]), "draw": str(args.draw),
+              "photos": len(queries), "same_pairs": len(same), "far_pairs": len(far), "same_triples": len(same_triples),
+              "mixed_triples": len(mixed_triples), "rows": rows, "chosen": chosen and chosen["keep"],
+              "code_keep_same": KEEP_SAME}
+    print(json.dumps(result))
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         args.results.with_suffix(".md").write_text(report_markdown(result), encoding="utf-8")
 
 
-def report_markdown(result: dict) -> str:
-    f = result["fit"]
-    lines = ["# Photo consistency: thresholds chosen on one draw, measured on others", "", f"`{result['command']}`", "",
-             f"Chosen on {f['photos']} calibration photos of {f['draw']} (triples of one landmark, and of three landmarks "
-             f"≥ {f['mixed_km']:g} km apart): cosine ≥ {f['cosine']:.2f} or stage-1 overlap ≥ {f['overlap']:.2f} → "
-             f"{100 * f['fit_same_consistent']:.1f}% same-landmark consistent, {100 * f['fit_mixed_flagged']:.1f}% mixed flagged.",
-             "", "| draw | photos | thresholds | same-landmark triples consistent | mixed triples flagged |", "|---|---|---|---|---|"]
-    for r in result["runs"]:
-        for name in ("code", "chosen"):
-            m = r[name]
-            lines.append(f"| {Path(r['draw']).name} | {r['photos']} | {name}: cosine {m['cosine']:.2f}, overlap {m['overlap']:.2f} | "
-                         f"{100 * m['same_consistent']:.0f}% of {r['same_triples']} | {100 * m['mixed_flagged']:.0f}% of {r['mixed_triples']} |")
+def report_markdown(r: dict) -> str:
+    lines = ["# Photo consistency: the operating point, chosen on one draw's calibration photos", "", f"`{r['command']}`", "",
+             f"{r['photos']} calibration photos of {r['draw']}: {r['same_pairs']} same-landmark pairs, {r['far_pairs']} "
+             f"pairs ≥ {FAR_KM:g} km apart, {r['same_triples']} triples of one landmark, {r['mixed_triples']} triples of "
+             f"landmarks pairwise ≥ {FAR_KM:g} km apart; {FOLDS}-fold cross-validation by landmark (each pair decided by "
+             "a model fitted without its landmarks).", "",
+             "| keep (same-landmark pairs, in the fit) | same pairs agree | far pairs agree | triples of one landmark consistent | "
+             "mixed triples flagged |", "|---|---|---|---|---|"]
+    for row in r["rows"]:
+        mark = " **(chosen)**" if row["keep"] == r["chosen"] else ""
+        lines.append(f"| {row['keep']:g}{mark} | {100 * row['same_pairs_agree']:.1f}% | {100 * row['far_pairs_agree']:.1f}% | "
+                     f"{100 * row['same_triples_consistent']:.1f}% | {100 * row['mixed_triples_flagged']:.1f}% |")
+    lines += ["", f"Chosen: the strictest keep whose triples of one landmark stay ≥ {100 * TARGET_SAME:.0f}% consistent "
+              f"({r['chosen']}); the code's `KEEP_SAME` is {r['code_keep_same']}. "
+              + ("Some keep reaches" if any(row["same_triples_consistent"] >= TARGET_SAME and row["mixed_triples_flagged"] == 1.0
+                                            for row in r["rows"]) else "No keep reaches")
+              + f" both ≥ {100 * TARGET_SAME:.0f}% of triples of one landmark consistent and every mixed triple flagged here.", ""]
     return "\n".join(lines) + "\n"
 
 
