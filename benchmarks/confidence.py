@@ -203,11 +203,11 @@ def report_markdown(result: dict) -> str:
         if m:
             lines.append(row(f"**mean**, {label.split(', ')[1]}", label.split(", ")[0], "", m))
     lines += ["", "Photo consistency (60 triples of one landmark, 60 of three landmarks pairwise ≥ 500 km apart, per draw), "
-              "per rule:", "", "| draw | rule | same-landmark consistent | mixed flagged |", "|---|---|---|---|"]
+              "per rule:", "", "| draw | model | rule | same-landmark consistent | mixed flagged |", "|---|---|---|---|---|"]
     for run in result["runs"]:
         for name, t in run["triples"].items():
             if name != "n":
-                lines.append(f"| {Path(run['draw']).name} | {name}: {t['rule']} | {100 * t['same_consistent']:.0f}% | "
+                lines.append(f"| {Path(run['draw']).name} | {name} | {t['rule']} | {100 * t['same_consistent']:.0f}% | "
                              f"{100 * t['mixed_flagged']:.0f}% |")
     own = [(Path(r["draw"]).name, r["own"]["calibrated"]["ece"], r["own"]["perfect"]) for r in result["runs"]]
     inside = all(p["p05"] <= e <= p["p95"] for _, e, p in own)
