@@ -230,3 +230,12 @@ def test_calibration_fits_and_stores_the_consistency_model(grounded, tmp_path):
     assert before["rule"] == FIXED_RULE and after["rule"] == calibrator.pairs.rule
     assert after["consistent"] is False and after["outliers"]
     assert again.locate([photo(10), photo(10, green=1)]).consistency["consistent"] is True
+
+
+def test_a_calibration_stored_without_a_consistency_model_keeps_the_fixed_rule(grounded):
+    older = _calibrator().to_json()
+    del older["pairs"]  # stored before the consistency model was fitted with it
+    save_calibration(grounded, "mmgeo_satellite", Calibrator.from_json(older))
+    geo = Geolocator(grounded, CodeEncoder(), CodeStage1())
+    assert geo.calibrator is not None and geo.pair_model is None
+    assert geo.locate([photo(10), photo(20)]).consistency["rule"] == FIXED_RULE
