@@ -209,14 +209,14 @@ def report_markdown(result: dict) -> str:
             if name != "n":
                 lines.append(f"| {Path(run['draw']).name} | {name} | {t['rule']} | {100 * t['same_consistent']:.0f}% | "
                              f"{100 * t['mixed_flagged']:.0f}% |")
-    own = [(Path(r["draw"]).name, r["own"]["calibrated"]["ece"], r["own"]["perfect"]) for r in result["runs"]]
-    inside = all(p["p05"] <= e <= p["p95"] for _, e, p in own)
-    lines += ["", "**ECE against chance.** A perfectly calibrated confidence shows, on 268 photos, ECE "
-              + ", ".join(f"{p['mean']:.3f} ({p['p05']:.3f}–{p['p95']:.3f})" for _, _, p in own)
-              + " (mean and 90% range of outcomes drawn from the confidences themselves, per draw); the product's "
-              + ", ".join(f"{e:.3f} on {name}" for name, e, _ in own)
-              + (" lie inside those ranges: what remains of the ECE is the sampling noise of 268 photos (in 67 landmarks), "
-                 "which alone exceeds 0.05 on average." if inside else " do not all lie inside those ranges.")]
+    own = [(Path(r["draw"]).name, r["n"], r["own"]["calibrated"]["ece"], r["own"]["perfect"]) for r in result["runs"]]
+    inside = all(p["p05"] <= e <= p["p95"] for _, _, e, p in own)
+    lines += ["", "**ECE against chance.** A perfectly calibrated confidence shows ECE "
+              + ", ".join(f"{p['mean']:.3f} ({p['p05']:.3f}–{p['p95']:.3f}) on {name}'s {n} photos" for name, n, _, p in own)
+              + " (mean and 90% range over outcomes drawn from the confidences themselves); the product's "
+              + ", ".join(f"{e:.3f} on {name}" for name, _, e, _ in own)
+              + (" lie inside those ranges: what remains of the ECE is what so few photos show by chance."
+                 if inside else " do not all lie inside those ranges.")]
     junk = [r["uncalibrated_junk"] for r in result["runs"]]
     lines += ["", f"Junk: {junk[0]['n']} generated images per draw (noise, flat colours, gradients, checkerboards, "
               "rendered text, blurred query photos). Uncalibrated (the same out-of-domain check) their mean confidence "
