@@ -71,3 +71,39 @@ def test_synthetic_landmarks_extend_the_real_ones_deterministically():
     near = [min(float(haversine_km(lm.lat, lm.lon, r.lat, r.lon)) for r in LANDMARKS) for lm in extra]
     assert max(near) <= WorldParams().synthetic_km[1] + 1  # each near a real landmark
     assert world_landmarks(WorldParams(synthetic_landmarks=5), 1) != few
+
+
+def test_held_out_views_are_new_photos_of_the_query_landmarks_reproducible_by_seed(tmp_path):
+    import csv
+
+    from mmgeo.errors import InputError
+    from mmgeo.evaluation.calibration import load_photo_queries
+    from mmgeo.ingest.demo_world import held_out_views
+    from mmgeo.ingest.demo_world.world import CALIBRATION_CSV
+
+    params = WorldParams(n_ground=2, street_places=1, scattered_places=2, calibration_views=2)
+    world = make_demo_world(tmp_path / "w", params, seed=3, workers=1)
+    csv_a = held_out_views(tmp_path / "a", params, seed=3, views=3, world=world)
+    held_out_views(tmp_path / "b", params, seed=3, views=3)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")  # the same seed writes the same bytes
+    def images(root) -> set[str]:
+        return {h for p, h in _digest(root).items() if p.endswith((".jpg", ".png"))}
+
+    assert not images(held_out_views(tmp_path / "c", params, seed=4, views=3).parent) & images(tmp_path / "a")
+
+    with csv_a.open(encoding="utf-8") as fh, (world / CALIBRATION_CSV).open(encoding="utf-8") as cal:
+        rows, cal_rows = list(csv.reader(fh)), list(csv.reader(cal))
+    assert rows[0] == cal_rows[0] == ["photo", "lat", "lon", "landmark_id"]  # the calibration CSV's format
+    query_ids = {r[3] for r in cal_rows[1:]}
+    held = load_photo_queries(csv_a)
+    assert len(held) == 3 * len(query_ids) and {q.landmark_id for q in held} == query_ids
+    assert all(q.photos[0].is_file() for q in held)
+
+    assert len(images(tmp_path / "a")) == len(held)  # every view its own image
+    assert not images(tmp_path / "a") & images(world)  # no query, calibration or demo photo again
+
+    with pytest.raises(InputError, match="not the demo world of seed 4"):  # checked before anything is written
+        held_out_views(tmp_path / "d", params, seed=4, views=1, world=world)
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(InputError, match="first_view"):
+        held_out_views(tmp_path / "e", params, seed=3, first_view=20_000)

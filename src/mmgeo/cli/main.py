@@ -63,12 +63,17 @@ def cli() -> None:
 Examples:
   # a world, then its query landmarks' satellite tiles with the offline encoder in a new store
   mmgeo demo-world my-world && mmgeo-ingest my-world --splits query --encoder efficientnet_lite0 --store my-store
+  # the same world with 4 more photos of each query landmark (my-world/heldout/photos.csv) to measure a calibrator on
+  mmgeo demo-world my-world --held-out-views 4
 """)
 @click.argument("root", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", default=0, show_default=True, help="The draw: the same seed writes the same files.")
 @click.option("--synthetic-landmarks", type=click.IntRange(0), default=0, show_default=True,
               help="Drawn landmarks added to the 50 real ones (the committed evaluation, make demo-eval, uses 150).")
-def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
+@click.option("--held-out-views", type=click.IntRange(0), default=0, show_default=True,
+              help="Also write N new photos of each query landmark to ROOT/heldout (photos.csv as in ROOT/calibration): "
+                   "views no query or calibration photo shows, to measure a calibrator on more photos.")
+def demo_world_command(root: Path, seed: int, synthetic_landmarks: int, held_out_views: int) -> None:
     """Write the offline demo world to ROOT: MMLandmarks layout, real US landmark coordinates,
     drawn photos whose look says roughly where they were taken.
 
@@ -89,9 +94,15 @@ def demo_world_command(root: Path, seed: int, synthetic_landmarks: int) -> None:
     MMLandmarks, over five draws (README, "The demo world").
     """
     from mmgeo.ingest.demo_world import WorldParams, make_demo_world
+    from mmgeo.ingest.demo_world import held_out_views as write_held_out
+    from mmgeo.ingest.demo_world.world import HELD_OUT_DIR
 
-    make_demo_world(root, WorldParams(synthetic_landmarks=synthetic_landmarks), seed=seed)
+    params = WorldParams(synthetic_landmarks=synthetic_landmarks)
+    make_demo_world(root, params, seed=seed)
     click.echo(f"demo world written to {root} (photo to try: {root / 'demo-photo.jpg'})")
+    if held_out_views:
+        csv_path = write_held_out(root / HELD_OUT_DIR, params, seed=seed, views=held_out_views)
+        click.echo(f"{held_out_views} held-out views of each query landmark listed in {csv_path}")
 
 
 

@@ -3,6 +3,6 @@ and the tests: real US landmark coordinates, procedurally drawn photos and tiles
 smoothly with location (:mod:`.look`), drawn by :mod:`.render`, written by :mod:`.world`."""
 
 from mmgeo.ingest.demo_world.landmarks import LANDMARKS, Landmark
-from mmgeo.ingest.demo_world.world import DEMO_PHOTO, WorldParams, make_demo_world, world_landmarks
+from mmgeo.ingest.demo_world.world import DEMO_PHOTO, WorldParams, held_out_views, make_demo_world, world_landmarks
 
-__all__ = ["DEMO_PHOTO", "LANDMARKS", "Landmark", "WorldParams", "make_demo_world", "world_landmarks"]
+__all__ = ["DEMO_PHOTO", "LANDMARKS", "Landmark", "WorldParams", "held_out_views", "make_demo_world", "world_landmarks"]

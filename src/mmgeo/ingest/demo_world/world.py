@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mmgeo.errors import InputError
 from mmgeo.geo import destination
 from mmgeo.ingest.demo_world.landmarks import LANDMARKS, Landmark
 from mmgeo.ingest.demo_world.look import LookField, signature
@@ -32,6 +34,10 @@ _CALIBRATION_VIEW = 20_000
 CALIBRATION_CSV = "calibration/photos.csv"
 """Held-out photos of the query landmarks for fitting the confidence (``photo,lat,lon,landmark_id``): other views
 than the query split's, so ``mmgeo-eval`` never scores a photo the calibration was fitted on."""
+HELD_OUT_VIEW = 40_000
+"""The first view number of :func:`held_out_views` (after the calibration views: never the same photo)."""
+HELD_OUT_DIR = "heldout"
+"""Where ``mmgeo demo-world --held-out-views`` writes them, beside the world's other folders."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,52 @@ def _landmark_photo(field: LookField, params: WorldParams, seed: int, i: int, vi
     return render_ground(_photo_look(field, params, lm.lat, lm.lon, rng), rng, sig, landmark_size=params.landmark_size)
 
 
+def _write_views(folder: Path, field: LookField, params: WorldParams, seed: int, i: int, first_view: int, n: int) -> None:
+    """Views ``first_view`` … ``first_view + n - 1`` of landmark ``i`` as ``folder/{landmark_id}-{k}.jpg``."""
+    for k in range(n):
+        _save(_landmark_photo(field, params, seed, i, first_view + k), folder / f"{1000 + i}-{k}.jpg")
+
+
+def _write_views_csv(path: Path, params: WorldParams, seed: int, n: int) -> None:
+    """``photo,lat,lon,landmark_id`` for the photos :func:`_write_views` writes of each query landmark."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["photo", "lat", "lon", "landmark_id"])
+        writer.writerows([f"{1000 + i}-{k}.jpg", lm.lat, lm.lon, str(1000 + i)]
+                         for i, lm in enumerate(world_landmarks(params, seed)) if _split(i, params) == "query" for k in range(n))
+
+
+def held_out_views(out: str | Path, params: WorldParams = WorldParams(), *, seed: int = 0, views: int = 16,
+                   first_view: int = HELD_OUT_VIEW, world: str | Path | None = None) -> Path:
+    """Write ``views`` new photos of each query landmark of the world drawn with ``params`` and ``seed`` to ``out``,
+    listed in ``out/photos.csv`` (the calibration CSV's format), and return that CSV's path.
+
+    They are views ``first_view`` onward: never a query, calibration or demo photo, so a calibrator fitted on the
+    calibration photos can be measured on as many held-out photos as wanted (the same seed writes the same bytes).
+    ``world``: a world on disk these must belong to; checked before anything is written (its first calibration photo
+    must re-render byte for byte), so a wrong seed or size is one clear error, not a silent mismatch.
+    """
+    if views < 1:
+        raise InputError(f"views must be at least 1, got {views}")
+    if first_view < HELD_OUT_VIEW:
+        raise InputError(f"first_view must be at least {HELD_OUT_VIEW} (lower views are the world's own photos), got {first_view}")
+    field = LookField(params.scales_km, params.scale_weights, seed)
+    queries = [i for i in range(len(world_landmarks(params, seed))) if _split(i, params) == "query"]
+    if world is not None:
+        first = Path(world) / Path(CALIBRATION_CSV).parent / f"{1000 + queries[0]}-0.jpg"
+        drawn = io.BytesIO()
+        _landmark_photo(field, params, seed, queries[0], _CALIBRATION_VIEW).save(drawn, format="JPEG", quality=92)
+        if not first.is_file() or first.read_bytes() != drawn.getvalue():
+            raise InputError(f"{world} is not the demo world of seed {seed} with {params.synthetic_landmarks} synthetic "
+                             f"landmarks ({first} {'differs' if first.is_file() else 'is missing'}); pass its seed and size")
+    out = Path(out)
+    for i in queries:
+        _write_views(out, field, params, seed, i, first_view, views)
+    _write_views_csv(out / "photos.csv", params, seed, views)
+    return out / "photos.csv"
+
+
 def _draw_landmark(root: Path, params: WorldParams, seed: int, i: int) -> None:
     """Landmark ``i``'s tile and ground photos (each from its own random stream: any order, any process)."""
     field, lm, lid, split = LookField(params.scales_km, params.scale_weights, seed), world_landmarks(params, seed)[i], str(1000 + i), _split(i, params)
@@ -144,9 +196,7 @@ def _draw_landmark(root: Path, params: WorldParams, seed: int, i: int) -> None:
     for k in range(params.n_ground):
         _save(_landmark_photo(field, params, seed, i, k), root / shard_path(split, "ground", _hex_id(seed, "ground", lid, k)))
     if split == "query":
-        for k in range(params.calibration_views):
-            view = _CALIBRATION_VIEW + k
-            _save(_landmark_photo(field, params, seed, i, view), root / "calibration" / f"{lid}-{k}.jpg")
+        _write_views(root / Path(CALIBRATION_CSV).parent, field, params, seed, i, _CALIBRATION_VIEW, params.calibration_views)
     if i == 0:  # a new photo of a known landmark, listed in no CSV: what a user would ask about
         _landmark_photo(field, params, seed, 0, _DEMO_VIEW).save(root / DEMO_PHOTO, quality=92)
 
@@ -220,8 +270,6 @@ def make_demo_world(root: str | Path, params: WorldParams = WorldParams(), *, se
         write_csv(modality_csv(split, "text"), ["landmark_id", "json"], tables["text"])
     write_csv(modality_csv("index", "satellite"), ["images", "lat", "lon", "year"], tiles)
     write_csv(modality_csv("index", "ground"), ["images", "lat", "lon", "year"], streets)
-    write_csv(CALIBRATION_CSV, ["photo", "lat", "lon", "landmark_id"],
-              [[f"{1000 + i}-{k}.jpg", lm.lat, lm.lon, str(1000 + i)] for i, lm in enumerate(landmarks)
-               if _split(i, params) == "query" for k in range(params.calibration_views)])
+    _write_views_csv(root / CALIBRATION_CSV, params, seed, params.calibration_views)
     write_csv(INFO_CSV, ["landmark_id", "lat", "lon", "bbox", "category", "hierarchical_category", "WikipediaPage", "QID"], info)
     return root
