@@ -37,12 +37,15 @@ from mmgeo.evaluation.calibration import (
     coverage_curve,
     fit_store_calibration,
     held_out_queries,
+    load_photo_queries,
     prepare_queries,
     reliability,
 )
 from mmgeo.evaluation.junk import junk_images
 from mmgeo.evaluation.run import load_queries
 from mmgeo.geo import haversine_km
+from mmgeo.ingest.demo_world import WorldParams, held_out_views
+from mmgeo.ingest.demo_world.world import HELD_OUT_DIR, HELD_OUT_VIEW
 from mmgeo.qdrant.edge import EdgeStore
 from mmgeo.search.consistency import FIXED_RULE, photo_groups
 from mmgeo.search.factory import build_geolocator
@@ -93,28 +96,45 @@ def perfect_ece(prob: np.ndarray, rng: np.random.Generator, draws: int = PERFECT
     return {"mean": float(np.mean(eces)), "p05": float(np.quantile(eces, 0.05)), "p95": float(np.quantile(eces, 0.95))}
 
 
-def measure(g, calibrator, prepared, queries, junk_prepared, rng) -> dict:
-    """One protocol on one draw: reliability, junk, coverage of ``calibrator``'s confidence on the query photos."""
-    settings = SearchSettings()
+def scored(g, calibrator, prepared, queries, rng) -> tuple[dict, list]:
+    """Reliability (beside a perfect confidence's ECE at this n) and coverage of ``calibrator``'s confidence on
+    ``queries``, and the search results."""
     g.calibrator = calibrator
-    results = g.rank_many(prepared, settings)
+    results = g.rank_many(prepared, SearchSettings())
     within, right = answer_outcomes(results, queries)
     conf = np.array([r.confidence for r in results])
-    junk_results = g.rank_many(junk_prepared, settings)
-    junk_conf = np.array([r.confidence for r in junk_results])
     cover = coverage_curve(conf, within, shares=(1.0, 0.5))
     out = {"calibrated": reliability(conf, within), "perfect": perfect_ece(conf, rng),
            "heuristic": reliability([r.signals["heuristic"] for r in results], within),
            "landmark": reliability([r.landmark_probability or 0.0 for r in results], right),
-           "junk": {"n": len(junk_conf), "mean_confidence": float(junk_conf.mean()),
-                    "max_confidence": float(junk_conf.max()), "auroc": auroc(conf, junk_conf),
-                    "auroc_heuristic_alone": auroc([r.signals["heuristic"] for r in results],
-                                                   [r.signals["heuristic"] for r in junk_results])},
            "coverage": {"acc_all": cover[0]["accuracy"], "acc_top_half": cover[1]["accuracy"],
                         "min_confidence_half": cover[1]["min_confidence"]}}
     for r in (out["calibrated"], out["heuristic"], out["landmark"]):
         r.pop("bins")
+    return out, results
+
+
+def measure(g, calibrator, prepared, queries, junk_prepared, rng) -> dict:
+    """One protocol on one draw: reliability, junk, coverage of ``calibrator``'s confidence on the query photos."""
+    out, results = scored(g, calibrator, prepared, queries, rng)
+    junk_results = g.rank_many(junk_prepared, SearchSettings())
+    junk_conf = np.array([r.confidence for r in junk_results])
+    out["junk"] = {"n": len(junk_conf), "mean_confidence": float(junk_conf.mean()),
+                   "max_confidence": float(junk_conf.max()), "auroc": auroc([r.confidence for r in results], junk_conf),
+                   "auroc_heuristic_alone": auroc([r.signals["heuristic"] for r in results],
+                                                  [r.signals["heuristic"] for r in junk_results])}
     return out
+
+
+def held_out(g, draw: Path, seed: int, views: int, synthetic_landmarks: int, calibrators: dict, rng) -> dict:
+    """:func:`held_out_views` of the draw's world (``views`` new photos per query landmark, in ``DRAW/heldout``,
+    outside the store), scored with each of ``calibrators`` unchanged: nothing is fitted on them."""
+    csv = held_out_views(draw / HELD_OUT_DIR, WorldParams(synthetic_landmarks=synthetic_landmarks), seed=seed,
+                         views=views, world=draw / "world")
+    queries = load_photo_queries(csv)
+    prepared = prepare_queries(g, queries)
+    return {"n": len(queries), "views": views, "first_view": HELD_OUT_VIEW, "world_seed": seed, "csv": str(csv),
+            **{name: scored(g, c, prepared, queries, rng)[0] for name, c in calibrators.items()}}
 
 
 def main() -> None:
@@ -124,7 +144,15 @@ def main() -> None:
     ap.add_argument("--junk", type=int, default=120)
     ap.add_argument("--triples", type=int, default=60)
     ap.add_argument("--results", type=Path)
+    ap.add_argument("--held-out-views", type=int, default=0,
+                    help="also score N new views of each query landmark per draw (DRAW/heldout, written by "
+                         "mmgeo.ingest.demo_world.held_out_views) with the same calibrators")
+    ap.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")],
+                    help="each draw's world seed, in order (needed with --held-out-views; checked against the world)")
+    ap.add_argument("--synthetic-landmarks", type=int, default=150, help="the draws' world size (make demo-eval's)")
     args = ap.parse_args()
+    if args.held_out_views and (args.seeds is None or len(args.seeds) != len(args.draws)):
+        ap.error("--held-out-views needs --seeds with one seed per draw")
     runs, transfer = [], None
     for k, draw in enumerate(args.draws):
         store, g = open_draw(draw)
@@ -147,6 +175,10 @@ def main() -> None:
             if transfer is not own:
                 run["transfer"] = measure(g, transfer, prepared, queries, junk_prepared, rng)
                 run["triples"]["transfer"] = triple_rates(prepared, same, mixed, transfer.pairs)
+            if args.held_out_views:
+                run["held_out"] = held_out(g, draw, args.seeds[k], args.held_out_views, args.synthetic_landmarks,
+                                           {"own": own} | ({"transfer": transfer} if transfer is not own else {}),
+                                           np.random.default_rng([k, 1]))
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "calibrator"}), flush=True)
         finally:
@@ -155,7 +187,11 @@ def main() -> None:
               "runs": runs, "mean": {"own, every draw": mean_of(runs, "own"),
                                      "own, held-out draws": mean_of(runs[1:], "own"),
                                      "transfer, held-out draws": mean_of(runs[1:], "transfer")}}
-    print(json.dumps({"mean": result["mean"]}))
+    if args.held_out_views:
+        result["held_out_mean"] = {"own, every draw": held_out_mean(runs, "own"),
+                                   "own, held-out draws": held_out_mean(runs[1:], "own"),
+                                   "transfer, held-out draws": held_out_mean(runs[1:], "transfer")}
+    print(json.dumps({"mean": result["mean"], "held_out_mean": result.get("held_out_mean")}))
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
@@ -176,6 +212,57 @@ def flat(run: dict, protocol: str) -> dict:
 def mean_of(runs: list[dict], protocol: str) -> dict | None:
     rows = [flat(r, protocol) for r in runs if protocol in r]
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else None
+
+
+def held_out_flat(m: dict) -> dict:
+    """One calibrator's numbers on one draw's held-out views."""
+    return {"ece": m["calibrated"]["ece"], "perfect_ece": m["perfect"]["mean"], "perfect_p05": m["perfect"]["p05"],
+            "perfect_p95": m["perfect"]["p95"], "brier": m["calibrated"]["brier"], "brier_heuristic": m["heuristic"]["brier"],
+            "ece_landmark": m["landmark"]["ece"], "mean_confidence": m["calibrated"]["mean_confidence"],
+            "acc_all": m["coverage"]["acc_all"], "acc_top_half": m["coverage"]["acc_top_half"]}
+
+
+def held_out_mean(runs: list[dict], protocol: str) -> dict | None:
+    rows = [held_out_flat(r["held_out"][protocol]) for r in runs if protocol in r.get("held_out", {})]
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else None
+
+
+def held_out_markdown(result: dict) -> list[str]:
+    """The held-out views' table (beside each draw's query photos), and the ECE-against-chance sentence."""
+    runs = [r for r in result["runs"] if "held_out" in r]
+    h = runs[0]["held_out"]
+    lines = ["", f"## Held-out views: {h['views']} more photos of each query landmark per draw", "",
+             f"`held_out_views` (views {h['first_view']} onward: no query, calibration or demo photo) of each draw's "
+             "world, scored with the same calibrators, nothing fitted or chosen on them; the query-photo rows of the "
+             "table above repeated for comparison. A perfect confidence's ECE: mean (90% range) over outcomes drawn "
+             "from the confidences themselves, on as many photos.", "",
+             "| draw | protocol | photos | ECE P(≤25 km) | ECE of a perfect confidence (same n) | Brier | Brier, old heuristic | "
+             "ECE P(landmark) | mean conf | acc@25 all | acc@25 most confident half |", "|---" * 11 + "|"]
+
+    def row(label: str, protocol: str, n: str, r: dict) -> str:
+        return (f"| {label} | {protocol} | {n} | {r['ece']:.3f} | {r['perfect_ece']:.3f} ({r['perfect_p05']:.3f}–"
+                f"{r['perfect_p95']:.3f}) | {r['brier']:.3f} | {r['brier_heuristic']:.3f} | {r['ece_landmark']:.3f} | "
+                f"{r['mean_confidence']:.3f} | {100 * r['acc_all']:.1f} | {100 * r['acc_top_half']:.1f} |")
+
+    for run in runs:
+        name = Path(run["draw"]).name
+        for protocol in ("own", "transfer"):
+            if protocol in run:
+                lines.append(row(name, f"{protocol}, query photos", str(run["n"]), held_out_flat(run[protocol])))
+            if protocol in run["held_out"]:
+                lines.append(row(name, f"{protocol}, held-out views", str(run["held_out"]["n"]),
+                                 held_out_flat(run["held_out"][protocol])))
+    for label, m in result["held_out_mean"].items():
+        if m:
+            lines.append(row(f"**mean**, {label.split(', ')[1]}", f"{label.split(', ')[0]}, held-out views", "", m))
+    own = [(Path(r["draw"]).name, r["held_out"]["n"], held_out_flat(r["held_out"]["own"])) for r in runs]
+    inside = [name for name, _, m in own if m["perfect_p05"] <= m["ece"] <= m["perfect_p95"]]
+    lines += ["", "**ECE against chance on the held-out views.** " + "; ".join(
+        f"{name}: {m['ece']:.3f} on {n} photos, a perfect confidence {m['perfect_ece']:.3f} ({m['perfect_p05']:.3f}–"
+        f"{m['perfect_p95']:.3f})" for name, n, m in own) + f". Inside the perfect confidence's 90% range: "
+        f"{', '.join(inside) if inside else 'none'}. The views of one landmark share its place and structure, so "
+        "their outcomes are not independent: the range assumes independent photos and is, if anything, too narrow."]
+    return lines
 
 
 def report_markdown(result: dict) -> str:
@@ -223,8 +310,10 @@ def report_markdown(result: dict) -> str:
               f"is {np.mean([j['mean_confidence'] for j in junk]):.3f}; the old heuristic alone tells them from real photos "
               f"with AUROC {min(j['auroc_heuristic_alone'] for j in junk):.2f}-{max(j['auroc_heuristic_alone'] for j in junk):.2f}. The perfect-confidence ECE is the mean over "
               f"{PERFECT_DRAWS} draws of outcomes from the measured confidences themselves: what ECE a perfectly calibrated "
-              "confidence shows on this many photos, by chance alone.", ""]
-    return "\n".join(lines) + "\n"
+              "confidence shows on this many photos, by chance alone."]
+    if "held_out_mean" in result:
+        lines += held_out_markdown(result)
+    return "\n".join(lines + [""]) + "\n"
 
 
 if __name__ == "__main__":
