@@ -18,8 +18,14 @@ half; photo consistency (:func:`photo_groups`, as ``mmgeo-search a b c`` groups 
 landmark → consistent, 3 photos of landmarks ≥ 500 km apart → ``consistent: false`` with outliers, under the
 draw's fitted model, the first draw's, and the fixed rule of uncalibrated stores.
 
-    PYTHONPATH=src python benchmarks/confidence.py draws/seed0 draws/seed1 draws/seed2 \
-        --results benchmarks/results/confidence
+268 query photos cannot tell an ECE of 0.05 from chance (a perfect confidence shows about 0.05 on so few).
+``--held-out-views N --seeds S0,S1,...`` also writes N new views of each query landmark per draw
+(:func:`held_out_views`: views no query or calibration photo shows, in DRAW/heldout, outside the store) and scores
+them with the same calibrators, unchanged, beside a perfect confidence's ECE at that n and the measured ECE's range
+over resamples of whole landmarks.
+
+    PYTHONPATH=src python benchmarks/confidence.py draws/seed0 draws/seed1 draws/seed2 --seeds 0,1,2 \
+        --held-out-views 16 --results benchmarks/results/confidence
 """
 
 from __future__ import annotations
@@ -96,6 +102,18 @@ def perfect_ece(prob: np.ndarray, rng: np.random.Generator, draws: int = PERFECT
     return {"mean": float(np.mean(eces)), "p05": float(np.quantile(eces, 0.05)), "p95": float(np.quantile(eces, 0.95))}
 
 
+def landmark_bootstrap_ece(conf: np.ndarray, within: np.ndarray, landmarks: list[str], rng: np.random.Generator,
+                           draws: int = PERFECT_DRAWS) -> dict:
+    """90% range of the measured ECE over resamples of whole landmarks: the views of one landmark share its place,
+    so their outcomes are not independent and the photo count overstates what they resolve."""
+    members = [np.flatnonzero(np.asarray(landmarks) == lid) for lid in sorted(set(landmarks))]
+    eces = []
+    for _ in range(draws):
+        pick = np.concatenate([members[i] for i in rng.integers(len(members), size=len(members))])
+        eces.append(reliability(conf[pick], within[pick])["ece"])
+    return {"landmarks": len(members), "p05": float(np.quantile(eces, 0.05)), "p95": float(np.quantile(eces, 0.95))}
+
+
 def scored(g, calibrator, prepared, queries, rng) -> tuple[dict, list]:
     """Reliability (beside a perfect confidence's ECE at this n) and coverage of ``calibrator``'s confidence on
     ``queries``, and the search results."""
@@ -133,8 +151,13 @@ def held_out(g, draw: Path, seed: int, views: int, synthetic_landmarks: int, cal
                          views=views, world=draw / "world")
     queries = load_photo_queries(csv)
     prepared = prepare_queries(g, queries)
-    return {"n": len(queries), "views": views, "first_view": HELD_OUT_VIEW, "world_seed": seed, "csv": str(csv),
-            **{name: scored(g, c, prepared, queries, rng)[0] for name, c in calibrators.items()}}
+    out = {"n": len(queries), "views": views, "first_view": HELD_OUT_VIEW, "world_seed": seed, "csv": str(csv)}
+    for name, calibrator in calibrators.items():
+        out[name], results = scored(g, calibrator, prepared, queries, rng)
+        within, _ = answer_outcomes(results, queries)
+        out[name]["landmark_bootstrap"] = landmark_bootstrap_ece(
+            np.array([r.confidence for r in results]), within, [q.landmark_id for q in queries], rng)
+    return out
 
 
 def main() -> None:
@@ -219,12 +242,14 @@ def held_out_flat(m: dict) -> dict:
     return {"ece": m["calibrated"]["ece"], "perfect_ece": m["perfect"]["mean"], "perfect_p05": m["perfect"]["p05"],
             "perfect_p95": m["perfect"]["p95"], "brier": m["calibrated"]["brier"], "brier_heuristic": m["heuristic"]["brier"],
             "ece_landmark": m["landmark"]["ece"], "mean_confidence": m["calibrated"]["mean_confidence"],
-            "acc_all": m["coverage"]["acc_all"], "acc_top_half": m["coverage"]["acc_top_half"]}
+            "acc_all": m["coverage"]["acc_all"], "acc_top_half": m["coverage"]["acc_top_half"],
+            **({"ece_boot_p05": m["landmark_bootstrap"]["p05"], "ece_boot_p95": m["landmark_bootstrap"]["p95"]}
+               if "landmark_bootstrap" in m else {})}
 
 
 def held_out_mean(runs: list[dict], protocol: str) -> dict | None:
     rows = [held_out_flat(r["held_out"][protocol]) for r in runs if protocol in r.get("held_out", {})]
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else None
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if not k.startswith("ece_boot")} if rows else None
 
 
 def held_out_markdown(result: dict) -> list[str]:
@@ -236,11 +261,13 @@ def held_out_markdown(result: dict) -> list[str]:
              "world, scored with the same calibrators, nothing fitted or chosen on them; the query-photo rows of the "
              "table above repeated for comparison. A perfect confidence's ECE: mean (90% range) over outcomes drawn "
              "from the confidences themselves, on as many photos.", "",
-             "| draw | protocol | photos | ECE P(≤25 km) | ECE of a perfect confidence (same n) | Brier | Brier, old heuristic | "
-             "ECE P(landmark) | mean conf | acc@25 all | acc@25 most confident half |", "|---" * 11 + "|"]
+             "| draw | protocol | photos | ECE P(≤25 km) | its 90% range, landmarks resampled | ECE of a perfect confidence "
+             "(same n) | Brier | Brier, old heuristic | ECE P(landmark) | mean conf | acc@25 all | acc@25 most confident half |",
+             "|---" * 12 + "|"]
 
     def row(label: str, protocol: str, n: str, r: dict) -> str:
-        return (f"| {label} | {protocol} | {n} | {r['ece']:.3f} | {r['perfect_ece']:.3f} ({r['perfect_p05']:.3f}–"
+        boot = f"{r['ece_boot_p05']:.3f}–{r['ece_boot_p95']:.3f}" if "ece_boot_p05" in r else ""
+        return (f"| {label} | {protocol} | {n} | {r['ece']:.3f} | {boot} | {r['perfect_ece']:.3f} ({r['perfect_p05']:.3f}–"
                 f"{r['perfect_p95']:.3f}) | {r['brier']:.3f} | {r['brier_heuristic']:.3f} | {r['ece_landmark']:.3f} | "
                 f"{r['mean_confidence']:.3f} | {100 * r['acc_all']:.1f} | {100 * r['acc_top_half']:.1f} |")
 
@@ -261,7 +288,10 @@ def held_out_markdown(result: dict) -> list[str]:
         f"{name}: {m['ece']:.3f} on {n} photos, a perfect confidence {m['perfect_ece']:.3f} ({m['perfect_p05']:.3f}–"
         f"{m['perfect_p95']:.3f})" for name, n, m in own) + f". Inside the perfect confidence's 90% range: "
         f"{', '.join(inside) if inside else 'none'}. The views of one landmark share its place and structure, so "
-        "their outcomes are not independent: the range assumes independent photos and is, if anything, too narrow."]
+        "their outcomes are not independent: the perfect confidence's range assumes independent photos and is, if "
+        "anything, too narrow; the measured ECE's own 90% range over resamples of whole landmarks ("
+        + "; ".join(f"{name}: {m['ece_boot_p05']:.3f}–{m['ece_boot_p95']:.3f} over {r['held_out']['own']['landmark_bootstrap']['landmarks']} "
+                    "landmarks" for (name, _, m), r in zip(own, runs)) + ") says what these photos can resolve."]
     return lines
 
 
