@@ -156,3 +156,44 @@ def test_choose_plan_holds_the_target_for_each_radius_in_a_band():
     assert band["by_radius"] == {"none": 1.0, "25": 0.995} and band["recall@10"] == 0.995
     [band] = choose_plan(regions(None, {512: (1.0, 3.0)}, n=60) + regions(25.0, {512: (0.975, 5.0)}), 0.99)
     assert band["search"] == "exact"  # no ef keeps the 25 km regions: exact, though the mix's mean is 0.994
+
+
+def test_choose_plan_turns_acorn_on_for_every_filter_where_the_default_saturates():
+    """The dense city store's big band: at the engine's default ACORN selectivity (0.4) a permissive 25 km
+    region is walked without ACORN and no ``ef`` keeps 0.99; ACORN on every filter does, and the plan records
+    it so that stage 2 asks the engine for it."""
+    from mmgeo.qdrant.admin.probes import ACORN_ALL, choose_plan, describe
+
+    graph = {None: (0.9, 1.0), 512: (0.95, 2.0), 2048: (0.985, 8.0), (256, ACORN_ALL): (0.985, 3.0),
+             (512, ACORN_ALL): (0.996, 5.0), (1024, ACORN_ALL): (0.999, 9.0)}
+    regions = [{"band": 5, "size": 150_000, "radius_km": 25.0, "exact_ms": 40.0, "graph": dict(graph)} for _ in range(20)]
+    [band] = choose_plan(regions, 0.99)
+    assert (band["search"], band["hnsw_ef"], band["acorn_max_selectivity"]) == ("hnsw", 512, ACORN_ALL)
+    assert describe(band) == "graph ef=512, ACORN on every filter"
+    assert [c.get("acorn_max_selectivity") for c in band["graph"]] == [None, None, None, 1.0, 1.0, 1.0]
+    meta = {"index": {"kind": "hnsw", "acorn": True, "search": "plan", "hnsw_ef": None, "plan": [band]},
+            "quantization": {"kind": "int8", "rescore": True, "oversampling": 2.0}}
+    assert search_plan(meta).choose(150_000) == SearchParams(hnsw_ef=512, acorn=True, acorn_max_selectivity=1.0, oversampling=2.0)
+    # an older record (no selectivity) keeps the engine's default
+    old = {"index": {**meta["index"], "plan": [{"below": None, "search": "hnsw", "hnsw_ef": 512}]}}
+    assert search_plan(old).choose(150_000) == SearchParams(hnsw_ef=512, acorn=True)
+
+
+def test_acorn_on_every_filter_reaches_the_engine_and_finds_what_the_default_misses(tmp_path):
+    """A weak graph and a region holding about half the points (above ACORN's default selectivity, 0.4): the
+    engine walks it with ACORN only when asked to for every filter, and that finds more of the exact top-10."""
+    with EdgeStore(tmp_path / "s") as store:
+        name = _city(store, 3000)
+        store.tune(name, ops.HnswSettings(m=4, ef_construct=16, full_scan_threshold_kb=1, payload_m=0).tuning())
+        probes = probe_queries(store, name, using="image", queries=40)
+        half = SearchFilter(radius=GeoRadius(CITY[0], CITY[1], 7.0))
+        assert 0.4 < store.count(name, half) / 3000 < 0.7
+
+        def recall(params):
+            exact = [{h.id for h in store.search(name, v, using="image", limit=10, flt=half, params=EXACT)} for v in probes.vectors]
+            got = [{h.id for h in store.search(name, v, using="image", limit=10, flt=half, params=params)} for v in probes.vectors]
+            return float(np.mean([len(g & e) / len(e) for g, e in zip(got, exact)]))
+
+        default = recall(SearchParams(hnsw_ef=16, acorn=True))
+        every = recall(SearchParams(hnsw_ef=16, acorn=True, acorn_max_selectivity=1.0))
+        assert every > default + 0.02, (default, every)

@@ -56,6 +56,10 @@ class SearchParams:
         oversampling: on a quantized collection, fetch ``limit * oversampling`` quantized hits to rescore.
         acorn: filtered HNSW search also explores neighbours' neighbours (Qdrant's ACORN), so a
             selective filter does not cut the graph into islands.
+        acorn_max_selectivity: ACORN is used only where the filter lets through at most this share of the
+            points (None: the engine's default, 0.4; 1.0: every filtered search). A permissive region of
+            near-tie neighbours (a 25 km circle holding 40% of a city store) needs it too: measured in
+            ``benchmarks/results/dense-region.md``.
     """
 
     exact: bool = False
@@ -63,6 +67,7 @@ class SearchParams:
     rescore: bool = True
     oversampling: float | None = None
     acorn: bool = False
+    acorn_max_selectivity: float | None = None
 
 
 EXACT = SearchParams(exact=True)

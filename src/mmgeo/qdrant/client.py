@@ -333,7 +333,7 @@ class ClientStore(ClientAdmin):
             return models.SearchParams(exact=p.exact)
         return models.SearchParams(
             hnsw_ef=p.hnsw_ef, quantization=models.QuantizationSearchParams(rescore=p.rescore, oversampling=p.oversampling),
-            acorn=models.AcornSearchParams(enable=True) if p.acorn else None,
+            acorn=models.AcornSearchParams(enable=True, max_selectivity=p.acorn_max_selectivity) if p.acorn else None,
         )
 
     def optimize(self, name: str, *, timeout: float = 3600.0) -> None:

@@ -70,7 +70,7 @@ def _edge_params(p: SearchParams) -> qe.SearchParams:
         return qe.SearchParams(exact=True)
     return qe.SearchParams(
         hnsw_ef=p.hnsw_ef, quantization=qe.QuantizationSearchParams(rescore=p.rescore, oversampling=p.oversampling),
-        acorn=qe.AcornSearchParams(enable=True) if p.acorn else None,
+        acorn=qe.AcornSearchParams(enable=True, max_selectivity=p.acorn_max_selectivity) if p.acorn else None,
     )
 
 

@@ -3,8 +3,8 @@
 * **Index.** :func:`search_plan` reads how the collection is indexed from its metadata: a plain
   collection is searched exactly, a quantized one with rescoring and its recorded oversampling,
   an HNSW one by the plan ``mmgeo store optimize`` recorded: per query, from its region's size (the
-  engine's cardinality estimate), exact or the graph at the ``ef`` measured to keep recall@10 ≥ 0.99
-  in regions of that size (``SearchSettings.index`` / ``hnsw_ef`` / ``oversampling`` override).
+  engine's cardinality estimate), exact or the graph at the ``ef`` (and ACORN selectivity) measured to
+  keep recall@10 ≥ 0.99 in regions of that size (``SearchSettings.index`` / ``hnsw_ef`` / ``oversampling`` override).
 * **Hits.** With ``aggregate="max"`` a landmark's score is its best tile, so the top G landmarks
   are the first G distinct landmarks in score order: :meth:`Stage2.search` asks for G hits and
   asks again (x4, up to ``candidates``) only for queries whose hits hold fewer than G landmarks.
@@ -74,13 +74,15 @@ def search_plan(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int |
     if index == "exact" or (index == "auto" and not quant and not use_graph and not (hnsw and hnsw_ef is not None)):
         return SearchPlan.fixed(EXACT)
 
-    def approximate(ef: int | None) -> SearchParams:
-        return SearchParams(hnsw_ef=ef, rescore=bool(quant.get("rescore", True)), acorn=bool(graph.get("acorn", False)),
+    def approximate(ef: int | None, acorn_max_selectivity: float | None = None) -> SearchParams:
+        acorn = bool(graph.get("acorn", False))
+        return SearchParams(hnsw_ef=ef, rescore=bool(quant.get("rescore", True)), acorn=acorn,
+                            acorn_max_selectivity=acorn_max_selectivity if acorn else None,
                             oversampling=oversampling if oversampling is not None else quant.get("oversampling"))
 
     if index == "auto" and hnsw_ef is None and graph.get("search") == "plan" and graph.get("plan"):
-        return SearchPlan(tuple((b["below"], approximate(b.get("hnsw_ef")) if b["search"] == "hnsw" else EXACT)
-                                for b in graph["plan"]))
+        return SearchPlan(tuple((b["below"], approximate(b.get("hnsw_ef"), b.get("acorn_max_selectivity"))
+                                 if b["search"] == "hnsw" else EXACT) for b in graph["plan"]))
     return SearchPlan.fixed(approximate(hnsw_ef if hnsw_ef is not None else graph.get("hnsw_ef")))
 
 

@@ -10,8 +10,9 @@ photo that is not in the store. So the probes are, in order of preference:
 
 Regions are drawn where the data is dense (centred on the probes' own locations, so as often as the points
 are there) and at random (uniform centres in the points' bounding box). :func:`plan_curve` measures recall@10
-against exact search and the time per query of exact search and of the HNSW graph at a ladder of ``ef``, per
-band of region size (the engine's cardinality estimate, as stage 2 sees it); :func:`choose_plan` keeps, per
+against exact search and the time per query of exact search and of the HNSW graph at a ladder of settings
+(:data:`GRAPH_LADDER`: ``ef``, and ACORN on every filtered search or only on selective ones), per band of region
+size (the engine's cardinality estimate, as stage 2 sees it); :func:`choose_plan` keeps, per
 band, the fastest that holds the recall target for every kind of region in the band (each radius apart: a band
 mixing unfiltered and 500 km regions with 25 km ones must not promise the 25 km queries the others' recall).
 """
@@ -33,12 +34,21 @@ PLAN_RADII_KM: tuple[float | None, ...] = (2.0, 5.0, 25.0, 100.0, 500.0, None)
 """Region radii the plan is measured at (None: no filter), so that every region size a store has is seen."""
 SIZE_BANDS = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000)
 """Upper bounds (points, exclusive) of the region-size bands the plan is chosen per; the last band is open."""
-EF_LADDER: tuple[int | None, ...] = (None, 128, 256, 512, 1024, 1536, 2048, 4096)
-"""HNSW ``ef`` values tried, smallest first (None: the engine's default, ``ef_construct``)."""
+ACORN_ALL = 1.0
+"""ACORN's ``max_selectivity`` that turns it on for every filtered search. At the engine's default (0.4) a
+permissive filter (a 25 km circle holding 40% of a dense city store) walks the graph without it, and recall
+saturates below 0.99 however large ``ef`` (benchmarks/results/dense-region.md)."""
+GraphKey = int | None | tuple[int | None, float]
+"""One graph setting of the ladder: an ``ef`` (None: the engine's default, ``ef_construct``) with the engine's
+ACORN selectivity, or ``(ef, acorn_max_selectivity)``."""
+GRAPH_LADDER: tuple[GraphKey, ...] = (None, 128, 256, 512, (256, ACORN_ALL), 1024, (512, ACORN_ALL), 1536,
+                                      (1024, ACORN_ALL), 2048, (2048, ACORN_ALL), 4096)
+"""Graph settings tried, roughly cheapest first (measured on the dense city store); the first of equally fast
+settings that keeps the target wins."""
 MIN_BAND_QUERIES = 10
 """A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
 TIE_MS_SHARE = 0.2
-"""Graph settings whose p50 lies within this share of the fastest count as equally fast (the smallest ``ef`` wins)."""
+"""Graph settings whose p50 lies within this share of the fastest count as equally fast (the first of the ladder wins)."""
 MARGIN_SE = 2.0
 """The graph is trusted in a band where its mean recall less this many standard errors keeps the target, so that
 new queries (not the probes) keep it too."""
@@ -58,6 +68,26 @@ class Probes:
     @property
     def located(self) -> bool:
         return bool(self.lat.size) and not np.isnan(self.lat).any()
+
+
+def graph_setting(key: GraphKey) -> tuple[int | None, float | None]:
+    """``(ef, acorn_max_selectivity)`` of a ladder setting (None: the engine's default)."""
+    return key if isinstance(key, tuple) else (key, None)
+
+
+def graph_key(step: dict[str, Any]) -> GraphKey:
+    """The ladder setting a plan step or curve entry (``hnsw_ef``, ``acorn_max_selectivity``) names."""
+    sel = step.get("acorn_max_selectivity")
+    return step["hnsw_ef"] if sel is None else (step["hnsw_ef"], sel)
+
+
+def describe(step: dict[str, Any]) -> str:
+    """A plan step in words: ``exact``, or ``graph ef=512, ACORN on every filter``."""
+    if step["search"] == "exact":
+        return "exact"
+    sel = step.get("acorn_max_selectivity")
+    acorn = "" if sel is None else ", ACORN on every filter" if sel >= ACORN_ALL else f", ACORN up to selectivity {sel:g}"
+    return f"graph ef={step['hnsw_ef'] or 'default'}{acorn}"
 
 
 def band_of(size: int) -> int:
@@ -151,10 +181,10 @@ def recall_of(got: Sequence[set[str]], exact: Sequence[set[str]]) -> list[float 
 
 def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: int, graph: SearchParams,
                target: float, radii_km: Sequence[float | None] = PLAN_RADII_KM,
-               ef_ladder: Sequence[int | None] = EF_LADDER) -> list[dict[str, Any]]:
+               ladder: Sequence[GraphKey] = GRAPH_LADDER) -> list[dict[str, Any]]:
     """Per region (probe x radius): its estimated size, band, exact time, and recall@``limit`` and time of the
-    graph at each ``ef`` of the ladder (with ``graph``'s other settings). The ladder stops once every band
-    holds ``target`` or is slower than exact."""
+    graph at each setting of the ladder (with ``graph``'s other settings: ACORN, quantization's oversampling),
+    keyed by the setting. The ladder stops once every band holds ``target`` or is slower than exact."""
     radii = radii_km if probes.located else [None]
     total = store.count(name)
     regions: list[dict[str, Any]] = []
@@ -166,12 +196,13 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
         per_radius.append((filters, exact))
         regions += [{"radius_km": radius, "dense": bool(d), "size": s, "band": band_of(s), "exact_ms": t, "graph": {}}
                     for d, s, t in zip(probes.dense, sizes, exact_ms)]
-    for ef in ef_ladder:
+    for ef in ladder:
+        hnsw_ef, selectivity = graph_setting(ef)
+        params = SearchParams(hnsw_ef=hnsw_ef, rescore=graph.rescore, oversampling=graph.oversampling, acorn=graph.acorn,
+                              acorn_max_selectivity=selectivity if graph.acorn else None)
         got: list[float | None] = []
         for filters, exact in per_radius:
-            ids, ms = _search_timed(store, name, probes, filters, using=using, limit=limit,
-                                    params=SearchParams(hnsw_ef=ef, rescore=graph.rescore, oversampling=graph.oversampling,
-                                                        acorn=graph.acorn))
+            ids, ms = _search_timed(store, name, probes, filters, using=using, limit=limit, params=params)
             got += [(r, t) for r, t in zip(recall_of(ids, exact), ms)]
         for region, (r, t) in zip(regions, got):
             region["graph"][ef] = (r, t)
@@ -181,7 +212,7 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
     return regions
 
 
-def _bands(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[int, dict[str, Any]]:
+def _bands(regions: Sequence[dict[str, Any]], ef: GraphKey) -> dict[int, dict[str, Any]]:
     """Per band measured with ``ef``: regions, mean recall, median graph and exact ms."""
     out: dict[int, dict[str, Any]] = {}
     for b in sorted({r["band"] for r in regions}):
@@ -196,7 +227,7 @@ def _bands(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[int, dict[
     return out
 
 
-def _holds(rows: Sequence[dict[str, Any]], ef: int | None, target: float) -> tuple[bool, dict[str, float]]:
+def _holds(rows: Sequence[dict[str, Any]], ef: GraphKey, target: float) -> tuple[bool, dict[str, float]]:
     """Whether the graph at ``ef`` keeps ``target`` over ``rows`` (one band's regions) and over each kind of region
     among them (each radius) that has :data:`MIN_BAND_QUERIES` regions: mean recall less :data:`MARGIN_SE`
     standard errors. Returns that and the mean recall per kind (``"none"``: no filter)."""
@@ -213,10 +244,10 @@ def _holds(rows: Sequence[dict[str, Any]], ef: int | None, target: float) -> tup
 
 
 def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[str, Any]]:
-    """Per measured band: exact, or the graph at the ``ef`` that holds ``target`` (:func:`_holds`: over the band and
-    over each radius in it) where that is faster than exact (the smallest such ``ef`` within :data:`TIE_MS_SHARE` of
-    the fastest); ascending bands, each with the graph's measured curve (``graph``: recall@10, p50 and recall per
-    radius, ``by_radius``, per ``ef``); where the graph is chosen the band's ``recall@10`` is the worst of its radii
+    """Per measured band: exact, or the graph setting that holds ``target`` (:func:`_holds`: over the band and
+    over each radius in it) where that is faster than exact (the first such setting of the ladder within
+    :data:`TIE_MS_SHARE` of the fastest); ascending bands, each with the graph's measured curve (``graph``:
+    recall@10, p50 and recall per radius, ``by_radius``, per setting); where the graph is chosen the band's ``recall@10`` is the worst of its radii
     and its mean, so it never promises a kind of region more than it got."""
     efs = list(dict.fromkeys(ef for r in regions for ef in r["graph"]))
     plan = []
@@ -230,19 +261,21 @@ def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[s
             if not band:
                 continue
             holds, by_kind = _holds(rows, ef, target)
-            curve.append({"hnsw_ef": ef, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3), "by_radius": by_kind})
+            hnsw_ef, selectivity = graph_setting(ef)
+            setting = {"hnsw_ef": hnsw_ef, **({} if selectivity is None else {"acorn_max_selectivity": selectivity})}
+            curve.append({**setting, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3), "by_radius": by_kind})
             if holds:
-                keeps.append({"search": "hnsw", "hnsw_ef": ef, "recall@10": min([curve[-1]["recall@10"], *by_kind.values()]),
+                keeps.append({"search": "hnsw", **setting, "recall@10": min([curve[-1]["recall@10"], *by_kind.values()]),
                               "p50_ms": curve[-1]["p50_ms"], "by_radius": by_kind})
         fastest = min((k["p50_ms"] for k in keeps), default=exact_ms)
-        if fastest < exact_ms:  # the smallest ef within TIE_MS_SHARE of the fastest: timings on a busy machine are noisy
+        if fastest < exact_ms:  # the first setting within TIE_MS_SHARE of the fastest: timings on a busy machine are noisy
             best = next(k for k in keeps if k["p50_ms"] <= fastest * (1 + TIE_MS_SHARE) and k["p50_ms"] < exact_ms)
         plan.append({"band": band_label(b), "below": SIZE_BANDS[b] if b < len(SIZE_BANDS) else None,
                      "regions": len(rows), **best, "exact_p50_ms": round(exact_ms, 3), "graph": curve})
     return plan
 
 
-def recall_by_radius(regions: Sequence[dict[str, Any]], ef: int | None) -> dict[str, float]:
+def recall_by_radius(regions: Sequence[dict[str, Any]], ef: GraphKey) -> dict[str, float]:
     """Mean recall of the graph at ``ef`` per radius (``"none"``: no filter), over dense and random regions."""
     out: dict[str, float] = {}
     for radius in dict.fromkeys(r["radius_km"] for r in regions):

@@ -20,6 +20,8 @@ from mmgeo.qdrant.admin.info import collection_info, identities, select
 from mmgeo.qdrant.admin.probes import (
     Probes,
     choose_plan,
+    describe,
+    graph_key,
     plan_curve,
     probe_queries,
     recall_by_radius,
@@ -186,9 +188,13 @@ def optimize(
 ) -> list[QuantizeReport]:
     """Merge segments and build the HNSW index, keeping any quantization, then measure the graph on real-like
     queries (:mod:`~mmgeo.qdrant.admin.probes`) in regions of every size and record in the collection metadata
-    (``index``) the search plan: per band of region size, exact or the graph at the smallest ``ef`` that keeps
-    :data:`RECALL_TARGET`, whichever is faster. ``recall@10`` in the record is the graph at its default ``ef``
-    per radius; ``measured`` says how the queries were made."""
+    (``index``) the search plan: per band of region size, exact or the first graph setting of
+    :data:`~mmgeo.qdrant.admin.probes.GRAPH_LADDER` (``ef``; ACORN on selective filters only, or on every one)
+    that keeps :data:`RECALL_TARGET`, whichever is faster. On a quantized collection the graph scores the
+    quantized vectors and rescores ``limit × oversampling`` of them (the ``quantization`` record's), and regions
+    below the engine's ``full_scan_threshold`` are scanned the same way: the plan's recall is measured as it
+    searches. ``recall@10`` in the record is the graph at its default ``ef`` per radius; ``measured`` says how
+    the queries were made."""
     reports = []
     for name in select(store, collections):
         start = time.perf_counter()
@@ -215,8 +221,7 @@ def optimize(
         default = recall_by_radius(regions, None)
         notes = [f"graph at its default ef: recall@{limit} {min(default.values()):.3f} < {RECALL_TARGET} in some regions"
                  ] if min(default.values(), default=1.0) < RECALL_TARGET else []
-        notes += [f"{b['band']} points: " + (f"graph ef={b['hnsw_ef'] or 'default'}" if b["search"] == "hnsw" else "exact")
-                  + f" (recall@{limit} {b['recall@10']:.3f}, p50 {b['p50_ms']:.2f} ms; exact {b['exact_p50_ms']:.2f} ms)"
+        notes += [f"{b['band']} points: {describe(b)}" + f" (recall@{limit} {b['recall@10']:.3f}, p50 {b['p50_ms']:.2f} ms; exact {b['exact_p50_ms']:.2f} ms)"
                   for b in plan]
         reports.append(QuantizeReport(name, after.quantization, before, after, recall, None, len(probes.vectors), limit,
                                       seconds=time.perf_counter() - start, notes=notes, measured=probes.method, plan=plan))
@@ -228,7 +233,7 @@ def _planned(region: dict[str, Any], plan: Sequence[dict[str, Any]]) -> float | 
     step = next(b for b in plan if b["below"] is None or region["size"] < b["below"])
     if step["search"] == "exact":
         return 1.0 if region["graph"] else None
-    return region["graph"][step["hnsw_ef"]][0]
+    return region["graph"][graph_key(step)][0]
 
 
 def filtered_recall(store: Store, name: str, *, using: str, queries: int, limit: int, params: SearchParams,
