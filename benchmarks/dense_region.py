@@ -37,6 +37,7 @@ from mmgeo.evaluation.bench.product import BenchVectors, PreparedStage1, prepare
 from mmgeo.evaluation.bench.world import Queries, World, _displace, candidate_counts, make_queries, make_world
 from mmgeo.geo import haversine_km
 from mmgeo.qdrant import EXACT, EdgeStore, SearchParams
+from mmgeo.qdrant.admin.probes import ACORN_ALL, describe
 from mmgeo.qdrant.schema import collection_name
 from mmgeo.search.geolocator import Geolocator
 from mmgeo.search.stage2 import Stage2
@@ -177,18 +178,27 @@ def measure(args: argparse.Namespace) -> None:
     (args.out / f"{args.stem}.md").write_text(format_markdown(runs))
 
 
+ACORN_MODES = {"off": (False, None), "default": (True, None), "every filter": (True, ACORN_ALL)}
+"""ACORN as the bare-engine sweep sets it: off, on at the engine's default selectivity (0.4), on for every filter."""
+
+
 def ef_sweep(args: argparse.Namespace) -> None:
-    """Bare engine beside the product: recall@10 and p50 of the graph per ``ef``, ACORN off and on, on the city's
-    benchmark regions (one query at a time); stored under the city run as ``bare_engine_ef_sweep``."""
+    """Bare engine beside the product, on the city's benchmark regions (one query at a time): exact search with
+    and without the region filter (where its time goes: the filter's point iteration or the scoring), then
+    recall@10 and p50 of approximate search per ACORN mode, ``ef`` and oversampling (on a quantized store;
+    on one without a graph, ``--m 0``, that is the quantized scan with rescoring). Stored under the run
+    ``--name`` as ``bare_engine`` (a list, one entry per store swept)."""
     world = city_world(args.tiles, seed=args.seed)
     store = EdgeStore(args.store)
     q = city_queries(world, args.queries, args.seed)
     q.vectors = query_vectors(store, q, args.seed)
     filters = [region_filter(a, o, args.radius) for a, o in zip(q.est_lat.tolist(), q.est_lon.tolist())]
+    engine = store.engine_info(COLLECTION)
+    graph = (json.loads((args.store / COLLECTION / "shard" / "edge_config.json").read_text()).get("hnsw_config") or {}).get("m", 0)
 
-    def run(params: SearchParams) -> tuple[list[set[str]], float]:
+    def run(params: SearchParams, flts: list[Any]) -> tuple[list[set[str]], float]:
         ids, ms = [], []
-        for v, f in zip(q.vectors, filters):
+        for v, f in zip(q.vectors, flts):
             t = time.perf_counter()
             hits = store.search(COLLECTION, v, using="image", limit=10, flt=f, params=params, fields=("key",))
             ms.append((time.perf_counter() - t) * 1e3)
@@ -196,21 +206,37 @@ def ef_sweep(args: argparse.Namespace) -> None:
         return ids, float(np.median(ms))
 
     load0 = os.getloadavg()[0]
-    exact, exact_ms = run(EXACT)
+    run(EXACT, filters[:WARMUP])
+    exact, exact_ms = run(EXACT, filters)
+    everything, unfiltered_ms = run(EXACT, [None] * q.size)
     rows = []
-    for acorn in (False, True):
-        for ef in (None, 256, 512, 1024, 1536, 2048, 3072, 4096):
-            ids, ms = run(SearchParams(hnsw_ef=ef, acorn=acorn))
-            rows.append({"acorn": acorn, "hnsw_ef": ef, "p50_ms": round(ms, 2),
+    oversampling = args.oversampling if engine.quantization else [None]
+    settings = ([(mode, ef) for mode in ACORN_MODES for ef in args.ef] if graph else [("off", None)])
+    for mode, ef in settings:
+        for over in oversampling:
+            acorn, selectivity = ACORN_MODES[mode]
+            params = SearchParams(hnsw_ef=ef, acorn=acorn, acorn_max_selectivity=selectivity, oversampling=over)
+            ids, ms = run(params, filters)
+            rows.append({"acorn": mode, "hnsw_ef": ef if graph else "no graph", "oversampling": over, "p50_ms": round(ms, 2),
                          "recall@10": round(float(np.mean([len(a & e) / len(e) for a, e in zip(ids, exact) if e])), 4)})
             print(json.dumps(rows[-1]), flush=True)
+    unfiltered = {}
+    if engine.quantization:  # the same scan without the region filter: what the filter costs a quantized scan
+        ids, ms = run(SearchParams(oversampling=oversampling[-1]), [None] * q.size)
+        unfiltered = {"approximate_unfiltered_p50_ms": round(ms, 2), "approximate_unfiltered_recall@10":
+                      round(float(np.mean([len(a & e) / len(e) for a, e in zip(ids, everything) if e])), 4)}
+    entry = {"store": args.label or str(args.store), "quantization": (engine.quantization or {}).get("kind"), "hnsw_m": graph,
+             "queries": q.size, "radius_km": args.radius, "exact_p50_ms": round(exact_ms, 2),
+             "exact_unfiltered_p50_ms": round(unfiltered_ms, 2), "tiles": store.count(COLLECTION), **unfiltered,
+             "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)], "rows": rows}
+    print(json.dumps({k: v for k, v in entry.items() if k != "rows"}), flush=True)
     store.close()
     path = args.out / f"{args.stem}.json"
     runs = json.loads(path.read_text())["runs"]
     for r in runs:
         if r["name"] == args.name:
-            r["bare_engine_ef_sweep"] = {"queries": q.size, "radius_km": args.radius, "exact_p50_ms": round(exact_ms, 2),
-                                         "load_avg_1m_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)], "rows": rows}
+            r.pop("bare_engine_ef_sweep", None)  # the format before issue 28's second pass
+            r["bare_engine"] = [b for b in r.get("bare_engine", []) if b["store"] != entry["store"]] + [entry]
     path.write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
     (args.out / f"{args.stem}.md").write_text(format_markdown(runs))
 
@@ -252,26 +278,31 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
             lines += [f"Plan recorded by `optimize` ({rec.get('measured', '')}):", "",
                       "| region size (points) | regions measured | search | recall@10 | per radius (km) | p50 ms | exact p50 ms |",
                       "|---|---:|---|---:|---|---:|---:|"]
-            lines += [f"| {s['band']} | {s['regions']} | {s['search'] + (' ef=' + str(s['hnsw_ef'] or 'default') if s['search'] == 'hnsw' else '')} | "
+            lines += [f"| {s['band']} | {s['regions']} | {describe(s)} | "
                       f"{s['recall@10']} | {', '.join(f'{k}: {v}' for k, v in (s.get('by_radius') or {}).items())} | {s['p50_ms']} | "
                       f"{s['exact_p50_ms']} |" for s in rec["plan"]]
             lines += ["", f"The graph at its default ef, recall@10 per radius: {rec.get('recall@10')}.", ""]
             if any(s.get("graph") for s in rec["plan"]):
                 lines += ["The graph's curve per band (recall@10 / p50 ms per ef; exact p50 beside):", ""]
-                lines += [f"- {s['band']}: " + ", ".join(f"ef {c['hnsw_ef'] or 'default'} {c['recall@10']:.3f} / {c['p50_ms']:.1f}"
+                lines += [f"- {s['band']}: " + ", ".join(f"{describe(dict(c, search='hnsw')).removeprefix('graph ')} {c['recall@10']:.3f} / {c['p50_ms']:.1f}"
                                                           for c in s["graph"]) + f"; exact {s['exact_p50_ms']:.1f}" for s in rec["plan"]]
                 lines.append("")
         lines += ["| method | rank p50 ms | p99 ms | rank_many QPS | = rank | recall@10 | engine params | load |", "|---|---:|---:|---:|---|---:|---|---|"]
         lines += [f"| {x['method']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['rank_many_qps']} | {x['rank_many_equals_rank']} | "
                   f"{x['recall_at_10_vs_exact']} | {'; '.join(x['engine_params'])} | {x['load_avg_1m'][0]} → {x['load_avg_1m'][1]} |" for x in r["rows"]]
         lines.append("")
-        sweep = r.get("bare_engine_ef_sweep")
-        if sweep:
+        for sweep in r.get("bare_engine", []):
+            scan = (f"; the quantized scan without the filter over all {sweep['tiles']:,} tiles p50 "
+                    f"{sweep['approximate_unfiltered_p50_ms']} ms (recall@10 {sweep['approximate_unfiltered_recall@10']})"
+                    if "approximate_unfiltered_p50_ms" in sweep else "")
             lines += [f"Bare engine beside (`EdgeStore.search`, {sweep['queries']} of the same queries, r = {sweep['radius_km']:g} km, "
-                      f"load {sweep['load_avg_1m_before_after'][0]} → {sweep['load_avg_1m_before_after'][1]}): exact p50 "
-                      f"{sweep['exact_p50_ms']} ms; the graph per ef:", "",
-                      "| ACORN | ef | recall@10 | p50 ms |", "|---|---:|---:|---:|"]
-            lines += [f"| {x['acorn']} | {x['hnsw_ef'] or 'default'} | {x['recall@10']} | {x['p50_ms']} |" for x in sweep["rows"]]
+                      f"store {sweep['store']}: {sweep['quantization'] or 'float'} vectors, HNSW m {sweep['hnsw_m']}; load "
+                      f"{sweep['load_avg_1m_before_after'][0]} → {sweep['load_avg_1m_before_after'][1]}): exact p50 "
+                      f"{sweep['exact_p50_ms']} ms in the region, {sweep['exact_unfiltered_p50_ms']} ms over all "
+                      f"{sweep['tiles']:,} tiles without the filter{scan}.", "",
+                      "| ACORN | ef | oversampling | recall@10 | p50 ms |", "|---|---|---:|---:|---:|"]
+            lines += [f"| {x['acorn']} | {x['hnsw_ef'] or 'default'} | {x['oversampling'] or '-'} | {x['recall@10']} | {x['p50_ms']} |"
+                      for x in sweep["rows"]]
             lines.append("")
     return "\n".join(lines)
 
@@ -299,6 +330,10 @@ def main() -> None:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
         p.add_argument("--stem", default="dense-region")
+    e.add_argument("--ef", type=lambda s: None if s == "default" else int(s), nargs="+", default=[None, 512, 1024, 2048],
+                   help="graph ef values (default: the engine's)")
+    e.add_argument("--oversampling", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="on a quantized store")
+    e.add_argument("--label", help="how the swept store is named in the results (default: its path)")
     m.add_argument("--world", type=int, help="measure a store of the benchmark world of this many tiles instead of the city")
     m.add_argument("--append", action="store_true", help="keep the other stores' runs in {stem}.json")
     args = ap.parse_args()
