@@ -42,7 +42,8 @@ GraphKey = int | None | tuple[int | None, float]
 """One graph setting of the ladder: an ``ef`` (None: the engine's default, ``ef_construct``) with the engine's
 ACORN selectivity, or ``(ef, acorn_max_selectivity)``."""
 GRAPH_LADDER: tuple[GraphKey, ...] = (None, 128, 256, 512, (256, ACORN_ALL), 1024, (512, ACORN_ALL), 1536,
-                                      (1024, ACORN_ALL), 2048, (2048, ACORN_ALL), 4096)
+                                      (1024, ACORN_ALL), 2048, (2048, ACORN_ALL), (3072, ACORN_ALL), 4096,
+                                      (4096, ACORN_ALL))
 """Graph settings tried, roughly cheapest first (measured on the dense city store); the first of equally fast
 settings that keeps the target wins."""
 MIN_BAND_QUERIES = 10
