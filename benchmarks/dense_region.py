@@ -255,6 +255,11 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
              "after each row (2 CPUs shared by several engineers)."]
     notes = {r.get("timing_note") for r in runs if r.get("timing_note")}
     lines += [f"Timing: {n}." for n in sorted(notes)] + [""]
+    lines += ["| store | tiles | candidates per query (median) | method | `rank` p50 ms | p99 ms | recall@10 | load |",
+              "|---|---:|---:|---|---:|---:|---:|---|"]
+    lines += [f"| {r['name']} | {r['tiles']:,} | {r['candidates_median']:,.0f} | {x['method']} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
+              f"{x['recall_at_10_vs_exact']} | {x['load_avg_1m'][0]} → {x['load_avg_1m'][1]} |" for r in runs for x in r["rows"]]
+    lines.append("")
     for r in runs:
         b = r.get("build") or {}
         ing = (b.get("build") or {}).get("ingest") or {}

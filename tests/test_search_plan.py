@@ -197,3 +197,18 @@ def test_acorn_on_every_filter_reaches_the_engine_and_finds_what_the_default_mis
         default = recall(SearchParams(hnsw_ef=16, acorn=True))
         every = recall(SearchParams(hnsw_ef=16, acorn=True, acorn_max_selectivity=1.0))
         assert every > default + 0.02, (default, every)
+
+
+def test_bands_below_the_full_scan_threshold_are_recorded_as_a_scan():
+    """Below the engine's ``full_scan_threshold`` (KB of float vectors) a non-exact search scores every candidate
+    whatever its ``ef``: such bands are recorded as a scan, not as the graph."""
+    from mmgeo.qdrant.admin.probes import describe
+    from mmgeo.qdrant.admin.tuning import mark_scans
+
+    plan = [{"below": 1000, "search": "hnsw", "hnsw_ef": 128}, {"below": 3000, "search": "exact"},
+            {"below": 10_000, "search": "hnsw", "hnsw_ef": None}, {"below": 30_000, "search": "hnsw", "hnsw_ef": 512},
+            {"below": None, "search": "hnsw", "hnsw_ef": 1024, "acorn_max_selectivity": 1.0}]
+    mark_scans(plan, 10_000, 256)  # 256-d: 1 KB a vector, so regions under 10,000 points are scanned
+    assert [b.get("scan", False) for b in plan] == [True, False, True, False, False]
+    assert [describe(b).split()[0] for b in plan] == ["scan", "exact", "scan", "graph", "graph"]
+    assert describe(plan[-1]) == "graph ef=1024, ACORN on every filter"

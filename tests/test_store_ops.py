@@ -291,7 +291,8 @@ def test_optimize_records_the_index_and_searches_follow_its_recall(tmp_path, mon
         for band in record["plan"]:  # every band: exact, or the graph where it keeps the target and is faster
             assert band["search"] == "exact" or (band["recall@10"] >= target and band["p50_ms"] < band["exact_p50_ms"])
             size = (band["below"] or 10**9) - 1
-            want = EXACT if band["search"] == "exact" else SearchParams(hnsw_ef=band["hnsw_ef"], acorn=True)
+            want = EXACT if band["search"] == "exact" else SearchParams(hnsw_ef=band["hnsw_ef"], acorn=True,
+                                                                         acorn_max_selectivity=band.get("acorn_max_selectivity"))
             assert engine_params(store.get_metadata(name), size=size) == want
         if target > 1:
             assert record["search"] == "exact" and all(b["search"] == "exact" for b in record["plan"])

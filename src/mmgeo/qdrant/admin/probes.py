@@ -83,9 +83,13 @@ def graph_key(step: dict[str, Any]) -> GraphKey:
 
 
 def describe(step: dict[str, Any]) -> str:
-    """A plan step in words: ``exact``, or ``graph ef=512, ACORN on every filter``."""
+    """A plan step in words: ``exact``, ``scan`` (a region below the engine's ``full_scan_threshold``: the
+    non-exact path scores every candidate, quantized and rescored where the collection is), or
+    ``graph ef=512, ACORN on every filter``."""
     if step["search"] == "exact":
         return "exact"
+    if step.get("scan"):
+        return "scan (non-exact: quantized + rescored where quantized)"
     sel = step.get("acorn_max_selectivity")
     acorn = "" if sel is None else ", ACORN on every filter" if sel >= ACORN_ALL else f", ACORN up to selectivity {sel:g}"
     return f"graph ef={step['hnsw_ef'] or 'default'}{acorn}"

@@ -209,6 +209,7 @@ def optimize(
         probes = probe_queries(store, name, using=using, queries=queries)
         regions = plan_curve(store, name, probes, using=using, limit=limit, graph=graph, target=RECALL_TARGET)
         plan = choose_plan(regions, RECALL_TARGET)
+        mark_scans(plan, hnsw.full_scan_threshold_kb, vectors[0].dim)
         chosen = [_planned(r, plan) for r in regions]
         recalls = [r for r in chosen if r is not None]
         recall = float(np.mean(recalls)) if recalls else float("nan")
@@ -226,6 +227,16 @@ def optimize(
         reports.append(QuantizeReport(name, after.quantization, before, after, recall, None, len(probes.vectors), limit,
                                       seconds=time.perf_counter() - start, notes=notes, measured=probes.method, plan=plan))
     return reports
+
+
+def mark_scans(plan: Sequence[dict[str, Any]], full_scan_threshold_kb: int, dim: int) -> None:
+    """Mark (``scan``) the graph bands whose regions lie below the engine's ``full_scan_threshold``: Qdrant then
+    scores every candidate (quantized and rescored where the collection is), whatever the ``ef``. The threshold
+    counts KB of 4-byte floats."""
+    scan_below = full_scan_threshold_kb * 1024 // (4 * dim)
+    for b in plan:
+        if b["search"] == "hnsw" and b["below"] is not None and b["below"] <= scan_below:
+            b["scan"] = True
 
 
 def _planned(region: dict[str, Any], plan: Sequence[dict[str, Any]]) -> float | None:
