@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import psutil
 from ingest_scale import run_ingest_command, write_world
-from rank_scale import disk_mb, query_vectors, rss_mb
+from rank_scale import disk_mb, in_region, query_vectors, rss_mb
 
 from mmgeo.evaluation.bench.engine import region_filter
 from mmgeo.evaluation.bench.product import BenchVectors, PreparedStage1, prepare, settings_for, time_product
@@ -132,7 +132,9 @@ def measure(args: argparse.Namespace) -> None:
     started, load0 = time.perf_counter(), os.getloadavg()
     world = city_world(args.tiles, seed=args.seed) if args.world is None else make_world(args.world, seed=args.seed, dim=None)
     store = EdgeStore(args.store)
-    q = city_queries(world, args.queries, args.seed) if args.world is None else make_queries(world, args.queries, seed=args.seed)
+    region = tuple(float(v) for v in args.region.split(",")) if args.region else None
+    q = (city_queries(world, args.queries, args.seed) if args.world is None else make_queries(world, args.queries, seed=args.seed)
+         if region is None else in_region(world, args.queries, region, args.radius, args.seed))
     q.vectors = query_vectors(store, q, args.seed)
     prepared = prepare(q, seed=args.seed)
     counts = candidate_counts(world, q.est_lat, q.est_lon, [args.radius])[:, 0]
@@ -167,6 +169,7 @@ def measure(args: argparse.Namespace) -> None:
             build[part.removesuffix(".json")] = json.loads((args.store.parent / part).read_text())
     result = {"name": args.name, "tiles": store.count(COLLECTION), "dim": int(q.vectors.shape[1]), "store": str(args.store),
               "city_lat_lon_km": list(CITY) if args.world is None else None, "world_tiles": args.world,
+              "region_lat_lon_km": list(region) if region else None,
               "candidates_mean": float(np.mean(counts)), "candidates_median": float(np.median(counts)),
               "queries": "a random tile's stored vector plus random noise of norm 1.0 (cosine ≈ 0.71), never a stored point; "
                          "stage-1 estimates from the benchmark's GeoCLIP error model" + (", kept where they fall in the city" if args.world is None else ""),
@@ -345,6 +348,8 @@ def main() -> None:
     e.add_argument("--oversampling", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="on a quantized store")
     e.add_argument("--label", help="how the swept store is named in the results (default: its path)")
     m.add_argument("--world", type=int, help="measure a store of the benchmark world of this many tiles instead of the city")
+    m.add_argument("--region", help="LAT,LON,KM: with --world, the store holds only the world's tiles within KM of (LAT, LON) "
+                                    "(ingest_scale.py --region); queries are drawn there")
     m.add_argument("--append", action="store_true", help="keep the other stores' runs in {stem}.json")
     args = ap.parse_args()
     {"build": build, "measure": measure, "ef-sweep": ef_sweep}[args.step](args)
