@@ -251,7 +251,10 @@ def ef_sweep(args: argparse.Namespace) -> None:
 def format_markdown(runs: list[dict[str, Any]]) -> str:
     lines = ["# Stage 2 where the tiles are dense: exact, the HNSW graph, and the search plan", "",
              "Through `Geolocator.rank` (one query at a time; `rank_many` in batches of 32 beside), stores built by "
-             "`mmgeo-ingest` then `mmgeo store optimize`. recall@10: stage 2's own top-10 tiles (`Stage2.search`, "
+             "`mmgeo-ingest`, `mmgeo store quantize --int8` (where a store's section lists it) and `mmgeo store optimize`. "
+             "What the numbers mean, and which plan each region size gets: docs/scaling.md, section 7 (issue 28). "
+             "Regions below the engine's `full_scan_threshold` (10,000 points at 256-d, 2,500 at 1024-d) are scanned "
+             "whatever the ef: plans recorded before `optimize` labelled them `scan` show them as `graph ef=…`. recall@10: stage 2's own top-10 tiles (`Stage2.search`, "
              "each query with the parameters its plan picks) against exact search, same regions, on real-like queries "
              "(never points of the collection). Before timing, one untimed exact pass over every query (the store's files "
              "in the page cache), then 5 untimed queries per method. Load: the machine's 1-minute load average before → "
@@ -270,13 +273,13 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
         lines += [f"## {r['name']}: {r['tiles']:,} tiles, {r['dim']}-d", "",
                   f"Queries: {r['queries']}. Candidates per query at {r['rows'][0]['radius_km']:g} km: mean {r['candidates_mean']:,.0f}, "
                   f"median {r['candidates_median']:,.0f}.", ""]
+        if ing:
+            lines += [f"Build: `mmgeo-ingest` {ing['wall_s']:.0f} s (peak RSS {ing['peak_rss_mb']:,.0f} MB, {ing['peak_rss_anon_mb']:,.0f} MB own, "
+                      f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
         if (b.get("build") or {}).get("quantize"):
             qz = b["build"]["quantize"]
             lines.append(f"`mmgeo store quantize --int8`: {qz['wall_s']} s wall, load {qz['load_avg_1m_before_after'][0]} → "
                          f"{qz['load_avg_1m_before_after'][1]} (int8 in RAM, the graph built).")
-        if ing:
-            lines += [f"Build: `mmgeo-ingest` {ing['wall_s']:.0f} s (peak RSS {ing['peak_rss_mb']:,.0f} MB, {ing['peak_rss_anon_mb']:,.0f} MB own, "
-                      f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
         for i, o in enumerate(opts):
             old = any("stay exact" in n for n in o["report"][0]["notes"])  # the code before issue 28 wrote this note
             options = re.sub(r"--store \S+|--json", "", o["command"].split(" store optimize ")[-1]).strip()

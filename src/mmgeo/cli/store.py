@@ -325,7 +325,7 @@ def optimize_command(store_path: str | None, qdrant_url: str | None, api_key: st
     only, or on every filter) measured to keep recall@10 ≥ 0.99, whichever was faster. On a store quantized
     first (mmgeo store quantize --int8) the graph scores the int8 vectors and rescores the best with the
     originals, and the plan is measured that way: on a dense 200K-tile city store its plan matched the float
-    graph's recall and speed with 4x less RAM for vectors, built in half the time (benchmarks/results/dense-region.md)."""
+    store's recall and speed with 4x less RAM for vectors, built in half the time (benchmarks/results/dense-region.md)."""
     with open_store_from(store_path, qdrant_url, api_key) as store:
         reports = admin.optimize(store, collections=_csv(collections),
                                  hnsw=HnswSettings(m=m, ef_construct=ef_construct, payload_m=payload_m))
