@@ -387,7 +387,8 @@ class _Run:
 def _describe(p: SearchParams) -> str:
     if p.exact:
         return "exact"
-    parts = [f"ef={p.hnsw_ef}" if p.hnsw_ef else None, "acorn" if p.acorn else None,
+    acorn = "acorn" + (f" (selectivity ≤ {p.acorn_max_selectivity:g})" if p.acorn_max_selectivity is not None else "")
+    parts = [f"ef={p.hnsw_ef}" if p.hnsw_ef else None, acorn if p.acorn else None,
              f"rescore x{p.oversampling:g}" if p.oversampling and p.rescore else None]
     return ", ".join(x for x in parts if x)
 
