@@ -4,11 +4,16 @@ searched through :meth:`Geolocator.rank` with exact search, the HNSW graph at it
 plan ``optimize`` recorded; recall@10 on real-like queries (a stored tile's vector plus the benchmark's query
 noise, never a point of the collection) against exact search over the same region.
 
-    nice -n 10 python benchmarks/dense_region.py build --workdir /tmp/dense            # ingest + optimize
+    nice -n 10 python benchmarks/dense_region.py build --workdir /tmp/dense-base --ingest-only
+    nice -n 10 python benchmarks/dense_region.py build --workdir /tmp/dense --from-workdir /tmp/dense-base --int8
+        # (copies the ingested store, then mmgeo store quantize --int8 + mmgeo store optimize)
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/dense/store --stem dense-region
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/w101k/store \\
         --world 101302 --name "world 101K" --append        # a 101K world built by ingest_scale.py --keep
-    flock /tmp/bench.lock python benchmarks/dense_region.py ef-sweep --store /tmp/dense/store --queries 60
+    flock /tmp/bench.lock python benchmarks/dense_region.py ef-sweep --store /tmp/dense/store --ef default 512 1024 \\
+        --oversampling 2 --label "int8, m 16"       # the bare engine beside, per ACORN mode / ef / oversampling
+    flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/ny/store --world 10000000 \\
+        --region 40.7128,-74.006,100 --queries 100 --name "New York slice" --append  # ingest_scale.py --region
 
 The city's tiles cluster around neighbourhood centres (the benchmark world's vector model: a tile's vector
 shares a direction with its neighbourhood, the rest is its own); queries are drawn on random tiles (so where the
