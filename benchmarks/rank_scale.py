@@ -39,7 +39,7 @@ from mmgeo.qdrant import EdgeStore
 from mmgeo.qdrant.admin.tuning import HnswSettings, quantize
 from mmgeo.qdrant.schema import collection_name, point_id
 from mmgeo.search.geolocator import Geolocator
-from mmgeo.search.stage2 import HIT_FIELDS, SearchPlan, Stage2, search_plan
+from mmgeo.search.stage2 import SearchPlan, Stage2, search_plan
 
 COLLECTION = collection_name("satellite")
 K = 10
@@ -80,12 +80,9 @@ def engine_hits(store: EdgeStore, q: Queries, n: int, radius: float, plan: Searc
     """The engine's top-``K`` ids for the first ``n`` queries in their stage-2 region, each with the parameters
     ``plan`` picks for its region's size (as :class:`~mmgeo.search.stage2.Stage2` does)."""
     filters = [region_filter(a, o, radius) for a, o in zip(q.est_lat[:n].tolist(), q.est_lon[:n].tolist())]
-    params = [plan.choose(s) for s in Stage2(store, COLLECTION, plan).estimates(filters)]
-    out: list[set[str]] = []
-    for i in range(n):
-        found = store.search(COLLECTION, q.vectors[i], using="image", limit=K, flt=filters[i], params=params[i], fields=HIT_FIELDS)
-        out.append({h.id for h in found})
-    return out
+    found = Stage2(store, COLLECTION, plan).search([v[None, :] for v in q.vectors[:n]], filters, candidates=K, groups=None,
+                                                   per_photo=False)
+    return [{h.id for h in f.hits} for f in found]
 
 
 def recall(got: list[set[str]], exact: list[set[str]]) -> float | None:

@@ -59,6 +59,7 @@ def test_a_graph_that_misses_real_like_queries_is_not_searched_at_its_default_ef
         # the graph at its default ef misses real-like queries, and the record says so
         assert record["recall@10"]["25"] < ops.RECALL_TARGET
         assert any("default ef" in n for n in report.notes)
+        assert any(c.get("widen") for b in record["plan"] for c in b["graph"])  # wide searches measured beside the graph
         # ... so a 25 km region (all 3,000 points) is searched exactly or with a larger ef, never the default
         plan = search_plan(store.get_metadata(name))
         chosen = plan.choose(3000)
@@ -212,3 +213,66 @@ def test_bands_below_the_full_scan_threshold_are_recorded_as_a_scan():
     assert [b.get("scan", False) for b in plan] == [True, False, True, False, False]
     assert [describe(b).split()[0] for b in plan] == ["scan", "exact", "scan", "graph", "graph"]
     assert describe(plan[-1]) == "graph ef=1024, ACORN on every filter"
+
+
+@pytest.mark.parametrize("backend", ["edge", "client-local"])
+def test_a_wide_search_is_the_filtered_search_where_the_region_is_wide_and_falls_back_where_not(tmp_path, backend):
+    """The collection's top ``limit × widen`` kept in the region are the region's top ``limit`` when enough of them
+    lie in it (exactly so with an exact unfiltered search); a narrow region is answered by the filtered search."""
+    from mmgeo.geo import h3_field
+    from mmgeo.qdrant.wide import Widened, admits, filter_fields, search_widened
+
+    store = EdgeStore(tmp_path / "s") if backend == "edge" else ClientStore(path=str(tmp_path / "s"))
+    with store:
+        name = _city(store, 600)
+        every = store.retrieve(name, [point_id(name, f"satellite-{i}") for i in range(600)])
+        cell = every[0].payload[h3_field(6)]
+        filters = [SearchFilter(radius=GeoRadius(CITY[0], CITY[1], 25.0)),   # every point
+                   SearchFilter(radius=GeoRadius(CITY[0], CITY[1], 6.0)),    # about half
+                   SearchFilter(radius=GeoRadius(CITY[0] + 0.05, CITY[1], 3.0), equals={"landmark_id": ["lm1", "lm2"]}),
+                   SearchFilter(cells={h3_field(6): [cell]}), None]
+        for flt in filters:  # the filter kept by hand is the engine's
+            kept = int(admits(flt, [p.payload for p in every]).sum())
+            assert kept == (600 if flt is None else store.count(name, flt, exact=True))
+            assert flt is None or set(filter_fields(flt)) <= set(every[0].payload)
+        rng = np.random.default_rng(3)
+        queries = rng.standard_normal((len(filters), DIM)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        exact = store.search_batch(name, queries, using="image", limit=10, filters=filters, params=EXACT)
+        calls = []
+        search_batch = store.search_batch
+
+        def spy(*args, **kw):
+            calls.append(kw["filters"])
+            return search_batch(*args, **kw)
+
+        store.search_batch = spy
+        wide = search_widened(store, name, queries, filters, using="image", limit=10, how=Widened(EXACT, 5), fields=("key",))
+        assert [[h.id for h in w] for w in wide] == [[h.id for h in e] for e in exact]
+        assert calls[0] == [None] * len(filters)  # one unfiltered pass, then the filtered search for the narrow one
+        assert filters[2] in calls[1] and not {0, 1, 4} & {filters.index(f) for f in calls[1]}  # the wide ones stay wide
+        calls.clear()
+        plan = SearchPlan(((None, Widened(EXACT, 5)),))  # stage 2 searches a wide step the same way
+        found = Stage2(store, name, plan).search([q[None, :] for q in queries], filters, candidates=10, groups=None, per_photo=False)
+        assert [[h.id for h in f.hits] for f in found] == [[h.id for h in e] for e in exact]
+
+
+def test_choose_plan_picks_a_wide_search_where_the_region_is_wide_and_stage2_asks_for_it():
+    """The dense city store's big band: the filtered graph keeps 0.99 only at ef 3072 with ACORN (30 ms); the
+    collection's top 100 unfiltered, kept in the region, keeps it at a tenth of that. A small band, where the
+    wide search falls back to exact, keeps exact."""
+    from mmgeo.qdrant.admin.probes import ACORN_ALL, WIDE, choose_plan, describe
+    from mmgeo.qdrant.wide import Widened
+
+    big = {None: (0.91, 1.5), (3072, ACORN_ALL): (0.998, 30.0), (WIDE, 256, 10): (0.985, 2.0), (WIDE, 512, 10): (0.995, 2.5)}
+    small = {None: (1.0, 0.5), (WIDE, 512, 10): (1.0, 3.0)}
+    regions = ([{"band": 5, "size": 150_000, "radius_km": 25.0, "exact_ms": 55.0, "graph": dict(big)} for _ in range(20)]
+               + [{"band": 0, "size": 100, "radius_km": 2.0, "exact_ms": 2.0, "graph": dict(small)} for _ in range(20)])
+    plan = choose_plan(regions, 0.99)
+    assert [(b["search"], b["hnsw_ef"] if b["search"] != "exact" else None) for b in plan] == [("hnsw", None), ("wide", 512)]
+    assert plan[1]["widen"] == 10 and describe(plan[1]).startswith("wide: the collection's top 10x unfiltered (graph ef=512)")
+    meta = {"index": {"kind": "hnsw", "acorn": True, "search": "plan", "hnsw_ef": None, "plan": plan},
+            "quantization": {"kind": "int8", "rescore": True, "oversampling": 2.0}}
+    chosen = search_plan(meta).choose(150_000)
+    assert chosen == Widened(SearchParams(hnsw_ef=512, acorn=True, oversampling=2.0), 10)
+    assert engine_params(meta, size=150_000) == chosen.params  # an unfiltered caller (kNN stage 1) gets its search

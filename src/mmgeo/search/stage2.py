@@ -3,7 +3,8 @@
 * **Index.** :func:`search_plan` reads how the collection is indexed from its metadata: a plain
   collection is searched exactly, a quantized one with rescoring and its recorded oversampling,
   an HNSW one by the plan ``mmgeo store optimize`` recorded: per query, from its region's size (the
-  engine's cardinality estimate), exact or the graph at the ``ef`` (and ACORN selectivity) measured to
+  engine's cardinality estimate), exact, the graph at the ``ef`` (and ACORN selectivity) or a wide search
+  (:mod:`~mmgeo.qdrant.wide`: the collection's top hits unfiltered, kept in the region) measured to
   keep recall@10 ≥ 0.99 in regions of that size (``SearchSettings.index`` / ``hnsw_ef`` / ``oversampling`` override).
 * **Hits.** With ``aggregate="max"`` a landmark's score is its best tile, so the top G landmarks
   are the first G distinct landmarks in score order: :meth:`Stage2.search` asks for G hits and
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mmgeo.qdrant.base import EXACT, Hit, SearchFilter, SearchParams, Store
+from mmgeo.qdrant.wide import Widened, search_widened
 
 HIT_FIELDS = ("key", "landmark_id", "name", "location", "source", "taken")
 """Payload fields stage 2 reads from its hits (the rest stays in the engine); ``taken``: a photo's capture time."""
@@ -37,7 +39,7 @@ class SearchPlan:
     """Engine parameters per query, by the region's size: ``steps`` are ``(below, params)`` in ascending
     ``below`` (points, exclusive; None = no upper bound); a size no step covers is searched exactly."""
 
-    steps: tuple[tuple[int | None, SearchParams], ...]
+    steps: tuple[tuple[int | None, SearchParams | Widened], ...]
 
     @classmethod
     def fixed(cls, params: SearchParams) -> SearchPlan:
@@ -48,7 +50,7 @@ class SearchPlan:
         """Whether the choice depends on the region's size (so stage 2 fetches its estimate first)."""
         return len({p for _, p in self.steps}) > 1 or self.steps[-1][0] is not None
 
-    def choose(self, size: int | None) -> SearchParams:
+    def choose(self, size: int | None) -> SearchParams | Widened:
         """The parameters for a region of ``size`` points (None, size unknown: the widest step's)."""
         if size is None:
             return self.steps[-1][1]
@@ -81,16 +83,21 @@ def search_plan(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int |
                             oversampling=oversampling if oversampling is not None else quant.get("oversampling"))
 
     if index == "auto" and hnsw_ef is None and graph.get("search") == "plan" and graph.get("plan"):
-        return SearchPlan(tuple((b["below"], approximate(b.get("hnsw_ef"), b.get("acorn_max_selectivity"))
-                                 if b["search"] == "hnsw" else EXACT) for b in graph["plan"]))
+        def step(b: Mapping[str, Any]) -> SearchParams | Widened:
+            if b["search"] == "wide":
+                return Widened(approximate(b.get("hnsw_ef")), int(b["widen"]))
+            return approximate(b.get("hnsw_ef"), b.get("acorn_max_selectivity")) if b["search"] == "hnsw" else EXACT
+
+        return SearchPlan(tuple((b["below"], step(b)) for b in graph["plan"]))
     return SearchPlan.fixed(approximate(hnsw_ef if hnsw_ef is not None else graph.get("hnsw_ef")))
 
 
 def engine_params(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int | None = None,
                   oversampling: float | None = None, size: int | None = None) -> SearchParams:
     """The :func:`search_plan`'s parameters for one region of ``size`` points (None: the widest region, as
-    an unfiltered search has it)."""
-    return search_plan(metadata, index, hnsw_ef, oversampling).choose(size)
+    an unfiltered search has it; a wide step's unfiltered search)."""
+    chosen = search_plan(metadata, index, hnsw_ef, oversampling).choose(size)
+    return chosen.params if isinstance(chosen, Widened) else chosen
 
 
 def group_key(hit: Hit) -> str:
@@ -171,15 +178,21 @@ class Stage2:
     def _batch(self, vectors: Sequence[np.ndarray], filters: Sequence[SearchFilter | None], sizes: Sequence[int | None],
                limit: int) -> list[list[Hit]]:
         """One engine pass per distinct plan choice (in batches), answers in the queries' order."""
-        by_params: dict[SearchParams, list[int]] = defaultdict(list)
+        by_params: dict[SearchParams | Widened, list[int]] = defaultdict(list)
         for i, n in enumerate(sizes):
             by_params[self.plan.choose(n)].append(i)
         hits: list[list[Hit]] = [[] for _ in vectors]
         for params, idx in by_params.items():
             for start in range(0, len(idx), self.batch_size):
                 part = idx[start:start + self.batch_size]
-                found = self.store.search_batch(self.collection, np.asarray([vectors[i] for i in part]), using=self.using,
-                                                limit=limit, filters=[filters[i] for i in part], params=params, fields=HIT_FIELDS)
+                if isinstance(params, Widened):
+                    found = search_widened(self.store, self.collection, np.asarray([vectors[i] for i in part]),
+                                           [filters[i] for i in part], using=self.using, limit=limit, how=params,
+                                           fields=HIT_FIELDS)
+                else:
+                    found = self.store.search_batch(self.collection, np.asarray([vectors[i] for i in part]),
+                                                    using=self.using, limit=limit, filters=[filters[i] for i in part],
+                                                    params=params, fields=HIT_FIELDS)
                 for i, h in zip(part, found, strict=True):
                     hits[i] = h
         return hits

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mmgeo.qdrant.base import EXACT, GeoRadius, SearchFilter, SearchParams, Store, StoredPoint
+from mmgeo.qdrant.wide import Widened, search_widened
 
 PROBE_NOISE = 1.0
 """Norm of the random noise added to a stored unit vector to make a perturbed probe (``mmgeo-bench``'s query noise)."""
@@ -38,14 +39,20 @@ ACORN_ALL = 1.0
 """ACORN's ``max_selectivity`` that turns it on for every filtered search. At the engine's default (0.4) a
 permissive filter (a 25 km circle holding 40% of a dense city store) walks the graph without it, and recall
 saturates below 0.99 however large ``ef`` (benchmarks/results/dense-region.md)."""
-GraphKey = int | None | tuple[int | None, float]
-"""One graph setting of the ladder: an ``ef`` (None: the engine's default, ``ef_construct``) with the engine's
-ACORN selectivity, or ``(ef, acorn_max_selectivity)``."""
+GraphKey = int | None | tuple[int | None, float] | tuple[str, int, int]
+"""One setting of the ladder: an ``ef`` (None: the engine's default, ``ef_construct``) with the engine's
+ACORN selectivity, ``(ef, acorn_max_selectivity)``, or ``("wide", ef, widen)`` (:mod:`~mmgeo.qdrant.wide`: the
+graph unfiltered for ``limit × widen`` points, kept in the region)."""
 GRAPH_LADDER: tuple[GraphKey, ...] = (None, 128, 256, 512, (256, ACORN_ALL), 1024, (512, ACORN_ALL), 1536,
                                       (1024, ACORN_ALL), 2048, (2048, ACORN_ALL), (3072, ACORN_ALL), 4096,
                                       (4096, ACORN_ALL))
 """Graph settings tried, roughly cheapest first (measured on the dense city store); the first of equally fast
 settings that keeps the target wins."""
+WIDE = "wide"
+WIDE_LADDER: tuple[GraphKey, ...] = tuple((WIDE, ef, 10) for ef in (256, 512, 1024, 2048, 4096))
+"""Wide searches tried in every region after the graph's ladder (:mod:`~mmgeo.qdrant.wide`): where a region holds a
+large share of the collection they beat any filtered search (dense city store, 25 km: 2.4 ms at recall 0.993 with
+ef 512 vs 30 ms for the filtered graph at ef 3072); in a small region they fall back to exact and are never chosen."""
 MIN_BAND_QUERIES = 10
 """A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
 TIE_MS_SHARE = 0.2
@@ -71,15 +78,33 @@ class Probes:
         return bool(self.lat.size) and not np.isnan(self.lat).any()
 
 
-def graph_setting(key: GraphKey) -> tuple[int | None, float | None]:
-    """``(ef, acorn_max_selectivity)`` of a ladder setting (None: the engine's default)."""
-    return key if isinstance(key, tuple) else (key, None)
+def is_wide(key: GraphKey) -> bool:
+    return isinstance(key, tuple) and key[0] == WIDE
+
+
+def graph_setting(key: GraphKey) -> dict[str, Any]:
+    """A ladder setting as a plan step's fields: ``hnsw_ef`` and, where set, ``acorn_max_selectivity`` or ``widen``."""
+    if is_wide(key):
+        return {"hnsw_ef": key[1], "widen": key[2]}  # type: ignore[index]
+    ef, sel = key if isinstance(key, tuple) else (key, None)
+    return {"hnsw_ef": ef, **({} if sel is None else {"acorn_max_selectivity": sel})}
 
 
 def graph_key(step: dict[str, Any]) -> GraphKey:
-    """The ladder setting a plan step or curve entry (``hnsw_ef``, ``acorn_max_selectivity``) names."""
+    """The ladder setting a plan step or curve entry (``hnsw_ef``, ``acorn_max_selectivity``, ``widen``) names."""
+    if step.get("widen"):
+        return (WIDE, step["hnsw_ef"], step["widen"])
     sel = step.get("acorn_max_selectivity")
     return step["hnsw_ef"] if sel is None else (step["hnsw_ef"], sel)
+
+
+def ladder_search(key: GraphKey, graph: SearchParams) -> SearchParams | Widened:
+    """How a ladder setting searches, with ``graph``'s other settings (ACORN, quantization's oversampling)."""
+    setting = graph_setting(key)
+    sel = setting.get("acorn_max_selectivity")
+    params = SearchParams(hnsw_ef=setting["hnsw_ef"], rescore=graph.rescore, oversampling=graph.oversampling,
+                          acorn=graph.acorn, acorn_max_selectivity=sel if graph.acorn else None)
+    return Widened(params, setting["widen"]) if "widen" in setting else params
 
 
 def describe(step: dict[str, Any]) -> str:
@@ -88,6 +113,9 @@ def describe(step: dict[str, Any]) -> str:
     ``graph ef=512, ACORN on every filter``."""
     if step["search"] == "exact":
         return "exact"
+    if step["search"] == WIDE:
+        return (f"wide: the collection's top {step['widen']}x unfiltered (graph ef={step['hnsw_ef']}), kept in the "
+                f"region (exact where they fall short)")
     if step.get("scan"):
         return "scan (non-exact: quantized + rescored where quantized)"
     sel = step.get("acorn_max_selectivity")
@@ -168,12 +196,15 @@ def region_filters(probes: Probes, radius_km: float | None) -> list[SearchFilter
 
 
 def _search_timed(store: Store, name: str, probes: Probes, filters: Sequence[SearchFilter | None], *, using: str,
-                  limit: int, params: SearchParams) -> tuple[list[set[str]], list[float]]:
+                  limit: int, params: SearchParams | Widened) -> tuple[list[set[str]], list[float]]:
     """Ids and milliseconds per query, one query at a time (as :meth:`Geolocator.rank` sends them)."""
     ids, ms = [], []
     for v, f in zip(probes.vectors, filters, strict=True):
         t = time.perf_counter()
-        hits = store.search(name, v, using=using, limit=limit, flt=f, params=params, fields=("key",))
+        if isinstance(params, Widened):
+            [hits] = search_widened(store, name, v[None, :], [f], using=using, limit=limit, how=params, fields=("key",))
+        else:
+            hits = store.search(name, v, using=using, limit=limit, flt=f, params=params, fields=("key",))
         ms.append((time.perf_counter() - t) * 1e3)
         ids.append({h.id for h in hits})
     return ids, ms
@@ -186,10 +217,11 @@ def recall_of(got: Sequence[set[str]], exact: Sequence[set[str]]) -> list[float 
 
 def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: int, graph: SearchParams,
                target: float, radii_km: Sequence[float | None] = PLAN_RADII_KM,
-               ladder: Sequence[GraphKey] = GRAPH_LADDER) -> list[dict[str, Any]]:
+               ladder: Sequence[GraphKey] = GRAPH_LADDER, wide: Sequence[GraphKey] = WIDE_LADDER) -> list[dict[str, Any]]:
     """Per region (probe x radius): its estimated size, band, exact time, and recall@``limit`` and time of the
     graph at each setting of the ladder (with ``graph``'s other settings: ACORN, quantization's oversampling),
-    keyed by the setting. The ladder stops once every band holds ``target`` or is slower than exact."""
+    keyed by the setting. The ladder stops once every band holds ``target`` or is slower than exact; the
+    ``wide`` settings are measured in every region after it."""
     radii = radii_km if probes.located else [None]
     total = store.count(name)
     regions: list[dict[str, Any]] = []
@@ -201,19 +233,21 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
         per_radius.append((filters, exact))
         regions += [{"radius_km": radius, "dense": bool(d), "size": s, "band": band_of(s), "exact_ms": t, "graph": {}}
                     for d, s, t in zip(probes.dense, sizes, exact_ms)]
-    for ef in ladder:
-        hnsw_ef, selectivity = graph_setting(ef)
-        params = SearchParams(hnsw_ef=hnsw_ef, rescore=graph.rescore, oversampling=graph.oversampling, acorn=graph.acorn,
-                              acorn_max_selectivity=selectivity if graph.acorn else None)
-        got: list[float | None] = []
+    def measure(ef: GraphKey) -> None:
+        got: list[tuple[float | None, float]] = []
         for filters, exact in per_radius:
-            ids, ms = _search_timed(store, name, probes, filters, using=using, limit=limit, params=params)
+            ids, ms = _search_timed(store, name, probes, filters, using=using, limit=limit, params=ladder_search(ef, graph))
             got += [(r, t) for r, t in zip(recall_of(ids, exact), ms)]
         for region, (r, t) in zip(regions, got):
             region["graph"][ef] = (r, t)
+
+    for ef in ladder:
+        measure(ef)
         if all(_holds([r for r in regions if r["band"] == b], ef, target)[0] or s["ms"] > s["exact_ms"]
                for b, s in _bands(regions, ef).items()):
             break
+    for ef in wide:
+        measure(ef)
     return regions
 
 
@@ -266,11 +300,10 @@ def choose_plan(regions: Sequence[dict[str, Any]], target: float) -> list[dict[s
             if not band:
                 continue
             holds, by_kind = _holds(rows, ef, target)
-            hnsw_ef, selectivity = graph_setting(ef)
-            setting = {"hnsw_ef": hnsw_ef, **({} if selectivity is None else {"acorn_max_selectivity": selectivity})}
+            setting = graph_setting(ef)
             curve.append({**setting, "recall@10": round(band["recall"], 4), "p50_ms": round(band["ms"], 3), "by_radius": by_kind})
             if holds:
-                keeps.append({"search": "hnsw", **setting, "recall@10": min([curve[-1]["recall@10"], *by_kind.values()]),
+                keeps.append({"search": WIDE if is_wide(ef) else "hnsw", **setting, "recall@10": min([curve[-1]["recall@10"], *by_kind.values()]),
                               "p50_ms": curve[-1]["p50_ms"], "by_radius": by_kind})
         fastest = min((k["p50_ms"] for k in keeps), default=exact_ms)
         if fastest < exact_ms:  # the first setting within TIE_MS_SHARE of the fastest: timings on a busy machine are noisy

@@ -213,7 +213,7 @@ def optimize(
         chosen = [_planned(r, plan) for r in regions]
         recalls = [r for r in chosen if r is not None]
         recall = float(np.mean(recalls)) if recalls else float("nan")
-        uses_graph = any(b["search"] == "hnsw" for b in plan)
+        uses_graph = any(b["search"] != "exact" for b in plan)
         store.set_metadata(name, {**store.get_metadata(name), "index": {
             "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "payload_m": hnsw.payload_m, "hnsw_ef": None, "acorn": graph.acorn,
             f"recall@{limit}": recall_by_radius(regions, None), "plan": plan, "measured": probes.method,
