@@ -190,7 +190,8 @@ def optimize(
     queries (:mod:`~mmgeo.qdrant.admin.probes`) in regions of every size and record in the collection metadata
     (``index``) the search plan: per band of region size, exact or the first graph setting of
     :data:`~mmgeo.qdrant.admin.probes.GRAPH_LADDER` (``ef``; ACORN on selective filters only, or on every one)
-    that keeps :data:`RECALL_TARGET`, whichever is faster. On a quantized collection the graph scores the
+    that keeps :data:`RECALL_TARGET`, or a wide search (:mod:`~mmgeo.qdrant.wide`: the collection's top hits
+    unfiltered, kept in the region; :data:`~mmgeo.qdrant.admin.probes.WIDE_LADDER`), whichever is fastest. On a quantized collection the graph scores the
     quantized vectors and rescores ``limit × oversampling`` of them (the ``quantization`` record's), and regions
     below the engine's ``full_scan_threshold`` are scanned the same way: the plan's recall is measured as it
     searches. ``recall@10`` in the record is the graph at its default ``ef`` per radius; ``measured`` says how
