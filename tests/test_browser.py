@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from copying import copy_tree
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -32,7 +34,7 @@ def demo(make_demo, tmp_path_factory):
     report, and a copy of its store (the server opens it)."""
     built = make_demo / "demo"
     store = tmp_path_factory.mktemp("demo") / "store"
-    shutil.copytree(built / "store", store)
+    copy_tree(built / "store", store)
     return {"world": built / "world", "store": store, "proj": built / "text-projection.safetensors", "page": built / "map.html",
             "stage2": built / "stage2" / "last.pt"}
 

@@ -22,7 +22,6 @@ import importlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +38,7 @@ import click
 import pytest
 
 import mmgeo
+from copying import copy_tree
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -254,19 +254,13 @@ def docs_demo(make_demo, tmp_path_factory) -> dict:
 
 def _copy_demo(base: Path, into: Path) -> None:
     """``base`` (the folder holding demo/) into ``into``: the world hard-linked (every example reads it, none
-    writes it), everything else copied (stores, checkpoints and outputs that examples may write)."""
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:  # another file system
-            shutil.copy2(src, dst)
-
+    writes it), everything else copied with its holes kept (stores, checkpoints and outputs that examples may write)."""
     for entry in base.iterdir():
-        if entry.is_dir():
-            shutil.copytree(entry, into / entry.name, symlinks=True, ignore=shutil.ignore_patterns("world") if entry.name == "demo" else None)
-        else:
-            shutil.copy2(entry, into / entry.name)
-    shutil.copytree(base / "demo" / "world", into / "demo" / "world", copy_function=link)
+        if entry.name != "demo":
+            copy_tree(entry, into / entry.name)
+    (into / "demo").mkdir()
+    for entry in (base / "demo").iterdir():
+        copy_tree(entry, into / "demo" / entry.name, link=entry.name == "world")
 
 
 def substitute(code: str, fill: dict[str, str]) -> str:

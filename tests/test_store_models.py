@@ -14,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from copying import copy_tree
 from mmgeo.encoders import create_encoder, save_checkpoint
 from mmgeo.encoders.base import seeded, sha256_file
 from mmgeo.encoders.record import EncoderRecord, RecordedFile
@@ -192,7 +193,7 @@ def test_weights_inside_the_store_are_recorded_relative_and_travel_with_it(demo_
         record = EncoderRecord.from_dict(store.get_metadata("mmgeo_satellite")["vectors"]["image"][SOURCE_KEY])
     assert record.file.path == "models/s4g.pt"
     copy = tmp_path / "copied-store"
-    shutil.copytree(store_dir, copy)
+    copy_tree(store_dir, copy)
     shutil.rmtree(store_dir)
     with EdgeStore(copy) as store:
         geo = build_geolocator(store)
