@@ -286,8 +286,9 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
                       f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
         if (b.get("build") or {}).get("quantize"):
             qz = b["build"]["quantize"]
-            lines.append(f"`mmgeo store quantize --int8`: {qz['wall_s']} s wall, load {qz['load_avg_1m_before_after'][0]} → "
-                         f"{qz['load_avg_1m_before_after'][1]} (int8 in RAM, the graph built).")
+            options = re.sub(r"--store \S+|--json", "", qz["command"].split(" store quantize ")[-1]).split()
+            lines.append(f"`mmgeo store quantize {' '.join(options)}`: {qz['wall_s']} s wall, load {qz['load_avg_1m_before_after'][0]} → "
+                         f"{qz['load_avg_1m_before_after'][1]} (the codes in RAM, {'no graph' if '0' in options[-1:] else 'the graph built'}).")
         for i, o in enumerate(opts):
             old = any("stay exact" in n for n in o["report"][0]["notes"])  # the code before issue 28 wrote this note
             options = re.sub(r"--store \S+|--json", "", o["command"].split(" store optimize ")[-1]).strip()
@@ -308,7 +309,8 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
             lines += ["", f"The graph at its default ef, recall@10 per radius: {rec.get('recall@10')}.", ""]
             if any(s.get("graph") for s in rec["plan"]):
                 lines += ["The graph's curve per band (recall@10 / p50 ms per ef; exact p50 beside):", ""]
-                lines += [f"- {s['band']}: " + ", ".join(f"{describe(dict(c, search='hnsw')).removeprefix('graph ')} {c['recall@10']:.3f} / {c['p50_ms']:.1f}"
+                lines += [f"- {s['band']}: " + ", ".join(f"{'wide x' + str(c['widen']) + ', ' if c.get('widen') else ''}"
+                                                          f"{describe(dict(c, search='hnsw')).removeprefix('graph ')} {c['recall@10']:.3f} / {c['p50_ms']:.1f}"
                                                           for c in s["graph"]) + f"; exact {s['exact_p50_ms']:.1f}" for s in rec["plan"]]
                 lines.append("")
         lines += ["| method | rank p50 ms | p99 ms | rank_many QPS | = rank | recall@10 | engine params | load |", "|---|---:|---:|---:|---|---:|---|---|"]
