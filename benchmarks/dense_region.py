@@ -14,6 +14,8 @@ noise, never a point of the collection) against exact search over the same regio
         --oversampling 2 --label "int8, m 16"       # the bare engine beside, per ACORN mode / ef / oversampling
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/ny/store --world 10000000 \\
         --region 40.7128,-74.006,100 --queries 100 --name "New York slice" --append  # ingest_scale.py --region
+    nice -n 10 python benchmarks/dense_region.py build --workdir /tmp/ny-turbo --from-workdir /tmp/ny --turbo --m 0
+        # the slice as TurboQuant 4-bit codes without a graph: every search scans them (wide: unfiltered, kept)
 
 The city's tiles cluster around neighbourhood centres (the benchmark world's vector model: a tile's vector
 shares a direction with its neighbourhood, the rest is its own); queries are drawn on random tiles (so where the
@@ -98,7 +100,8 @@ def build(args: argparse.Namespace) -> None:
                               "ingest": ingest}
     exe = Path(sys.executable).with_name("mmgeo")
     hnsw = ["--m", str(args.m), "--ef-construct", str(args.ef_construct)] + ([] if args.payload_m is None else ["--payload-m", str(args.payload_m)])
-    steps = [("quantize", ["--int8"])] if args.int8 else []
+    kind = "--int8" if args.int8 else "--turbo" if args.turbo else None
+    steps = [("quantize", [kind, "--m", str(args.m)])] if kind else []
     steps += [] if args.ingest_only else [("optimize", hnsw)]
     for step, options in steps:
         cmd = [str(exe), "store", step, "--store", str(store), *options, "--json"]
@@ -283,8 +286,9 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
                       f"load {ing['load_avg_1m_before']:.1f} → {ing['load_avg_1m_after']:.1f})."]
         if (b.get("build") or {}).get("quantize"):
             qz = b["build"]["quantize"]
-            lines.append(f"`mmgeo store quantize --int8`: {qz['wall_s']} s wall, load {qz['load_avg_1m_before_after'][0]} → "
-                         f"{qz['load_avg_1m_before_after'][1]} (int8 in RAM, the graph built).")
+            options = re.sub(r"--store \S+|--json", "", qz["command"].split(" store quantize ")[-1]).split()
+            lines.append(f"`mmgeo store quantize {' '.join(options)}`: {qz['wall_s']} s wall, load {qz['load_avg_1m_before_after'][0]} → "
+                         f"{qz['load_avg_1m_before_after'][1]} (the codes in RAM, {'no graph' if '0' in options[-1:] else 'the graph built'}).")
         for i, o in enumerate(opts):
             old = any("stay exact" in n for n in o["report"][0]["notes"])  # the code before issue 28 wrote this note
             options = re.sub(r"--store \S+|--json", "", o["command"].split(" store optimize ")[-1]).strip()
@@ -305,7 +309,8 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
             lines += ["", f"The graph at its default ef, recall@10 per radius: {rec.get('recall@10')}.", ""]
             if any(s.get("graph") for s in rec["plan"]):
                 lines += ["The graph's curve per band (recall@10 / p50 ms per ef; exact p50 beside):", ""]
-                lines += [f"- {s['band']}: " + ", ".join(f"{describe(dict(c, search='hnsw')).removeprefix('graph ')} {c['recall@10']:.3f} / {c['p50_ms']:.1f}"
+                lines += [f"- {s['band']}: " + ", ".join(f"{'wide x' + str(c['widen']) + ', ' if c.get('widen') else ''}"
+                                                          f"{describe(dict(c, search='hnsw')).removeprefix('graph ')} {c['recall@10']:.3f} / {c['p50_ms']:.1f}"
                                                           for c in s["graph"]) + f"; exact {s['exact_p50_ms']:.1f}" for s in rec["plan"]]
                 lines.append("")
         lines += ["| method | rank p50 ms | p99 ms | rank_many QPS | = rank | recall@10 | engine params | load |", "|---|---:|---:|---:|---|---:|---|---|"]
@@ -336,10 +341,11 @@ def main() -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--ingest-only", action="store_true", help="stop after mmgeo-ingest (a base for --from-workdir)")
     b.add_argument("--from-workdir", type=Path, help="copy the store a build --ingest-only left there instead of ingesting")
-    b.add_argument("--m", type=int, default=16, help="mmgeo store optimize --m")
+    b.add_argument("--m", type=int, default=16, help="mmgeo store optimize --m (0: no graph)")
     b.add_argument("--ef-construct", type=int, default=100, help="mmgeo store optimize --ef-construct")
     b.add_argument("--payload-m", type=int, help="mmgeo store optimize --payload-m")
-    b.add_argument("--int8", action="store_true", help="mmgeo store quantize --int8 before optimize")
+    b.add_argument("--int8", action="store_true", help="mmgeo store quantize --int8 (with --m) before optimize")
+    b.add_argument("--turbo", action="store_true", help="mmgeo store quantize --turbo (with --m) before optimize")
     m = sub.add_parser("measure", help="time Geolocator.rank: exact, graph, plan; append to {stem}.json")
     e = sub.add_parser("ef-sweep", help="bare engine beside: the graph's recall and p50 per ef on the city's regions")
     for p in (m, e):

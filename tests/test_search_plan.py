@@ -276,3 +276,20 @@ def test_choose_plan_picks_a_wide_search_where_the_region_is_wide_and_stage2_ask
     chosen = search_plan(meta).choose(150_000)
     assert chosen == Widened(SearchParams(hnsw_ef=512, acorn=True, oversampling=2.0), 10)
     assert engine_params(meta, size=150_000) == chosen.params  # an unfiltered caller (kNN stage 1) gets its search
+
+
+def test_without_a_graph_every_non_exact_band_is_a_scan_wide_ones_too():
+    """A collection without a graph (``optimize --m 0``): the graph steps and the wide ones scan the quantized
+    vectors whatever the region's size, and say so."""
+    from mmgeo.qdrant.admin.probes import WIDE, describe
+    from mmgeo.qdrant.admin.tuning import mark_scans
+
+    plan = [{"below": 1_000, "search": "hnsw", "hnsw_ef": None}, {"below": 300_000, "search": "exact", "hnsw_ef": None},
+            {"below": None, "search": WIDE, "hnsw_ef": None, "widen": 10}]
+    graph = [dict(b) for b in plan]
+    mark_scans(graph, 10_000, 1024)
+    assert describe(graph[-1]).startswith("wide: the collection's top 10x unfiltered (graph ef=None)")
+    mark_scans(plan, 10_000, 1024, graph=False)
+    assert [describe(b).split()[0] for b in plan] == ["scan", "exact", "wide:"]
+    assert describe(plan[-1]) == ("wide: the collection's top 10x unfiltered (quantized scan, rescored), kept in the "
+                                  "region (exact where they fall short)")

@@ -83,7 +83,8 @@ class Tuning:
         full_scan_threshold_kb: below it (KB of vectors) a segment is searched exhaustively (Qdrant's default 10000).
         indexing_threshold_kb: segments bigger than this get an HNSW index when optimized
             (1 = index everything now, even a small collection).
-        quantization: ``int8`` (scalar) or ``binary``, kept in RAM; None keeps what the collection has.
+        quantization: ``int8`` (scalar), ``binary`` or ``turbo`` (TurboQuant, 4 bits per dimension after a random
+            rotation), kept in RAM; None keeps what the collection has.
         vectors_on_disk: keep the original float vectors on disk; None keeps the current setting.
         payload_m: degree of the extra HNSW links built within each block of a payload index's values (H3 cells,
             geohash blocks of ``location``), which keep a filtered search's region connected; None: ``m``
@@ -94,7 +95,7 @@ class Tuning:
     ef_construct: int = 100
     full_scan_threshold_kb: int = 10_000
     indexing_threshold_kb: int = 1
-    quantization: Literal["int8", "binary"] | None = None
+    quantization: Literal["int8", "binary", "turbo"] | None = None
     vectors_on_disk: bool | None = None
     payload_m: int | None = None
 

@@ -80,6 +80,8 @@ class EdgeAdmin:
             extra["quantization_config"] = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
         elif tuning.quantization == "binary":
             extra["quantization_config"] = qe.BinaryQuantizationConfig(always_ram=True)
+        elif tuning.quantization == "turbo":
+            extra["quantization_config"] = qe.TurboQuantQuantizationConfig(always_ram=True, bits=qe.TurboQuantBitSize.Bits4)
         config = qe.EdgeConfig(
             vectors=vectors,
             hnsw_config=qe.HnswIndexConfig(m=tuning.m, ef_construct=tuning.ef_construct,

@@ -1,6 +1,6 @@
 """Quantization and the HNSW index of stored collections, with footprint and recall before/after.
 
-:func:`quantize` (int8 or binary, kept in RAM, originals on disk) and :func:`optimize` (HNSW index, keeping any
+:func:`quantize` (int8, binary or TurboQuant, kept in RAM, originals on disk) and :func:`optimize` (HNSW index, keeping any
 quantization) hand a :class:`~mmgeo.qdrant.base.Tuning` to the store, which applies it in its engine and waits
 until the collection is ready; qdrant-client's local mode has no engine and refuses.
 """
@@ -18,6 +18,10 @@ import numpy as np
 from mmgeo.errors import StoreError
 from mmgeo.qdrant.admin.info import collection_info, identities, select
 from mmgeo.qdrant.admin.probes import (
+    GRAPH_LADDER,
+    SCAN_LADDER,
+    SCAN_WIDE_LADDER,
+    WIDE_LADDER,
     Probes,
     choose_plan,
     describe,
@@ -30,12 +34,14 @@ from mmgeo.qdrant.admin.probes import (
 )
 from mmgeo.qdrant.base import EXACT, SearchParams, Store, Tuning
 
-QuantizationKind = Literal["int8", "binary"]
+QuantizationKind = Literal["int8", "binary", "turbo"]
 
-DEFAULT_OVERSAMPLING: dict[str, float] = {"int8": 2.0, "binary": 8.0}
+DEFAULT_OVERSAMPLING: dict[str, float] = {"int8": 2.0, "binary": 8.0, "turbo": 2.0}
 """Candidates fetched per result before rescoring. Measured on 10k clustered 256-d vectors,
 recall@10: int8 0.93 at 1×, 0.9995 at 2×; binary 0.33 at 1×, 0.73 at 4×, 0.96 at 8×
-(binary suits ≥1024-d embeddings better)."""
+(binary suits ≥1024-d embeddings better). TurboQuant (4 bits): on the 475K New York slice (1024-d, no graph,
+near-tie neighbours) 0.987 at 2× unfiltered, where 1- and 2-bit binary needed more than 64× for 0.65
+(benchmarks/results/dense-region.md)."""
 
 RECALL_TARGET = 0.99
 """An HNSW graph is searched only where its recall@10 on real-like queries (:mod:`~mmgeo.qdrant.admin.probes`)
@@ -133,15 +139,16 @@ def quantize(
     hnsw: HnswSettings = HnswSettings(),
     seed: int = 0,
 ) -> list[QuantizeReport]:
-    """Quantize the collections' vectors (``int8`` scalar or ``binary``) and build the HNSW index.
+    """Quantize the collections' vectors (``int8`` scalar, ``binary`` or ``turbo``: TurboQuant, 4 bits per dimension
+    after a random rotation) and build the HNSW index (``hnsw.m`` 0: none, every search scans the quantized vectors).
 
     The store applies it (:meth:`~mmgeo.qdrant.base.Store.tune`: quantized vectors in RAM, originals on disk,
     the HNSW config) and waits until the collection is ready. Rescoring and oversampling are search-time settings in Qdrant: they
     are used for the recall measurement and recorded in the collection metadata under
     ``quantization`` for searches to use (default: :data:`DEFAULT_OVERSAMPLING`).
     """
-    if kind not in ("int8", "binary"):
-        raise ValueError(f"unknown quantization {kind!r}; valid: int8, binary")
+    if kind not in DEFAULT_OVERSAMPLING:
+        raise ValueError(f"unknown quantization {kind!r}; valid: {', '.join(DEFAULT_OVERSAMPLING)}")
     oversampling = oversampling if oversampling is not None else DEFAULT_OVERSAMPLING[kind]
     reports = []
     for name in select(store, collections):
@@ -208,9 +215,11 @@ def optimize(
         quant = metadata.get("quantization") or {}
         graph = SearchParams(acorn=True, rescore=bool(quant.get("rescore", True)), oversampling=quant.get("oversampling"))
         probes = probe_queries(store, name, using=using, queries=queries)
-        regions = plan_curve(store, name, probes, using=using, limit=limit, graph=graph, target=RECALL_TARGET)
+        ladders = (GRAPH_LADDER, WIDE_LADDER) if hnsw.m else (SCAN_LADDER, SCAN_WIDE_LADDER)
+        regions = plan_curve(store, name, probes, using=using, limit=limit, graph=graph, target=RECALL_TARGET,
+                             ladder=ladders[0], wide=ladders[1])
         plan = choose_plan(regions, RECALL_TARGET)
-        mark_scans(plan, hnsw.full_scan_threshold_kb, vectors[0].dim)
+        mark_scans(plan, hnsw.full_scan_threshold_kb, vectors[0].dim, graph=bool(hnsw.m))
         chosen = [_planned(r, plan) for r in regions]
         recalls = [r for r in chosen if r is not None]
         recall = float(np.mean(recalls)) if recalls else float("nan")
@@ -230,13 +239,13 @@ def optimize(
     return reports
 
 
-def mark_scans(plan: Sequence[dict[str, Any]], full_scan_threshold_kb: int, dim: int) -> None:
+def mark_scans(plan: Sequence[dict[str, Any]], full_scan_threshold_kb: int, dim: int, *, graph: bool = True) -> None:
     """Mark (``scan``) the graph bands whose regions lie below the engine's ``full_scan_threshold``: Qdrant then
     scores every candidate (quantized and rescored where the collection is), whatever the ``ef``. The threshold
-    counts KB of 4-byte floats."""
+    counts KB of 4-byte floats. Without a ``graph`` (``m`` 0) every non-exact band scans, wide ones included."""
     scan_below = full_scan_threshold_kb * 1024 // (4 * dim)
     for b in plan:
-        if b["search"] == "hnsw" and b["below"] is not None and b["below"] <= scan_below:
+        if b["search"] != "exact" and (not graph or (b["search"] == "hnsw" and b["below"] is not None and b["below"] <= scan_below)):
             b["scan"] = True
 
 
