@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import combinations
 from pathlib import Path
 
@@ -28,9 +30,34 @@ from confidence import open_draw
 from mmgeo.evaluation.calibration import held_out_queries, prepare_queries
 from mmgeo.ingest.demo_world.world import CALIBRATION_CSV
 from mmgeo.search.consistency import FAR_KM, KEEP_SAME, calibration_pairs, fit_pair_model, pair_features
+from mmgeo.search.geolocator import Geolocator
 
 KEEPS = (0.85, 0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995)
 FOLDS = 5
+
+
+@contextmanager
+def calibration_of(draw: Path) -> Iterator[tuple[list, Geolocator, list]]:
+    """The draw's calibration photos, its geolocator (its store open until the block ends) and the photos prepared."""
+    queries = held_out_queries(draw / "world" / CALIBRATION_CSV)
+    store, g = open_draw(draw)
+    try:
+        yield queries, g, prepare_queries(g, queries)
+    finally:
+        store.close()
+
+
+def calibration_triples(lids: list[str], far: list[tuple[int, int]]) -> tuple[list, list]:
+    """Every triple of photos of one landmark, and every triple of photos pairwise ≥ FAR_KM apart among ``far``."""
+    by: dict[str, list[int]] = {}
+    for i, lid in enumerate(lids):
+        by.setdefault(lid, []).append(i)
+    same_triples = [t for ix in by.values() for t in combinations(sorted(ix), 3)]
+    neighbours: dict[int, set[int]] = {}
+    for i, j in far:
+        neighbours.setdefault(i, set()).add(j)
+        neighbours.setdefault(j, set()).add(i)
+    return same_triples, [(i, j, k) for i, j in far for k in neighbours[i] & neighbours[j] if k > j]
 
 
 def main() -> None:
@@ -38,13 +65,8 @@ def main() -> None:
     ap.add_argument("draw", type=Path, help="the draw whose calibration photos choose")
     ap.add_argument("--results", type=Path)
     args = ap.parse_args()
-    queries = held_out_queries(args.draw / "world" / CALIBRATION_CSV)
-    store, g = open_draw(args.draw)
-    try:
-        prepared = prepare_queries(g, queries)
-    finally:
-        store.close()
-    hyps, vecs = [p.photo_hypotheses[0] for p in prepared], [p.vectors[0] for p in prepared]
+    with calibration_of(args.draw) as (queries, _, prepared):
+        hyps, vecs = [p.photo_hypotheses[0] for p in prepared], [p.vectors[0] for p in prepared]
     lids = [q.landmark_id for q in queries]
     same, far = calibration_pairs(lids, [q.lat for q in queries], [q.lon for q in queries])
     x = {p: pair_features(hyps[p[0]], hyps[p[1]], vecs[p[0]], vecs[p[1]]) for p in same + far}
@@ -61,15 +83,7 @@ def main() -> None:
         for keep in KEEPS:
             model = fit_pair_model(train_same, train_far, keep=keep)
             agree[keep].update(zip(test, model.agree(np.array([x[p] for p in test]))))
-    by: dict[str, list[int]] = {}
-    for i, lid in enumerate(lids):
-        by.setdefault(lid, []).append(i)
-    same_triples = [t for ix in by.values() for t in combinations(sorted(ix), 3)]
-    neighbours: dict[int, set[int]] = {}
-    for i, j in far:
-        neighbours.setdefault(i, set()).add(j)
-        neighbours.setdefault(j, set()).add(i)
-    mixed_triples = [(i, j, k) for i, j in far for k in neighbours[i] & neighbours[j] if k > j]
+    same_triples, mixed_triples = calibration_triples(lids, far)
     rows = []
     for keep in KEEPS:
         a = agree[keep]
