@@ -9,7 +9,8 @@ noise, never a point of the collection) against exact search over the same regio
         # (copies the ingested store, then mmgeo store quantize --int8 + mmgeo store optimize)
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/dense/store --stem dense-region
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/w101k/store \\
-        --world 101302 --name "world 101K" --append        # a 101K world built by ingest_scale.py --keep
+        --world 101302 --name "world 101K" --append --paired 3   # a 101K world built by ingest_scale.py --keep;
+        # --paired: the methods also timed side by side, each query by all of them in a rotating order
     flock /tmp/bench.lock python benchmarks/dense_region.py ef-sweep --store /tmp/dense/store --ef default 512 1024 \\
         --oversampling 2 --label "int8, m 16"       # the bare engine beside, per ACORN mode / ef / oversampling
     flock /tmp/bench.lock python benchmarks/dense_region.py measure --store /tmp/ny/store --world 10000000 \\
@@ -171,6 +172,8 @@ def measure(args: argparse.Namespace) -> None:
                      "recall_at_10_vs_exact": round(float(np.mean(shares)), 4) if shares else None,
                      "engine_params": sorted(chosen), "load_avg_1m": [round(load, 2), round(os.getloadavg()[0], 2)]})
         print(json.dumps(rows[-1]), flush=True)
+    paired = paired_latency(geo, prepared, {m: dataclasses.replace(settings_for(args.radius), **k) for m, k in variants.items()},
+                            counts, rounds=args.paired) if args.paired else None
     build = {}
     for part in ("build.json", "optimize.json", "optimize2.json"):  # the build, and optimize runs made apart from it
         if (args.store.parent / part).is_file():
@@ -184,13 +187,37 @@ def measure(args: argparse.Namespace) -> None:
               "index_record": record, "build": build, "disk_mb": disk_mb(args.store / COLLECTION), "rss_mb_after": rss_mb(),
               "cpus": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
               "load_avg_1m_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
-              "rows": rows, "wall_s": round(time.perf_counter() - started, 1)}
+              "rows": rows, "paired": paired, "wall_s": round(time.perf_counter() - started, 1)}
     store.close()
     path = args.out / f"{args.stem}.json"
     runs = json.loads(path.read_text())["runs"] if path.is_file() and args.append else []
     runs = [r for r in runs if r["name"] != args.name] + [result]
     path.write_text(json.dumps({"runs": runs}, indent=2, default=str) + "\n")
     (args.out / f"{args.stem}.md").write_text(format_markdown(runs))
+
+
+def paired_latency(geo: Geolocator, prepared: list[Any], variants: dict[str, Any], counts: np.ndarray, *,
+                   rounds: int) -> dict[str, Any]:
+    """``rank`` latency of the methods side by side: every query ranked by each, in an order that rotates per query
+    and round (so a busy machine slows them alike), ``rounds`` times; per method the p50/p99 of each query's median,
+    over all queries and by the region's size (its candidates on the world's locations)."""
+    names = list(variants)
+    times = {n: np.zeros((rounds, len(prepared))) for n in names}
+    load0 = os.getloadavg()[0]
+    for r in range(rounds):
+        for i, p in enumerate(prepared):
+            k = (i + r) % len(names)
+            for n in names[k:] + names[:k]:
+                t = time.perf_counter()
+                geo.rank(p, variants[n])
+                times[n][r, i] = time.perf_counter() - t
+    per_query = {n: np.median(v, axis=0) * 1e3 for n, v in times.items()}
+    groups = {"all": np.ones(len(prepared), bool), "< 100 points": counts < 100, ">= 100 points": counts >= 100}
+    return {"rounds": rounds, "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            "by_region": {g: {"queries": int(m.sum()), **{n: {"p50_ms": round(float(np.median(v[m])), 3),
+                                                                 "p99_ms": round(float(np.percentile(v[m], 99)), 3)}
+                                                             for n, v in per_query.items()}}
+                          for g, m in groups.items() if m.any()}}
 
 
 ACORN_MODES = {"off": (False, None), "default": (True, None), "every filter": (True, ACORN_ALL)}
@@ -298,6 +325,15 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
             lines.append(f"`mmgeo store optimize`: {o['wall_s']} s wall, load {o['load_avg_1m_before_after'][0]} → "
                          f"{o['load_avg_1m_before_after'][1]} ({what}).")
         lines += [f"Disk {r['disk_mb']:,.0f} MB; this script's RSS after measuring {r['rss_mb_after']:,.0f} MB.", ""]
+        if r.get("paired"):
+            pr = r["paired"]
+            methods = [x["method"] for x in r["rows"]]
+            lines += [f"Side by side (`--paired {pr['rounds']}`: each query ranked by every method in a rotating order, "
+                      f"{pr['rounds']} rounds, each query's median; load {pr['load_avg_1m'][0]} → {pr['load_avg_1m'][1]}), `rank` p50 / p99 ms:", "",
+                      "| regions | queries | " + " | ".join(methods) + " |", "|---|---:|" + "---:|" * len(methods)]
+            lines += [f"| {g} | {v['queries']} | " + " | ".join(f"{v[m]['p50_ms']:.3f} / {v[m]['p99_ms']:.2f}" for m in methods) + " |"
+                      for g, v in pr["by_region"].items()]
+            lines.append("")
         rec = r.get("index_record") or {}
         if rec.get("plan"):
             lines += [f"Plan recorded by `optimize` ({rec.get('measured', '')}):", "",
@@ -365,6 +401,8 @@ def main() -> None:
     m.add_argument("--region", help="LAT,LON,KM: with --world, the store holds only the world's tiles within KM of (LAT, LON) "
                                     "(ingest_scale.py --region); queries are drawn there")
     m.add_argument("--append", action="store_true", help="keep the other stores' runs in {stem}.json")
+    m.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                   help="also time the methods side by side, each query by all of them in a rotating order, ROUNDS times")
     args = ap.parse_args()
     {"build": build, "measure": measure, "ef-sweep": ef_sweep}[args.step](args)
 
