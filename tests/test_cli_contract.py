@@ -87,7 +87,7 @@ LIBRARY_CASES = [
     (["store", "optimize", "--store", "no-such-store"], "no-such-store"),
     (["store", "restore", "corrupt.tar.gz"], "corrupt.tar.gz"),
     (["store", "quantize", "--collections", "bogus", "--int8"], "bogus"),
-    (["store", "quantize"], "--int8, --binary or --turbo"),
+    (["store", "quantize"], "--int8, --binary, --turbo or --turbo2"),
     (["store", "optimize", "--collections", "bogus"], "bogus"),
     (["store", "gallery", "--store", "no-such-store", "--gps-gallery", "corrupt.csv"], "corrupt.csv"),
     (["train", "sample4geo", DATA, "--out", "run", "--pretrained", "missing.safetensors"], "--pretrained"),

@@ -314,36 +314,37 @@ def test_optimize_keeps_the_quantization_and_builds_the_graph_it_is_given(tmp_pa
     assert (config["hnsw_config"]["m"], config["hnsw_config"]["payload_m"]) == (24, 0)
 
 
-def test_turbo_without_a_graph_scans_the_codes_and_optimize_plans_scans(tmp_path):
-    """``quantize --turbo --m 0`` stores TurboQuant codes and no graph; ``optimize --m 0`` measures only scans (the
-    filtered one, and the unfiltered one kept in the region) and records every non-exact band as a scan."""
+@pytest.mark.parametrize(("kind", "bits", "oversampling"), [("turbo", "bits4", 2.0), ("turbo2", "bits2", 16.0)])
+def test_turbo_without_a_graph_scans_the_codes_and_optimize_plans_scans(tmp_path, kind, bits, oversampling):
+    """``quantize --turbo --m 0`` (or ``--turbo2``) stores TurboQuant codes and no graph; ``optimize --m 0`` measures
+    only scans (the filtered one, and the unfiltered one kept in the region) and records every non-exact band as a scan."""
     store_dir = tmp_path / "edge"
     with EdgeStore(store_dir) as store:
         name = _fill(store, 400)
     runner = CliRunner()
-    result = runner.invoke(cli, ["store", "quantize", "--turbo", "--m", "0", "--queries", "30", "--json", "--store", str(store_dir)])
+    result = runner.invoke(cli, ["store", "quantize", f"--{kind}", "--m", "0", "--queries", "30", "--json", "--store", str(store_dir)])
     assert result.exit_code == 0, result.output
     [report] = json.loads(result.output)
-    assert (report["before"]["quantization"], report["after"]["quantization"]) == (None, "turbo")
-    assert report["oversampling"] == 2.0 and 0.9 <= report["recall"] <= 1.0
+    assert (report["before"]["quantization"], report["after"]["quantization"]) == (None, kind)
+    assert report["oversampling"] == oversampling and 0.9 <= report["recall"] <= 1.0
     assert report["after"]["ram_estimate_bytes"] < report["before"]["ram_estimate_bytes"]
     result = runner.invoke(cli, ["store", "optimize", "--m", "0", "--json", "--store", str(store_dir)])
     assert result.exit_code == 0, result.output
     config = json.loads(next(store_dir.rglob("edge_config.json")).read_text())
-    assert config["hnsw_config"]["m"] == 0 and config["quantization_config"]["turbo"]["bits"] == "bits4"
+    assert config["hnsw_config"]["m"] == 0 and config["quantization_config"]["turbo"]["bits"] == bits
     with EdgeStore(store_dir) as store:
-        assert store.engine_info(name).quantization == {"kind": "turbo", "always_ram": True}
+        assert store.engine_info(name).quantization == {"kind": kind, "always_ram": True}
         record = store.get_metadata(name)["index"]
     assert record["m"] == 0
     for band in record["plan"]:
-        assert [(c.get("hnsw_ef"), c.get("widen")) for c in band["graph"]] == [(None, None), (None, 2), (None, 10)]  # no ef ladder
+        assert [(c.get("hnsw_ef"), c.get("widen")) for c in band["graph"]] == [(None, None), (None, 2), (None, 4), (None, 10)]  # no ef ladder
         assert band["search"] == "exact" or band["scan"]
 
 
-def test_quantize_refuses_an_unknown_kind_and_the_cli_names_the_three(tmp_path):
+def test_quantize_refuses_an_unknown_kind_and_the_cli_names_the_four(tmp_path):
     with EdgeStore(tmp_path / "edge") as store:
         _fill(store, 10)
-        with pytest.raises(ValueError, match="valid: int8, binary, turbo"):
+        with pytest.raises(ValueError, match="valid: int8, binary, turbo, turbo2"):
             ops.quantize(store, "int4")  # type: ignore[arg-type]
     result = CliRunner().invoke(cli, ["store", "quantize", "--store", str(tmp_path / "edge")])
-    assert result.exit_code == 2 and "give --int8, --binary or --turbo" in result.output
+    assert result.exit_code == 2 and "give --int8, --binary, --turbo or --turbo2" in result.output

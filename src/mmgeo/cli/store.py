@@ -284,9 +284,11 @@ Examples:
 @click.option("--binary", "kind", flag_value="binary", help="Binary quantization (32× smaller; needs oversampling).")
 @click.option("--turbo", "kind", flag_value="turbo",
               help="TurboQuant, 4 bits per dimension after a random rotation (8× smaller; scores close to int8's).")
+@click.option("--turbo2", "kind", flag_value="turbo2",
+              help="TurboQuant at 2 bits per dimension (16× smaller, twice as fast to scan; needs oversampling 16).")
 @click.option("--rescore/--no-rescore", default=True, show_default=True,
               help="Rescore candidates with the original vectors (search-time; recorded in the metadata).")
-@click.option("--oversampling", type=click.FloatRange(1.0), default=None, help="Candidates per result before rescoring [default: 2 for int8 and turbo, 8 for binary].")
+@click.option("--oversampling", type=click.FloatRange(1.0), default=None, help="Candidates per result before rescoring [default: 2 for int8 and turbo, 8 for binary, 16 for turbo2].")
 @click.option("--m", "m", default=HnswSettings.m, show_default=True, type=click.IntRange(0, 128),
               help="HNSW graph degree of the index built with it (0: no graph; give mmgeo store optimize the same).")
 @collections_option
@@ -297,7 +299,7 @@ def quantize_command(store_path: str | None, qdrant_url: str | None, api_key: st
                      as_json: bool) -> None:
     """Quantize vectors and build the HNSW index; report RAM/disk before/after and the recall change."""
     if kind is None:
-        raise click.UsageError("give --int8, --binary or --turbo")
+        raise click.UsageError("give --int8, --binary, --turbo or --turbo2")
     with open_store_from(store_path, qdrant_url, api_key) as store:
         reports = admin.quantize(store, kind, collections=_csv(collections), rescore=rescore, oversampling=oversampling,  # type: ignore[arg-type]
                                queries=queries, hnsw=HnswSettings(m=m))

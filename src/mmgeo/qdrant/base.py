@@ -83,8 +83,8 @@ class Tuning:
         full_scan_threshold_kb: below it (KB of vectors) a segment is searched exhaustively (Qdrant's default 10000).
         indexing_threshold_kb: segments bigger than this get an HNSW index when optimized
             (1 = index everything now, even a small collection).
-        quantization: ``int8`` (scalar), ``binary`` or ``turbo`` (TurboQuant, 4 bits per dimension after a random
-            rotation), kept in RAM; None keeps what the collection has.
+        quantization: ``int8`` (scalar), ``binary``, ``turbo`` or ``turbo2`` (TurboQuant, 4 or 2 bits per dimension
+            after a random rotation), kept in RAM; None keeps what the collection has.
         vectors_on_disk: keep the original float vectors on disk; None keeps the current setting.
         payload_m: degree of the extra HNSW links built within each block of a payload index's values (H3 cells,
             geohash blocks of ``location``), which keep a filtered search's region connected; None: ``m``
@@ -95,7 +95,7 @@ class Tuning:
     ef_construct: int = 100
     full_scan_threshold_kb: int = 10_000
     indexing_threshold_kb: int = 1
-    quantization: Literal["int8", "binary", "turbo"] | None = None
+    quantization: Literal["int8", "binary", "turbo", "turbo2"] | None = None
     vectors_on_disk: bool | None = None
     payload_m: int | None = None
 
@@ -126,6 +126,10 @@ def quantization_of(raw: Any) -> dict[str, Any] | None:
         kind = str(cfg.get("type", "int8")).lower().removeprefix("scalartype.")
     elif "binary" in raw:
         cfg, kind = raw["binary"] or {}, "binary"
+    elif "turbo" in raw:  # TurboQuant: "turbo" at its 4 bits, "turbo2" at 2 (the kinds Tuning names)
+        cfg = raw["turbo"] or {}
+        bits = str(getattr(cfg.get("bits"), "value", cfg.get("bits") or "bits4")).lower().removeprefix("bits")
+        kind = "turbo" if bits == "4" else f"turbo{bits}"
     elif "product" in raw:
         cfg, kind = raw["product"] or {}, "product"
     else:

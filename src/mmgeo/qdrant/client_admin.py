@@ -59,9 +59,9 @@ class ClientAdmin:
                 scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True))
         elif tuning.quantization == "binary":
             extra["quantization_config"] = models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
-        elif tuning.quantization == "turbo":
-            extra["quantization_config"] = models.TurboQuantization(
-                turbo=models.TurboQuantQuantizationConfig(always_ram=True, bits=models.TurboQuantBitSize.BITS4))
+        elif tuning.quantization in ("turbo", "turbo2"):
+            bits = models.TurboQuantBitSize.BITS2 if tuning.quantization == "turbo2" else models.TurboQuantBitSize.BITS4
+            extra["quantization_config"] = models.TurboQuantization(turbo=models.TurboQuantQuantizationConfig(always_ram=True, bits=bits))
         if tuning.vectors_on_disk is not None:
             names = [v["name"] for v in self.engine_info(name).vectors]
             extra["vectors_config"] = {n: models.VectorParamsDiff(on_disk=tuning.vectors_on_disk) for n in names}

@@ -80,8 +80,9 @@ class EdgeAdmin:
             extra["quantization_config"] = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
         elif tuning.quantization == "binary":
             extra["quantization_config"] = qe.BinaryQuantizationConfig(always_ram=True)
-        elif tuning.quantization == "turbo":
-            extra["quantization_config"] = qe.TurboQuantQuantizationConfig(always_ram=True, bits=qe.TurboQuantBitSize.Bits4)
+        elif tuning.quantization in ("turbo", "turbo2"):
+            bits = qe.TurboQuantBitSize.Bits2 if tuning.quantization == "turbo2" else qe.TurboQuantBitSize.Bits4
+            extra["quantization_config"] = qe.TurboQuantQuantizationConfig(always_ram=True, bits=bits)
         config = qe.EdgeConfig(
             vectors=vectors,
             hnsw_config=qe.HnswIndexConfig(m=tuning.m, ef_construct=tuning.ef_construct,

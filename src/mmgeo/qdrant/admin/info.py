@@ -90,7 +90,7 @@ def ram_estimate_bytes(points: int, vectors: Sequence[Mapping[str, Any]], quanti
         if not v.get("on_disk"):
             per_point += 4 * dim
         if quantization is not None:
-            per_point += {"int8": dim, "binary": math.ceil(dim / 8), "turbo": math.ceil(dim / 2)}.get(quantization["kind"], dim)
+            per_point += {"int8": dim, "binary": math.ceil(dim / 8), "turbo": math.ceil(dim / 2), "turbo2": math.ceil(dim / 4)}.get(quantization["kind"], dim)
     return int(points * per_point * RAM_OVERHEAD)
 
 

@@ -34,14 +34,15 @@ from mmgeo.qdrant.admin.probes import (
 )
 from mmgeo.qdrant.base import EXACT, SearchParams, Store, Tuning
 
-QuantizationKind = Literal["int8", "binary", "turbo"]
+QuantizationKind = Literal["int8", "binary", "turbo", "turbo2"]
 
-DEFAULT_OVERSAMPLING: dict[str, float] = {"int8": 2.0, "binary": 8.0, "turbo": 2.0}
+DEFAULT_OVERSAMPLING: dict[str, float] = {"int8": 2.0, "binary": 8.0, "turbo": 2.0, "turbo2": 16.0}
 """Candidates fetched per result before rescoring. Measured on 10k clustered 256-d vectors,
 recall@10: int8 0.93 at 1×, 0.9995 at 2×; binary 0.33 at 1×, 0.73 at 4×, 0.96 at 8×
 (binary suits ≥1024-d embeddings better). TurboQuant (4 bits): on the 475K New York slice (1024-d, no graph,
 near-tie neighbours) 0.987 at 2× unfiltered, where 1- and 2-bit binary needed more than 64× for 0.65
-(benchmarks/results/dense-region.md)."""
+(benchmarks/results/dense-region.md). TurboQuant 2 bits there: 0.968 at 16x unfiltered, 0.998 kept in a 25 km
+region from the collection's top 40 x 16 (a wide x4 search: 14 ms where 4 bits took 19; benchmarks/results/quant-scan.md)."""
 
 RECALL_TARGET = 0.99
 """An HNSW graph is searched only where its recall@10 on real-like queries (:mod:`~mmgeo.qdrant.admin.probes`)
@@ -139,8 +140,8 @@ def quantize(
     hnsw: HnswSettings = HnswSettings(),
     seed: int = 0,
 ) -> list[QuantizeReport]:
-    """Quantize the collections' vectors (``int8`` scalar, ``binary`` or ``turbo``: TurboQuant, 4 bits per dimension
-    after a random rotation) and build the HNSW index (``hnsw.m`` 0: none, every search scans the quantized vectors).
+    """Quantize the collections' vectors (``int8`` scalar, ``binary``, or ``turbo`` / ``turbo2``: TurboQuant, 4 or 2
+    bits per dimension after a random rotation) and build the HNSW index (``hnsw.m`` 0: none, every search scans the quantized vectors).
 
     The store applies it (:meth:`~mmgeo.qdrant.base.Store.tune`: quantized vectors in RAM, originals on disk,
     the HNSW config) and waits until the collection is ready. Rescoring and oversampling are search-time settings in Qdrant: they
