@@ -293,3 +293,30 @@ def test_without_a_graph_every_non_exact_band_is_a_scan_wide_ones_too():
     assert [describe(b).split()[0] for b in plan] == ["scan", "exact", "wide:"]
     assert describe(plan[-1]) == ("wide: the collection's top 10x unfiltered (quantized scan, rescored), kept in the "
                                   "region (exact where they fall short)")
+
+
+def test_the_plan_is_measured_with_the_hits_stage_2_asks_for(tmp_path, monkeypatch):
+    """A wide step fetches ``hits × widen`` and falls back below ``hits`` kept: measured at another limit, its
+    recorded time and recall would not be stage 2's. Every probe search of optimize asks for stage 2's hits."""
+    from mmgeo.qdrant.admin.probes import PLAN_HITS, WIDE_LADDER
+    from mmgeo.search.geolocator import SearchSettings
+    from mmgeo.search.stage2 import groups_needed
+
+    assert PLAN_HITS == groups_needed(SearchSettings().top_n)
+    widens = {key[2] for key in WIDE_LADDER}
+    with EdgeStore(tmp_path / "s") as store:
+        name = _city(store, 1500)
+        asked: list[int] = []
+        for method in ("search", "search_batch"):
+            original = getattr(store, method)
+
+            def spy(*args, _original=original, **kwargs):
+                asked.append(kwargs["limit"])
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(store, method, spy)
+        [report] = ops.optimize(store, queries=10, hnsw=ops.HnswSettings(m=8, ef_construct=32))
+        assert store.get_metadata(name)["index"]["hits"] == PLAN_HITS
+    assert report.plan and asked
+    assert set(asked) <= {PLAN_HITS} | {PLAN_HITS * w for w in widens}, sorted(set(asked))
+    assert PLAN_HITS * max(widens) in asked

@@ -31,6 +31,11 @@ from mmgeo.qdrant.wide import Widened, search_widened
 
 PROBE_NOISE = 1.0
 """Norm of the random noise added to a stored unit vector to make a perturbed probe (``mmgeo-bench``'s query noise)."""
+PLAN_HITS = 20
+"""Hits every probe search asks for: what stage 2 asks for at the default ``top_n`` of 5 (the rerank's
+``4 × top_n`` landmarks, :func:`mmgeo.search.stage2.groups_needed`); recall@10 is scored on the first 10. So each
+setting is timed and scored as stage 2 runs it: a wide search fetches ``PLAN_HITS × widen`` points and falls back
+where fewer than ``PLAN_HITS`` lie in the region, as it does in stage 2."""
 PLAN_RADII_KM: tuple[float | None, ...] = (2.0, 5.0, 25.0, 100.0, 500.0, None)
 """Region radii the plan is measured at (None: no filter), so that every region size a store has is seen."""
 SIZE_BANDS = (1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000)
@@ -205,17 +210,18 @@ def region_filters(probes: Probes, radius_km: float | None) -> list[SearchFilter
 
 
 def _search_timed(store: Store, name: str, probes: Probes, filters: Sequence[SearchFilter | None], *, using: str,
-                  limit: int, params: SearchParams | Widened) -> tuple[list[set[str]], list[float]]:
-    """Ids and milliseconds per query, one query at a time (as :meth:`Geolocator.rank` sends them)."""
+                  limit: int, hits: int, params: SearchParams | Widened) -> tuple[list[set[str]], list[float]]:
+    """The ids of the first ``limit`` of ``hits`` hits and the milliseconds per query, one query at a time (as
+    :meth:`Geolocator.rank` sends them)."""
     ids, ms = [], []
     for v, f in zip(probes.vectors, filters, strict=True):
         t = time.perf_counter()
         if isinstance(params, Widened):
-            [hits] = search_widened(store, name, v[None, :], [f], using=using, limit=limit, how=params, fields=("key",))
+            [found] = search_widened(store, name, v[None, :], [f], using=using, limit=hits, how=params, fields=("key",))
         else:
-            hits = store.search(name, v, using=using, limit=limit, flt=f, params=params, fields=("key",))
+            found = store.search(name, v, using=using, limit=hits, flt=f, params=params, fields=("key",))
         ms.append((time.perf_counter() - t) * 1e3)
-        ids.append({h.id for h in hits})
+        ids.append({h.id for h in found[:limit]})
     return ids, ms
 
 
@@ -225,10 +231,11 @@ def recall_of(got: Sequence[set[str]], exact: Sequence[set[str]]) -> list[float 
 
 
 def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: int, graph: SearchParams,
-               target: float, radii_km: Sequence[float | None] = PLAN_RADII_KM,
+               target: float, hits: int = PLAN_HITS, radii_km: Sequence[float | None] = PLAN_RADII_KM,
                ladder: Sequence[GraphKey] = GRAPH_LADDER, wide: Sequence[GraphKey] = WIDE_LADDER) -> list[dict[str, Any]]:
     """Per region (probe x radius): its estimated size, band, exact time, and recall@``limit`` and time of the
     graph at each setting of the ladder (with ``graph``'s other settings: ACORN, quantization's oversampling),
+    every search asking for ``hits`` hits as stage 2 does (:data:`PLAN_HITS`),
     keyed by the setting. The ladder stops once every band holds ``target`` or is slower than exact; the
     ``wide`` settings are measured in every region after it."""
     radii = radii_km if probes.located else [None]
@@ -238,14 +245,15 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
     for radius in radii:
         filters = region_filters(probes, radius)
         sizes = [total if f is None else store.count(name, f, exact=False) for f in filters]
-        exact, exact_ms = _search_timed(store, name, probes, filters, using=using, limit=limit, params=EXACT)
+        exact, exact_ms = _search_timed(store, name, probes, filters, using=using, limit=limit, hits=hits, params=EXACT)
         per_radius.append((filters, exact))
         regions += [{"radius_km": radius, "dense": bool(d), "size": s, "band": band_of(s), "exact_ms": t, "graph": {}}
                     for d, s, t in zip(probes.dense, sizes, exact_ms)]
     def measure(ef: GraphKey) -> None:
         got: list[tuple[float | None, float]] = []
         for filters, exact in per_radius:
-            ids, ms = _search_timed(store, name, probes, filters, using=using, limit=limit, params=ladder_search(ef, graph))
+            ids, ms = _search_timed(store, name, probes, filters, using=using, limit=limit, hits=hits,
+                                     params=ladder_search(ef, graph))
             got += [(r, t) for r, t in zip(recall_of(ids, exact), ms)]
         for region, (r, t) in zip(regions, got):
             region["graph"][ef] = (r, t)

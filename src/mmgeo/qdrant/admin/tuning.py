@@ -19,6 +19,7 @@ from mmgeo.errors import StoreError
 from mmgeo.qdrant.admin.info import collection_info, identities, select
 from mmgeo.qdrant.admin.probes import (
     GRAPH_LADDER,
+    PLAN_HITS,
     SCAN_LADDER,
     SCAN_WIDE_LADDER,
     WIDE_LADDER,
@@ -202,7 +203,7 @@ def optimize(
     unfiltered, kept in the region; :data:`~mmgeo.qdrant.admin.probes.WIDE_LADDER`), whichever is fastest. On a quantized collection the graph scores the
     quantized vectors and rescores ``limit × oversampling`` of them (the ``quantization`` record's), and regions
     below the engine's ``full_scan_threshold`` are scanned the same way: the plan's recall is measured as it
-    searches. ``recall@10`` in the record is the graph at its default ``ef`` per radius; ``measured`` says how
+    searches, each probe asking for stage 2's :data:`~mmgeo.qdrant.admin.probes.PLAN_HITS` hits (``hits`` in the record). ``recall@10`` in the record is the graph at its default ``ef`` per radius; ``measured`` says how
     the queries were made."""
     reports = []
     for name in select(store, collections):
@@ -227,7 +228,7 @@ def optimize(
         uses_graph = any(b["search"] != "exact" for b in plan)
         store.set_metadata(name, {**store.get_metadata(name), "index": {
             "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "payload_m": hnsw.payload_m, "hnsw_ef": None, "acorn": graph.acorn,
-            f"recall@{limit}": recall_by_radius(regions, None), "plan": plan, "measured": probes.method,
+            f"recall@{limit}": recall_by_radius(regions, None), "plan": plan, "measured": probes.method, "hits": PLAN_HITS,
             "search": "plan" if uses_graph else "exact",
             "applied": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}})
         default = recall_by_radius(regions, None)
