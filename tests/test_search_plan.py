@@ -99,7 +99,7 @@ def test_the_plan_picks_per_region_size_and_settings_still_force_one():
     assert search_plan(meta, "approximate") == SearchPlan.fixed(SearchParams(acorn=True))
     old = {"index": {"kind": "hnsw", "acorn": True, "hnsw_ef": 128, "search": "hnsw"}}  # a record from before plans
     assert search_plan(old) == SearchPlan.fixed(SearchParams(hnsw_ef=128, acorn=True))
-    assert band_of(999) == 0 and band_of(1000) == 1 and band_of(10**9) == len(SIZE_BANDS)
+    assert band_of(99) == 0 and band_of(100) == 1 and band_of(10**9) == len(SIZE_BANDS)
 
 
 @pytest.mark.parametrize("backend", ["edge", "client-local"])
@@ -133,9 +133,9 @@ def test_choose_plan_keeps_the_target_and_prefers_exact_unless_the_graph_is_fast
         return [{"band": band, "size": size, "radius_km": 25.0, "exact_ms": exact_ms, "graph": dict(graph)} for _ in range(n)]
 
     measured = (regions(0, 10, 2.0, {None: (1.0, 0.5), 128: (1.0, 0.45), 2048: (1.0, 0.4)})  # ties: the smaller ef
-                + regions(3, 20_000, 10.0, {None: (0.97, 4.0), 128: (0.999, 30.0)})          # keeps it only slower: exact
-                + regions(5, 150_000, 200.0, {None: (0.9, 2.0), 128: (0.95, 3.0), 2048: (0.995, 25.0)})
-                + regions(7, 2_000_000, 300.0, {None: (1.0, 1.0)}, n=3))                       # too few regions: exact
+                + regions(5, 20_000, 10.0, {None: (0.97, 4.0), 128: (0.999, 30.0)})          # keeps it only slower: exact
+                + regions(7, 150_000, 200.0, {None: (0.9, 2.0), 128: (0.95, 3.0), 2048: (0.995, 25.0)})
+                + regions(9, 2_000_000, 300.0, {None: (1.0, 1.0)}, n=3))                       # too few regions: exact
     plan = {p["band"]: p for p in choose_plan(measured, 0.99)}
     assert [(p["search"], p.get("hnsw_ef")) for p in plan.values()] == [
         ("hnsw", 128), ("exact", None), ("hnsw", 2048), ("exact", None)]
@@ -148,7 +148,7 @@ def test_choose_plan_holds_the_target_for_each_radius_in_a_band():
     from mmgeo.qdrant.admin.probes import choose_plan
 
     def regions(radius, graph, n=20):
-        return [{"band": 5, "size": 150_000, "radius_km": radius, "exact_ms": 200.0, "graph": dict(graph)} for _ in range(n)]
+        return [{"band": 7, "size": 150_000, "radius_km": radius, "exact_ms": 200.0, "graph": dict(graph)} for _ in range(n)]
 
     mixed = (regions(None, {512: (1.0, 3.0), 2048: (1.0, 20.0)}, n=60)
              + regions(25.0, {512: (0.975, 5.0), 2048: (0.995, 25.0)}))  # mean at ef 512: 0.994 >= 0.99, 25 km: 0.975
@@ -167,7 +167,7 @@ def test_choose_plan_turns_acorn_on_for_every_filter_where_the_default_saturates
 
     graph = {None: (0.9, 1.0), 512: (0.95, 2.0), 2048: (0.985, 8.0), (256, ACORN_ALL): (0.985, 3.0),
              (512, ACORN_ALL): (0.996, 5.0), (1024, ACORN_ALL): (0.999, 9.0)}
-    regions = [{"band": 5, "size": 150_000, "radius_km": 25.0, "exact_ms": 40.0, "graph": dict(graph)} for _ in range(20)]
+    regions = [{"band": 7, "size": 150_000, "radius_km": 25.0, "exact_ms": 40.0, "graph": dict(graph)} for _ in range(20)]
     [band] = choose_plan(regions, 0.99)
     assert (band["search"], band["hnsw_ef"], band["acorn_max_selectivity"]) == ("hnsw", 512, ACORN_ALL)
     assert describe(band) == "graph ef=512, ACORN on every filter"
@@ -266,8 +266,8 @@ def test_choose_plan_picks_a_wide_search_where_the_region_is_wide_and_stage2_ask
 
     big = {None: (0.91, 1.5), (3072, ACORN_ALL): (0.998, 30.0), (WIDE, 256, 10): (0.985, 2.0), (WIDE, 512, 10): (0.995, 2.5)}
     small = {None: (1.0, 0.5), (WIDE, 512, 10): (1.0, 3.0)}
-    regions = ([{"band": 5, "size": 150_000, "radius_km": 25.0, "exact_ms": 55.0, "graph": dict(big)} for _ in range(20)]
-               + [{"band": 0, "size": 100, "radius_km": 2.0, "exact_ms": 2.0, "graph": dict(small)} for _ in range(20)])
+    regions = ([{"band": 7, "size": 150_000, "radius_km": 25.0, "exact_ms": 55.0, "graph": dict(big)} for _ in range(20)]
+               + [{"band": 0, "size": 50, "radius_km": 2.0, "exact_ms": 2.0, "graph": dict(small)} for _ in range(20)])
     plan = choose_plan(regions, 0.99)
     assert [(b["search"], b["hnsw_ef"] if b["search"] != "exact" else None) for b in plan] == [("hnsw", None), ("wide", 512)]
     assert plan[1]["widen"] == 10 and describe(plan[1]).startswith("wide: the collection's top 10x unfiltered (graph ef=512)")

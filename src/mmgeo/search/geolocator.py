@@ -41,7 +41,7 @@ from mmgeo.search.region import MODES, Region, full_region, mass_region, radius_
 from mmgeo.search.rerank import Group, Weights, rank_groups, text_scores, top_groups
 from mmgeo.search.result import Candidate, SearchResult
 from mmgeo.search.stage1 import Hypotheses, Stage1
-from mmgeo.search.stage2 import INDEX_MODES, Found, Stage2, groups_needed, search_plan
+from mmgeo.search.stage2 import INDEX_MODES, Found, SearchPlan, Stage2, groups_needed, search_plan
 
 FALLBACKS = ("fail", "widen", "full")
 PRIOR_WEIGHTINGS = ("confidence", "fixed")
@@ -227,6 +227,7 @@ class Geolocator:
                 f"`mmgeo-ingest DATASET --modalities {modality} --encoder {self.encoder.name}`")
         check_not_dropping(self.store, self.collection)
         self.metadata = self.store.get_metadata(self.collection)
+        self._plans: dict[tuple[str, int | None, float | None], SearchPlan] = {}
         check_vector_identity(self.collection, self.metadata,
                               VectorIdentity("image", self.encoder.name, self.encoder.weights_id, self.encoder.dim),
                               remedy=query_remedy(self.store, self.metadata, "image"), verb="this search's encoder is")
@@ -264,8 +265,12 @@ class Geolocator:
         return self.text_encoder.name
 
     def stage2(self, s: SearchSettings) -> Stage2:
-        """The batched stage-2 search these settings ask for, on the collection's own index."""
-        return Stage2(self.store, self.collection, search_plan(self.metadata, s.index, s.hnsw_ef, s.oversampling))
+        """The batched stage-2 search these settings ask for, on the collection's own index (its plan read from the
+        metadata once per setting: it is on every query's path)."""
+        key = (s.index, s.hnsw_ef, s.oversampling)
+        if key not in self._plans:
+            self._plans[key] = search_plan(self.metadata, *key)
+        return Stage2(self.store, self.collection, self._plans[key])
 
     def image_encoders(self) -> list[Any]:
         """The distinct image encoders a query's photos go through (stage 2, stage 1, the text space): what a
