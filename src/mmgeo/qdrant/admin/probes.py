@@ -68,7 +68,8 @@ are what is left to measure. Where a region's nearest neighbours are near-ties i
 475K New York slice, 1024-d) no graph keeps 0.99 at a useful ``ef``, and a scan of 4-bit TurboQuant codes does.
 The scan takes as long for any limit, but each hit it returns costs a rescore and a payload read (200 hits took
 35-50 ms where 20-40 took 22-27 on the slice), so a band whose regions hold most of the collection gets the
-narrower ``widen`` of 2 (or 4: TurboQuant 2-bit codes need it) where it keeps the target (its queries whose kept hits fall short go exact)."""
+narrowest ``widen`` that keeps the target (its queries whose kept hits fall short go exact): on the slice 2, the
+collection's top 40 for stage 2's 20 hits (2-bit codes)."""
 MIN_BAND_QUERIES = 10
 """A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
 TIE_MS_SHARE = 0.2

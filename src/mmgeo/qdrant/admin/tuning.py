@@ -43,7 +43,7 @@ recall@10: int8 0.93 at 1×, 0.9995 at 2×; binary 0.33 at 1×, 0.73 at 4×, 0.9
 (binary suits ≥1024-d embeddings better). TurboQuant (4 bits): on the 475K New York slice (1024-d, no graph,
 near-tie neighbours) 0.987 at 2× unfiltered, where 1- and 2-bit binary needed more than 64× for 0.65
 (benchmarks/results/dense-region.md). TurboQuant 2 bits there: 0.968 at 16x unfiltered, 0.998 kept in a 25 km
-region from the collection's top 40 x 16 (a wide x4 search: 14 ms where 4 bits took 19; benchmarks/results/quant-scan.md)."""
+region from the collection's top 40 x 16 (14 ms where 4 bits took 19; benchmarks/results/quant-scan.md)."""
 
 RECALL_TARGET = 0.99
 """An HNSW graph is searched only where its recall@10 on real-like queries (:mod:`~mmgeo.qdrant.admin.probes`)
