@@ -316,7 +316,9 @@ def test_the_plan_is_measured_with_the_hits_stage_2_asks_for(tmp_path, monkeypat
 
             monkeypatch.setattr(store, method, spy)
         [report] = ops.optimize(store, queries=10, hnsw=ops.HnswSettings(m=8, ef_construct=32))
-        assert store.get_metadata(name)["index"]["hits"] == PLAN_HITS
+        record = store.get_metadata(name)["index"]
+        assert record["hits"] == PLAN_HITS
+        assert record["density"]["points"] == 1500 and search_plan(store.get_metadata(name), points=1500).density
     assert report.plan and asked
     assert set(asked) <= {PLAN_HITS} | {PLAN_HITS * w for w in widens}, sorted(set(asked))
     assert PLAN_HITS * max(widens) in asked

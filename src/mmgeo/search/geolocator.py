@@ -220,7 +220,8 @@ class Geolocator:
     models: Any | None = None
 
     def __post_init__(self) -> None:
-        if not self.store.has_collection(self.collection) or self.store.count(self.collection) == 0:
+        self._points = self.store.count(self.collection) if self.store.has_collection(self.collection) else 0
+        if self._points == 0:
             modality = self.collection.rsplit("_", 1)[-1]
             raise CollectionNotFoundError(
                 f"collection {self.collection!r} is missing or empty in {self.store.location}; build it with "
@@ -269,7 +270,7 @@ class Geolocator:
         metadata once per setting: it is on every query's path)."""
         key = (s.index, s.hnsw_ef, s.oversampling)
         if key not in self._plans:
-            self._plans[key] = search_plan(self.metadata, *key)
+            self._plans[key] = search_plan(self.metadata, *key, points=self._points)
         return Stage2(self.store, self.collection, self._plans[key])
 
     def image_encoders(self) -> list[Any]:

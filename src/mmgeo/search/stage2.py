@@ -3,7 +3,9 @@
 * **Index.** :func:`search_plan` reads how the collection is indexed from its metadata: a plain
   collection is searched exactly, a quantized one with rescoring and its recorded oversampling,
   an HNSW one by the plan ``mmgeo store optimize`` recorded: per query, from its region's size (the
-  engine's cardinality estimate), exact, the graph at the ``ef`` (and ACORN selectivity) or a wide search
+  engine's cardinality estimate, or the bound of the density map ``optimize`` recorded where that shows the
+  region too small for the choice to depend on it: :mod:`~mmgeo.qdrant.density`), exact, the graph at the
+  ``ef`` (and ACORN selectivity) or a wide search
   (:mod:`~mmgeo.qdrant.wide`: the collection's top hits unfiltered, kept in the region) measured to
   keep recall@10 ≥ 0.99 in regions of that size (``SearchSettings.index`` / ``hnsw_ef`` / ``oversampling`` override).
 * **Hits.** With ``aggregate="max"`` a landmark's score is its best tile, so the top G landmarks
@@ -17,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mmgeo.qdrant.base import EXACT, Hit, SearchFilter, SearchParams, Store
+from mmgeo.qdrant.density import DensityMap
 from mmgeo.qdrant.wide import Widened, search_widened
 
 HIT_FIELDS = ("key", "landmark_id", "name", "location", "source", "taken")
@@ -40,10 +44,33 @@ class SearchPlan:
     ``below`` (points, exclusive; None = no upper bound); a size no step covers is searched exactly."""
 
     steps: tuple[tuple[int | None, SearchParams | Widened], ...]
+    density: DensityMap | None = None
+    """Where the collection's points lie (recorded by ``optimize``): bounds a region's size without the engine."""
 
     @classmethod
     def fixed(cls, params: SearchParams) -> SearchPlan:
         return cls(((None, params),))
+
+    @property
+    def first_change(self) -> float:
+        """The region size from which the plan's parameters differ from the smallest region's (inf: never)."""
+        first, below_all = self.steps[0][1], 0.0
+        for below, params in self.steps:
+            if params != first:
+                return below_all
+            if below is None:
+                return math.inf
+            below_all = below
+        return below_all  # larger regions than every step covers are searched exactly
+
+    def bound(self, flt: SearchFilter) -> Bound | None:
+        """An upper bound of the points in ``flt``'s region from the density map, where it shows the region
+        smaller than :attr:`first_change` (so its parameters are known without the engine's estimate)."""
+        if self.density is None or flt.radius is None:
+            return None
+        r = flt.radius
+        most = self.density.at_most(r.lat, r.lon, r.radius_km)
+        return Bound(most) if most < self.first_change else None
 
     @property
     def by_size(self) -> bool:
@@ -57,15 +84,21 @@ class SearchPlan:
         return next((p for below, p in self.steps if below is None or size < below), EXACT)
 
 
+class Bound(int):
+    """A region's size bounded from above by the plan's density map: chooses the search, but is not the engine's
+    estimate (``candidates_in_region`` asks the engine where the hits filled the limit)."""
+
+
 def search_plan(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int | None = None,
-                oversampling: float | None = None) -> SearchPlan:
+                oversampling: float | None = None, points: int | None = None) -> SearchPlan:
     """How to search a collection: from its metadata's ``quantization`` and ``index`` records.
 
     ``auto``: exact on a plain collection; the index otherwise: with rescoring and the recorded
     oversampling on a quantized one; on an HNSW one, the ``plan`` its record holds (per region-size band,
     exact or the graph at the measured ``ef``), or for an older record its ``hnsw_ef`` unless it says
     ``"search": "exact"``. ``exact`` and ``approximate`` force one or the other for every query, and so does
-    an ``hnsw_ef`` (the graph at that ``ef``).
+    an ``hnsw_ef`` (the graph at that ``ef``). ``points``: the collection's size now; the plan's density map
+    is used only where it was counted at that size (a later ingest makes it stale).
     """
     if index not in INDEX_MODES:
         raise ValueError(f"index must be one of {', '.join(INDEX_MODES)}, got {index!r}")
@@ -88,7 +121,9 @@ def search_plan(metadata: Mapping[str, Any], index: str = "auto", hnsw_ef: int |
                 return Widened(approximate(b.get("hnsw_ef")), int(b["widen"]))
             return approximate(b.get("hnsw_ef"), b.get("acorn_max_selectivity")) if b["search"] == "hnsw" else EXACT
 
-        return SearchPlan(tuple((b["below"], step(b)) for b in graph["plan"]))
+        density = graph.get("density")
+        fresh = density is not None and points is not None and density.get("points") == points
+        return SearchPlan(tuple((b["below"], step(b)) for b in graph["plan"]), DensityMap.from_json(density) if fresh else None)
     return SearchPlan.fixed(approximate(hnsw_ef if hnsw_ef is not None else graph.get("hnsw_ef")))
 
 
@@ -131,7 +166,8 @@ class Stage2:
     batch_size: int = 1024
 
     def estimates(self, filters: Sequence[SearchFilter | None]) -> list[int | None]:
-        """The engine's cardinality estimate of each region where the plan depends on it (else None)."""
+        """The engine's cardinality estimate of each region where the plan depends on it (else None), or a
+        :class:`Bound` where the plan's density map shows it too small for the choice to depend on it."""
         if not self.plan.by_size:
             return [None] * len(filters)
         total = None
@@ -141,7 +177,8 @@ class Stage2:
                 total = self.store.count(self.collection) if total is None else total
                 out.append(total)
             else:
-                out.append(self.store.count(self.collection, f, exact=False))
+                bound = self.plan.bound(f)
+                out.append(bound if bound is not None else self.store.count(self.collection, f, exact=False))
         return out
 
     def search(self, queries: Sequence[np.ndarray], filters: Sequence[SearchFilter | None], *, candidates: int,
@@ -212,7 +249,7 @@ class Stage2:
         estimate the plan already fetched, where it did)."""
         if not found.full:
             return len(found.hits)
-        if not exact and found.estimate is not None:
+        if not exact and found.estimate is not None and not isinstance(found.estimate, Bound):
             return found.estimate
         return self.store.count(self.collection, flt, exact=exact)
 

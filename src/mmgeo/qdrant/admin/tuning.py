@@ -34,6 +34,7 @@ from mmgeo.qdrant.admin.probes import (
     region_filters,
 )
 from mmgeo.qdrant.base import EXACT, SearchParams, Store, Tuning
+from mmgeo.qdrant.density import density_of
 
 QuantizationKind = Literal["int8", "binary", "turbo", "turbo2"]
 
@@ -226,9 +227,11 @@ def optimize(
         recalls = [r for r in chosen if r is not None]
         recall = float(np.mean(recalls)) if recalls else float("nan")
         uses_graph = any(b["search"] != "exact" for b in plan)
+        density = density_of(store, name)
         store.set_metadata(name, {**store.get_metadata(name), "index": {
             "kind": "hnsw", "m": hnsw.m, "ef_construct": hnsw.ef_construct, "payload_m": hnsw.payload_m, "hnsw_ef": None, "acorn": graph.acorn,
             f"recall@{limit}": recall_by_radius(regions, None), "plan": plan, "measured": probes.method, "hits": PLAN_HITS,
+            "density": density.to_json() if density.points == after.points else None,
             "search": "plan" if uses_graph else "exact",
             "applied": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}})
         default = recall_by_radius(regions, None)
