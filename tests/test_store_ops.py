@@ -337,7 +337,7 @@ def test_turbo_without_a_graph_scans_the_codes_and_optimize_plans_scans(tmp_path
         record = store.get_metadata(name)["index"]
     assert record["m"] == 0
     for band in record["plan"]:
-        assert [(c.get("hnsw_ef"), c.get("widen")) for c in band["graph"]] == [(None, None), (None, 2), (None, 4), (None, 10)]  # no ef ladder
+        assert [(c.get("hnsw_ef"), c.get("widen")) for c in band["graph"]] == [(None, None), (None, 2), (None, 3), (None, 4), (None, 10)]  # no ef ladder
         assert band["search"] == "exact" or band["scan"]
 
 
