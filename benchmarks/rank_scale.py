@@ -118,15 +118,17 @@ def steps_used(plan: SearchPlan, record: dict[str, Any], sizes: list[int | None]
     """How many queries each plan step took, by the region-size band the record names for it (the engine's
     estimate ``sizes``; None: the plan does not depend on it)."""
     bands = record.get("plan") if record.get("search") == "plan" and len(record.get("plan") or ()) == len(plan.steps) else None
-    used: Counter[str] = Counter()
-    for n in sizes:
-        i = len(plan.steps) - 1 if n is None else next((i for i, (below, _) in enumerate(plan.steps) if below is None or n < below), None)
-        if i is None:
-            used["beyond the plan's bands: exact"] += 1
-        else:
-            band = f"{bands[i]['band']} points: {describe(bands[i])}" if bands else "every region"
-            used[f"{band} [{step_label(plan.steps[i][1])}]"] += 1
-    return dict(sorted(used.items()))
+    used: Counter[int] = Counter()
+    for n in sizes:  # len(plan.steps): beyond the plan's last band (searched exactly)
+        used[len(plan.steps) - 1 if n is None else next((i for i, (below, _) in enumerate(plan.steps) if below is None or n < below),
+                                                        len(plan.steps))] += 1
+
+    def label(i: int) -> str:
+        if i == len(plan.steps):
+            return "beyond the plan's bands [exact]"
+        band = f"{bands[i]['band']} points: {describe(bands[i])}" if bands else "every region"
+        return f"{band} [{step_label(plan.steps[i][1])}]"
+    return {label(i): used[i] for i in sorted(used)}
 
 
 def recall(got: list[set[str]], exact: list[set[str]]) -> float | None:
