@@ -272,21 +272,27 @@ def main() -> None:
                         "with HnswSettings(m=0)) on the plain store",
                         [("quantize", lambda: quantize(store, "turbo2", collections=[COLLECTION], hnsw=HnswSettings(m=0))),
                          ("optimize", lambda: optimize(store, collections=[COLLECTION], hnsw=HnswSettings(m=0)))]))
+    stored = store.count(COLLECTION)
+
+    def write() -> None:  # after every variant: a long run keeps what it measured
+        results = {"tiles": args.tiles, **({"region_lat_lon_km": list(region), "stored_tiles": stored} if region else {}),
+                   "dim": int(q.vectors.shape[1]), "store": str(args.store), "cpus": os.cpu_count(),
+                   "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                   "load_avg_1m_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
+                   "variants": variants, "ingest": built, "wall_s": round(time.perf_counter() - started, 1),
+                   "command": "python benchmarks/rank_scale.py " + " ".join(
+                       f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False))}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        (args.out / f"{args.stem}.md").write_text(format_markdown(results))
+
+    write()
     for method, by, jobs in changes:
         variants.append(changed(store, method, by, jobs, lambda: measure(store, q, prepared, radii, counts, args, extra["exact"]),
                                 collection_dir))
-    stored = store.count(COLLECTION)
+        write()
     store.close()
-    results = {"tiles": args.tiles, **({"region_lat_lon_km": list(region), "stored_tiles": stored} if region else {}), "dim": int(q.vectors.shape[1]), "store": str(args.store), "cpus": os.cpu_count(),
-               "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
-               "load_avg_1m_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
-               "variants": variants, "ingest": built, "wall_s": round(time.perf_counter() - started, 1),
-               "command": "python benchmarks/rank_scale.py " + " ".join(
-                   f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False))}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (args.out / f"{args.stem}.md").write_text(format_markdown(results))
-    print(format_markdown(results))
+    print((args.out / f"{args.stem}.md").read_text())
 
 
 def format_markdown(res: dict[str, Any]) -> str:
