@@ -2,7 +2,7 @@
 
 ``make test`` runs the suite in two pytest-xdist workers (CI's 2 cores): the session's expensive
 inputs (the demo world, ``make demo``'s folder) are built once for all workers, by whichever asks first
-(:func:`built_once`), and each module's tests stay in one worker (:func:`pytest_collection_modifyitems`), so a
+(:func:`built_once`), and each module's tests stay in one worker (:func:`pytest_xdist_make_scheduler`), so a
 module-scoped fixture is built once too.
 """
 
@@ -45,17 +45,29 @@ def store(backend, tmp_path):
     s.close()
 
 
-# Test files whose tests may share a worker with any other test: their only expensive input is session-wide (built
-# once, see built_once) and each test costs about the same, so they spread the load over the workers.
+# Test files whose tests may go to any worker: their only expensive input is session-wide (built once, see
+# built_once) and each test costs about the same, so they spread the load over the workers.
 SPREAD = {"test_docs.py"}
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """Under ``--dist loadgroup``, each test module is one group (its module-scoped fixtures are built once), except
-    the modules in :data:`SPREAD`, whose tests go one by one to whichever worker is free."""
-    for item in items:
-        if item.path.name not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    """The tests of :data:`SPREAD` run last: under pytest-xdist the workers then finish together, and make demo, which
+    they need, is built early (tests/test_browser.py needs it too) while the other worker goes on."""
+    items.sort(key=lambda item: item.path.name in SPREAD)  # stable: collection order otherwise
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's unit of work: a test module (its module-scoped fixtures are built once), but each test of the
+    modules in :data:`SPREAD` on its own (to whichever worker is free). Units go out in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if Path(module).name in SPREAD else module
+
+    return ModuleScheduling(config, log)
 
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
