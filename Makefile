@@ -69,8 +69,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/lint-imports
 
+# Two pytest-xdist workers (CI has 2 cores); tests/conftest.py builds make demo once for both, keeps each test
+# module in one worker but spreads the docs examples (run last, in collection order: make demo is built early while
+# the other worker goes on). PYTEST_WORKERS=0 runs the suite in this process.
+PYTEST_WORKERS ?= 2
 test: lint
-	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q; rc=$$?; \
+	@HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
 
 bench-quick: $(STAMP)

@@ -245,8 +245,10 @@ def _write_manifest(world: Path, path: Path) -> None:
 def docs_demo(make_demo, tmp_path_factory) -> dict:
     """``make demo``'s folder, the inputs the placeholders name, and the environment examples run in."""
     base = make_demo
-    _write_predictions(base / "demo" / "world", base / "predictions.csv")
-    _write_manifest(base / "demo" / "world", base / "photos.csv")
+    staging = tmp_path_factory.mktemp("docs-inputs")  # written here, then moved in whole: another worker may be copying base
+    for name, write in (("predictions.csv", _write_predictions), ("photos.csv", _write_manifest)):
+        write(base / "demo" / "world", staging / name)
+        os.replace(staging / name, base / name)
     photos = _photos_of(base / "demo" / "world", "Empire_State_Building", 3)
     fill = {"landmark_photos_3": " ".join(photos), "landmark_photos_2": " ".join(photos[:2])}
     return {"base": base, "fill": fill, "env": _env(_script_dirs(tmp_path_factory.mktemp("docs-scripts")))}

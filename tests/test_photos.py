@@ -17,6 +17,7 @@ import pytest
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
+from copying import copy_tree
 from mmgeo.errors import InputError, LayoutNotFoundError
 from mmgeo.evaluation.photos import holdout_split, outing
 from mmgeo.ingest.demo_world.photos import ANSWER_KEY, GPX_FILE, MALFORMED, make_photo_library
@@ -214,19 +215,28 @@ def test_ingest_spec_refuses_what_a_photo_folder_cannot_be(library, demo_world):
         plan_ingest(demo_world / "index", IngestSpec(modalities=("ground",), encoder="efficientnet_lite0"))
 
 
-@pytest.mark.slow
-def test_cli_ingests_a_photo_folder_lists_the_rest_and_exits_3(library, tmp_path):
-    root, answers = library
+@pytest.fixture(scope="module")
+def ingested(library, tmp_path_factory):
+    """``mmgeo ingest`` of the library into a ground collection (EfficientNet-Lite0), run once for the tests that
+    check it and search it: (its folder, the finished process); the store is ``store`` in that folder."""
+    root, _ = library
+    tmp = tmp_path_factory.mktemp("ingested")
     cmd = [sys.executable, "-m", "mmgeo", "ingest", str(root), "--modalities", "ground", "--gpx", str(root / GPX_FILE),
-           "--encoder", "efficientnet_lite0", "--store", str(tmp_path / "store"), "--errors", str(tmp_path / "e.txt"), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+           "--encoder", "efficientnet_lite0", "--store", str(tmp / "store"), "--errors", str(tmp / "e.txt"), "--json"]
+    return tmp, subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+
+
+@pytest.mark.slow
+def test_cli_ingests_a_photo_folder_lists_the_rest_and_exits_3(library, ingested):
+    root, answers = library
+    tmp, out = ingested
     assert out.returncode == 3, out.stderr
     [report] = json.loads(out.stdout)["collections"]
     located = sum(a.expected == "located" for a in answers)
     assert report["ingested"] == located and report["skipped"] == len(answers) - located
-    listed = (tmp_path / "e.txt").read_text().splitlines()
+    listed = (tmp / "e.txt").read_text().splitlines()
     assert any(line.endswith(": no GPS in EXIF; no capture time (DateTimeOriginal) to match the GPX track") for line in listed)
-    with EdgeStore(tmp_path / "store") as store:
+    with EdgeStore(tmp / "store") as store:
         assert store.count("mmgeo_ground") == located
 
 
@@ -378,12 +388,10 @@ def test_write_sidecars_for_predictions_never_overwrites_a_tool_sidecar(tmp_path
 
 
 @pytest.mark.slow
-def test_locate_only_missing_gps_writes_sidecars_and_never_the_photos(library, tmp_path):
+def test_locate_only_missing_gps_writes_sidecars_and_never_the_photos(library, ingested, tmp_path):
     root, answers = library
-    store, env = tmp_path / "store", {"cwd": tmp_path, "capture_output": True, "text": True}
-    ingest = subprocess.run([sys.executable, "-m", "mmgeo", "ingest", str(root), "--modalities", "ground", "--gpx",
-                             str(root / GPX_FILE), "--encoder", "efficientnet_lite0", "--store", str(store)], **env)
-    assert ingest.returncode == 3, ingest.stderr
+    store, env = copy_tree(ingested[0] / "store", tmp_path / "store"), {"cwd": tmp_path, "capture_output": True, "text": True}
+    assert ingested[1].returncode == 3, ingested[1].stderr
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
     out = subprocess.run([sys.executable, "-m", "mmgeo", "locate", str(root), "--only-missing-gps", "--gpx", str(root / GPX_FILE),
                           "--out", str(tmp_path / "found.csv"), "--store", str(store), "--stage1", "knn",
