@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -205,6 +207,7 @@ def test_every_method_raises_collection_not_found_for_a_missing_collection(store
         "scroll": lambda: list(store.scroll("nope")),
         "search": lambda: store.search("nope", _unit(rng)[0], using="image", limit=1),
         "engine_info": lambda: store.engine_info("nope"),
+        "warm": lambda: store.warm("nope"),
     }
     for method, call in calls.items():
         with pytest.raises(CollectionNotFoundError, match="nope"):
@@ -234,3 +237,34 @@ def test_engine_info_and_backend(store):
     assert (info.disk_bytes is not None) == (store.backend == "edge")
     ids = store.approximate_ids(name, _unit(rng, 3), using="image", limit=5, exact=True, ignore_quantization=True)
     assert [len(found) for found in ids] == [5, 5, 5]
+
+
+def test_warm_reads_an_embedded_collection_index_first_within_its_budget(store, monkeypatch):
+    """Edge maps its files and drops them from the page cache when it opens a collection, so a process's first
+    searches read from disk: ``warm`` reads them first (the graph and payload index before the vectors, never more
+    than the budget). A server keeps its own memory: nothing to read."""
+    name = ensure_collection(store, "satellite", IDENT)
+    rng = np.random.default_rng(2)
+    store.upsert(name, [_point(str(i), 0.0, float(i) / 100, v) for i, v in enumerate(_unit(rng, 200))])
+    if not isinstance(store, EdgeStore):
+        assert store.warm(name) == 0
+        return
+    opened: list[str] = []
+    original = Path.open
+
+    def spy(self, *args, **kwargs):
+        opened.append(str(self))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spy)
+    everything = store.warm(name)
+    files = list(opened)
+    on_disk = sum(f.stat().st_size for f in (store.root / name / "shard" / "segments").rglob("*") if f.is_file())
+    assert everything == on_disk > 0
+    vector_files = [i for i, f in enumerate(files) if "vector_storage-" in f]
+    payload_index = [i for i, f in enumerate(files) if "payload_index" in f]
+    assert payload_index and vector_files and max(payload_index) < min(vector_files)
+    opened.clear()
+    assert store.warm(name, budget_bytes=everything // 2) <= everything // 2
+    assert len(opened) < len(files)
+    assert store.search(name, _unit(rng)[0], using="image", limit=3)  # the collection still answers

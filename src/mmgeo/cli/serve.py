@@ -49,6 +49,7 @@ def serve_command(host, port, max_upload_mb, max_files, max_pixels, timeout_s, m
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
         geolocator = build_geolocator(store, **geolocator_kwargs(options))
+        geolocator.warm()  # the store's files read now, not by the first requests
         limits = ServeLimits(int(max_upload_mb * 2**20), max_files, max_pixels, timeout_s, max_batch, batch_wait_ms, max_queue)
         app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
         console.print(f"mmgeo serve: {store.location} on http://{host}:{port}/"

@@ -279,6 +279,11 @@ class Store(Protocol):
     def close(self) -> None:
         """Release the store (files, locks, connections)."""
 
+    def warm(self, name: str, budget_bytes: int | None = None) -> int:
+        """Read collection ``name``'s files into memory ahead of its first queries (at most ``budget_bytes``;
+        None: half the memory available), so that a process's first searches are not answered from disk. Returns
+        the bytes read: 0 where the engine runs elsewhere and keeps its own memory (a server)."""
+
     # -- administration (``mmgeo store``): each backend implements these or raises NotImplementedError
     #    with the reason, as qdrant-client's local mode does for what it lacks.
     backend: str

@@ -93,6 +93,12 @@ class ClientStore(ClientAdmin):
     def close(self) -> None:
         self.client.close()
 
+    def warm(self, name: str, budget_bytes: int | None = None) -> int:
+        """Nothing to read here: a server keeps its collections in its own memory (its ``on_disk`` and
+        quantization ``always_ram`` settings), and local mode holds them in this process's."""
+        self._require(name)
+        return 0
+
     def __enter__(self) -> ClientStore:
         return self
 

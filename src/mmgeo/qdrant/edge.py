@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import qdrant_edge as qe
 
 from mmgeo.errors import CollectionNotFoundError, StoreError, StoreLockedError
@@ -36,6 +37,10 @@ _SCHEMA = {
     "geo": qe.PayloadSchemaType.Geo,
 }
 _KIND = {v: k for k, v in _SCHEMA.items()}
+WARM_ORDER = ("vector_index-", "payload_index", "id_tracker", "payload_storage", "quantized", "vector_storage-")
+"""What :meth:`EdgeStore.warm` reads first (a segment's files and folders, by name prefix): the graph, the
+payload indexes filters read, the id map and payloads hits read, the quantized codes, then the full vectors."""
+WARM_CHUNK = 8 << 20
 
 
 def _edge_index(index: VectorIndex | None) -> dict[str, Any]:
@@ -193,6 +198,36 @@ class EdgeStore(EdgeAdmin):
                 raise StoreError(f"cannot open collection {name!r} in {self.root}: {exc}") from None
             self._shards[name] = shard
         return shard
+
+    def warm(self, name: str, budget_bytes: int | None = None) -> int:
+        """Read the shard's segment files through the OS page cache, the index first (:data:`WARM_ORDER`).
+
+        The engine maps its files into memory and drops them from the page cache when it opens a shard, so a
+        fresh process's first searches fault their pages in from disk: on the dense city store (200K tiles,
+        500 MB) the first 100 searches of a process took p50 16 ms through ``Geolocator.rank``, 9 ms once the
+        files were read (0.3 s). Files past the budget stay on disk; the full-precision vectors come last (a
+        quantized collection reads them only to rescore its best hits).
+        """
+        self._shard(name)  # opened first: opening drops the files from the page cache
+        if budget_bytes is None:
+            budget_bytes = psutil.virtual_memory().available // 2
+        segments = self._dir(name) / SHARD_DIR / "segments"
+
+        def order(f: Path) -> tuple[int, Path]:
+            parts = f.relative_to(segments).parts
+            return min((i for i, p in enumerate(WARM_ORDER) for part in parts if part.startswith(p)), default=len(WARM_ORDER)), f
+
+        files = sorted((f for f in segments.rglob("*") if f.is_file()), key=order)
+        read = 0
+        buffer = bytearray(WARM_CHUNK)
+        for f in files:
+            size = f.stat().st_size
+            if read + size > budget_bytes:
+                continue
+            with f.open("rb", buffering=0) as fh:
+                while n := fh.readinto(buffer):
+                    read += n
+        return read
 
     def get_metadata(self, name: str) -> dict[str, Any]:
         path = self._dir(name) / META_FILE

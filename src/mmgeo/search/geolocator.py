@@ -265,6 +265,17 @@ class Geolocator:
                                      "text-projection`), or --text-encoder none.", verb="the text encoder maps photos into")
         return self.text_encoder.name
 
+    def warm(self, budget_bytes: int | None = None) -> int:
+        """Read the collections every query reads (stage 2's, stage 1's ground photos where it searches them, the
+        texts) into memory ahead of the first queries (:meth:`~mmgeo.qdrant.base.Store.warm`, at most
+        ``budget_bytes`` in all; None: half the memory available): what ``mmgeo serve`` does before it listens.
+        Returns the bytes read."""
+        names = [self.collection, getattr(self.stage1, "collection", None), self.text_collection if self.text_space else None]
+        read = 0
+        for name in dict.fromkeys(n for n in names if n and self.store.has_collection(n)):
+            read += self.store.warm(name, None if budget_bytes is None else budget_bytes - read)
+        return read
+
     def stage2(self, s: SearchSettings) -> Stage2:
         """The batched stage-2 search these settings ask for, on the collection's own index (its plan read from the
         metadata once per setting: it is on every query's path)."""
