@@ -74,6 +74,11 @@ The scan takes as long for any limit, but each hit it returns costs a rescore an
 narrowest ``widen`` that keeps the target (its queries whose kept hits fall short go exact). On the slice with
 2-bit codes, for stage 2's 20 hits, widen 2 (the collection's top 40) kept 0.997 on the probes in one optimize and
 fell short of the margin in another, where widen 4 keeps 1.000 at 1.5x the time: widen 3 lies between."""
+WARM_EXACT_BELOW = 10_000
+"""Regions below this many points are searched exactly once, untimed, before exact search is timed in them: timed
+first, it found each region's points cold where every setting after it found them warm, and small regions, where
+exact competes, lost by that alone (101K world, regions under 100 points: 0.150 ms against 0.121 for the graph on
+the probes, where through stage 2 exact was the faster)."""
 MIN_BAND_QUERIES = 10
 """A band needs this many measured regions before the graph is trusted in it; else it stays exact."""
 TIE_MS_SHARE = 0.2
@@ -251,14 +256,13 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
     total = store.count(name)
     regions: list[dict[str, Any]] = []
     per_radius = []
-    # untimed: the collection's files and the smallest regions' vectors read first, so that exact search, timed
-    # first, is not timed cold where the settings after it find them warm (101K world, regions under 100 points:
-    # timed at 0.22 ms, 0.11 warm; the engine drops its files from the page cache when it opens a collection)
-    store.warm(name)
-    _search_timed(store, name, probes, region_filters(probes, radii[0]), using=using, limit=limit, hits=hits, params=EXACT)
+    store.warm(name)  # the engine drops its files from the page cache when it opens a collection
     for radius in radii:
         filters = region_filters(probes, radius)
         sizes = [total if f is None else store.count(name, f, exact=False) for f in filters]
+        for v, f, n in zip(probes.vectors, filters, sizes):  # untimed: see WARM_EXACT_BELOW
+            if n < WARM_EXACT_BELOW:
+                store.search(name, v, using=using, limit=hits, flt=f, params=EXACT, fields=("key",))
         exact, exact_ms = _search_timed(store, name, probes, filters, using=using, limit=limit, hits=hits, params=EXACT)
         per_radius.append((filters, exact))
         regions += [{"radius_km": radius, "dense": bool(d), "size": s, "band": band_of(s), "exact_ms": t, "graph": {}}
