@@ -159,6 +159,7 @@ def measure(args: argparse.Namespace) -> None:
     for method, knobs in variants.items():
         settings = settings_for(args.radius)
         settings = dataclasses.replace(settings, **knobs)
+        geo.warm()  # again: minutes of the method before paged this one's pages out on a host that reclaims idle memory
         for p in prepared[:WARMUP]:
             geo.rank(p, settings)
         load = os.getloadavg()[0]
@@ -190,7 +191,7 @@ def measure(args: argparse.Namespace) -> None:
               "index_record": record, "build": build, "disk_mb": disk_mb(args.store / COLLECTION), "rss_mb_after": rss_mb(),
               "cpus": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
               "load_avg_1m_before_after": [round(load0[0], 2), round(os.getloadavg()[0], 2)],
-              "warm": warmed, "rows": rows, "paired": paired, "wall_s": round(time.perf_counter() - started, 1)}
+              "warm": warmed, "warm_each_method": True, "rows": rows, "paired": paired, "wall_s": round(time.perf_counter() - started, 1)}
     store.close()
     path = args.out / f"{args.stem}.json"
     runs = json.loads(path.read_text())["runs"] if path.is_file() and args.append else []
@@ -330,7 +331,9 @@ def format_markdown(runs: list[dict[str, Any]]) -> str:
         lines += [f"Disk {r['disk_mb']:,.0f} MB; this script's RSS after measuring {r['rss_mb_after']:,.0f} MB."]
         if r.get("warm"):
             lines.append(f"Before timing, the store read into memory by `Geolocator.warm` (as `mmgeo serve` does before it "
-                         f"listens): {r['warm']['bytes'] / 2**20:,.0f} MB in {r['warm']['s']} s.")
+                         f"listens): {r['warm']['bytes'] / 2**20:,.0f} MB in {r['warm']['s']} s"
+                         + (", and again before each method (the machine pages out mapped memory left idle for a minute)."
+                            if r.get("warm_each_method") else "."))
         lines.append("")
         if r.get("paired"):
             pr = r["paired"]

@@ -240,8 +240,8 @@ def test_engine_info_and_backend(store):
 
 
 def test_warm_reads_an_embedded_collection_index_first_within_its_budget(store, monkeypatch):
-    """Edge maps its files and drops them from the page cache when it opens a collection, so a process's first
-    searches read from disk: ``warm`` reads them first (the graph and payload index before the vectors, never more
+    """Edge maps its files, and where they are not in the page cache a process's first searches read from disk:
+    ``warm`` reads them first (the graph and payload index before the vectors, never more
     than the budget). A server keeps its own memory: nothing to read."""
     name = ensure_collection(store, "satellite", IDENT)
     rng = np.random.default_rng(2)

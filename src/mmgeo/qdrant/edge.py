@@ -202,13 +202,14 @@ class EdgeStore(EdgeAdmin):
     def warm(self, name: str, budget_bytes: int | None = None) -> int:
         """Read the shard's segment files through the OS page cache, the index first (:data:`WARM_ORDER`).
 
-        The engine maps its files into memory and drops them from the page cache when it opens a shard, so a
-        fresh process's first searches fault their pages in from disk: on the dense city store (200K tiles,
-        500 MB) the first 100 searches of a process took p50 16 ms through ``Geolocator.rank``, 9 ms once the
-        files were read (0.3 s). Files past the budget stay on disk; the full-precision vectors come last (a
-        quantized collection reads them only to rescore its best hits).
+        The engine maps its files into memory; where they are not in the page cache (the first use after a
+        reboot, after other work evicted them, or on a host that pages out mapped memory left idle: the machine
+        these numbers come from does after a minute) a process's first searches fault them in from disk a page at a
+        time: on the dense city store (200K tiles, 625 MB) the first 100 searches of a process took p50 16 ms
+        through ``Geolocator.rank``, 9 ms once the files were read (0.3 s). Files past the budget stay on disk; the
+        full-precision vectors come last (a quantized collection reads them only to rescore its best hits).
         """
-        self._shard(name)  # opened first: opening drops the files from the page cache
+        self._shard(name)  # opened (and checked) first
         if budget_bytes is None:
             budget_bytes = psutil.virtual_memory().available // 2
         segments = self._dir(name) / SHARD_DIR / "segments"

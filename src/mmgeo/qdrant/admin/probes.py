@@ -256,7 +256,7 @@ def plan_curve(store: Store, name: str, probes: Probes, *, using: str, limit: in
     total = store.count(name)
     regions: list[dict[str, Any]] = []
     per_radius = []
-    store.warm(name)  # the engine drops its files from the page cache when it opens a collection
+    store.warm(name)  # timed searches must not fault the store in from disk (Store.warm)
     for radius in radii:
         filters = region_filters(probes, radius)
         sizes = [total if f is None else store.count(name, f, exact=False) for f in filters]
