@@ -151,15 +151,17 @@ def measure(args: argparse.Namespace) -> None:
                      PreparedStage1(), collection=COLLECTION)
     record = store.get_metadata(COLLECTION).get("index") or {}
     variants = {"exact": {"index": "exact"}, "graph (default ef)": {"index": "approximate"}, "plan (default)": {}}
-    t_warm = time.perf_counter()
-    warmed = {"bytes": geo.warm(), "s": 0.0}  # what mmgeo serve does before it listens
-    warmed["s"] = round(time.perf_counter() - t_warm, 2)
+    warmed: dict[str, Any] = {}
     top_ids(geo.stage2(dataclasses.replace(settings_for(args.radius), index="exact")), q, args.radius)  # the files read once
     rows, reference = [], None
     for method, knobs in variants.items():
         settings = settings_for(args.radius)
         settings = dataclasses.replace(settings, **knobs)
-        geo.warm()  # again: minutes of the method before paged this one's pages out on a host that reclaims idle memory
+        # what mmgeo serve does before it listens, before each method: minutes of the one before may have paged
+        # this one's pages out on a host that reclaims idle memory
+        t_warm = time.perf_counter()
+        read = geo.warm()
+        warmed = warmed or {"bytes": read, "s": round(time.perf_counter() - t_warm, 2)}
         for p in prepared[:WARMUP]:
             geo.rank(p, settings)
         load = os.getloadavg()[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from mmgeo.cli.common import MmgeoCommand, console, open_store_from, store_options
@@ -49,12 +51,16 @@ def serve_command(host, port, max_upload_mb, max_files, max_pixels, timeout_s, m
     store = open_store_from(store_path, qdrant_url, api_key)
     try:
         geolocator = build_geolocator(store, **geolocator_kwargs(options))
-        geolocator.warm()  # the store's files read now, not by the first requests
+        started = time.perf_counter()
+        read = geolocator.warm()  # the store's files read now, not by the first requests
+        warm_s = time.perf_counter() - started
         limits = ServeLimits(int(max_upload_mb * 2**20), max_files, max_pixels, timeout_s, max_batch, batch_wait_ms, max_queue)
         app = create_app(geolocator, limits=limits, api_key=require_key or None, cors_origins=tuple(cors_origins))
         console.print(f"mmgeo serve: {store.location} on http://{host}:{port}/"
                       f"{' (API key required)' if require_key else ''}", highlight=False)
-        console.print(f"stage 1: {geolocator.notes['stage1']}; text rerank: {geolocator.notes['text']}", highlight=False)
+        console.print(f"stage 1: {geolocator.notes['stage1']}; text rerank: {geolocator.notes['text']}; "
+                      f"{read / 2**20:,.0f} MB of the store read into memory in {warm_s:.1f} s",
+                      highlight=False)
         uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     finally:
         sock.close()
